@@ -1,0 +1,41 @@
+# One task runner. `make run` and `make test` work on a fresh machine with only Python 3.11 and pip.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help install run test test-fast lint typecheck imports bench clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install Ragline with dev tools
+
+run: $(STAMP) ## serve the API on 127.0.0.1:8000 with the embedded defaults (./data)
+	$(BIN)/ragline serve
+
+test: $(STAMP) ## run the whole test suite
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP) ## tests without the slow/e2e/crash markers
+	$(BIN)/python -m pytest -q -m "not slow and not e2e and not crash"
+
+lint: $(STAMP) ## ruff, mypy (strict on engine/ and ingest/), import-linter layers
+	$(BIN)/ruff check engine ingest api tests benchmarks
+	$(BIN)/mypy engine ingest api
+	$(BIN)/lint-imports
+
+bench: $(STAMP) ## retrieval quality/latency, ingest and agent overhead benchmarks
+	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/retrieval_quality.py
+	$(BIN)/python benchmarks/retrieval_latency.py
+	$(BIN)/python benchmarks/agent_overhead.py
+
+clean: ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

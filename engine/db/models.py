@@ -1,0 +1,246 @@
+"""ORM tables. The files, metadata and this database are the truth; Qdrant holds derived data."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def new_id(prefix: str) -> str:
+    """Opaque, unguessable ids with a readable type prefix (``kb_…``, ``file_…``)."""
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+def now() -> float:
+    return time.time()
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, list[Any]: JSON}
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Workspace(Base):
+    __tablename__ = "workspaces"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))  # admin | editor | viewer
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(32))  # shown to users to recognise a token, never the secret
+    secret_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str | None] = mapped_column(String(16), nullable=True)  # caps the member's role
+    kb_ids: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)  # limit to these knowledge bases
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class TokenAudit(Base):
+    __tablename__ = "token_audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_id: Mapped[str] = mapped_column(String(40), index=True)
+    workspace_id: Mapped[str] = mapped_column(String(40), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    actor_token_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class KnowledgeBase(Base):
+    __tablename__ = "knowledge_bases"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class File(Base):
+    """One uploaded file and its ingest job (status is the durable queue)."""
+
+    __tablename__ = "files"
+    __table_args__ = (
+        UniqueConstraint("kb_id", "sha256", name="uq_files_kb_sha256"),
+        Index("ix_files_queue", "status", "next_attempt_at"),
+    )
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(40), index=True)
+    kb_id: Mapped[str] = mapped_column(ForeignKey("knowledge_bases.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    mime: Mapped[str] = mapped_column(String(100))
+    file_type: Mapped[str] = mapped_column(String(16))
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|processing|ready|failed
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    warnings: Mapped[list[str]] = mapped_column(JSON, default=list)  # e.g. pages that failed to parse
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float] = mapped_column(Float, default=0.0)
+    pages_total: Mapped[int] = mapped_column(Integer, default=0)
+    pages_done: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_total: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_done: Mapped[int] = mapped_column(Integer, default=0)
+    parse_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    embed_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    model: Mapped[str] = mapped_column(String(200))
+    instructions: Mapped[str] = mapped_column(Text, default="")
+    tools: Mapped[list[str]] = mapped_column(JSON, default=list)
+    kb_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    max_steps: Mapped[int] = mapped_column(Integer, default=8)
+    max_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    timeout_s: Mapped[float] = mapped_column(Float, default=120.0)
+    temperature: Mapped[float | None] = mapped_column(Float, nullable=True)
+    http_fetch_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    callback_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class ChatSession(Base):
+    __tablename__ = "chat_sessions"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    agent_id: Mapped[str | None] = mapped_column(String(40), nullable=True)  # None: the built-in assistant
+    title: Mapped[str] = mapped_column(String(200), default="")
+    kb_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class ChatMessage(Base):
+    __tablename__ = "chat_messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("chat_sessions.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text)
+    run_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    citations: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Run(Base):
+    """One agent, chat or trigger run: its trace, usage and timing."""
+
+    __tablename__ = "runs"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(40), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # chat | agent | trigger
+    agent_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    session_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    trigger_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))  # running | succeeded | failed | cancelled
+    model: Mapped[str] = mapped_column(String(200))
+    input: Mapped[str] = mapped_column(Text)
+    output: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    steps: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    total_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[float] = mapped_column(Float, default=now)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class RunEventRow(Base):
+    """Every streamed event, stored as encoded: what is streamed is what is stored."""
+
+    __tablename__ = "run_events"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    type: Mapped[str] = mapped_column(String(16))
+    data: Mapped[str] = mapped_column(Text)
+
+
+class Trigger(Base):
+    __tablename__ = "triggers"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(16))  # manual | webhook | schedule
+    input_template: Mapped[str] = mapped_column(Text, default="{input}")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    webhook_path: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    webhook_secret: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    cron: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    next_fire_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_fired_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    callback_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    callback_secret: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class WebhookDelivery(Base):
+    """Seen webhook delivery ids: a replay starts no second run."""
+
+    __tablename__ = "webhook_deliveries"
+    trigger_id: Mapped[str] = mapped_column(ForeignKey("triggers.id", ondelete="CASCADE"), primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    run_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    received_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class CallbackDelivery(Base):
+    __tablename__ = "callback_deliveries"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(40), index=True)
+    run_id: Mapped[str] = mapped_column(String(40), index=True)
+    trigger_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    agent_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    url: Mapped[str] = mapped_column(Text)
+    event: Mapped[str] = mapped_column(String(32), default="run.finished")
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float] = mapped_column(Float, default=0.0)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    log: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    delivered_at: Mapped[float | None] = mapped_column(Float, nullable=True)

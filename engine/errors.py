@@ -1,0 +1,64 @@
+"""Engine error hierarchy. Only ``api/`` maps these to HTTP status codes."""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base error: ``code`` is a stable machine-readable string, ``message`` is for people."""
+
+    code = "engine_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class InvalidInput(EngineError):
+    code = "invalid_input"
+
+
+class NotFound(EngineError):
+    code = "not_found"
+
+    def __init__(self, kind: str, ident: str | None = None) -> None:
+        super().__init__(f"{kind} not found")
+        self.kind = kind
+        self.ident = ident
+
+
+class Conflict(EngineError):
+    code = "conflict"
+
+
+class PermissionDenied(EngineError):
+    code = "forbidden"
+
+
+class PayloadTooLarge(EngineError):
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(EngineError):
+    code = "unsupported_media_type"
+
+
+class RateLimited(EngineError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ModelError(EngineError):
+    """The model provider failed (HTTP error, timeout, malformed stream)."""
+
+    code = "model_error"
+
+
+class BlockedDestination(EngineError):
+    """An outbound URL resolves to a loopback, private, link-local or metadata address."""
+
+    code = "blocked_destination"

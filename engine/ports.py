@@ -1,0 +1,92 @@
+"""Ports: the Protocols the engine depends on. Adapters are the only importers of vendor SDKs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import msgspec
+
+from engine.llm import ModelEvent, ModelRequest
+from engine.types import ChunkRecord, ScoredChunk, SearchFilters, SparseVector, VectorPoint, VectorQuery
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Dense text embeddings, L2-normalised. Encoding runs off the event loop."""
+
+    name: str
+    dim: int
+    max_tokens: int  # the model's input window in its own tokens
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+    async def embed_query(self, text: str) -> list[float]: ...
+
+
+class SparseEncoder(Protocol):
+    """Sparse term vectors (BM25 term frequencies; IDF is applied by Qdrant's IDF modifier)."""
+
+    def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]: ...
+
+    def encode_query(self, text: str) -> SparseVector: ...
+
+
+class VectorStore(Protocol):
+    """Chunks with dense + sparse vectors in one collection; every call is workspace-scoped."""
+
+    async def upsert(self, points: Sequence[VectorPoint]) -> None: ...
+
+    async def search(self, query: VectorQuery) -> list[ScoredChunk]: ...
+
+    async def get_chunks(self, workspace_id: str, file_id: str, ordinals: Sequence[int]) -> list[ChunkRecord]: ...
+
+    async def count(self, filters: SearchFilters) -> int: ...
+
+    async def delete_file(self, workspace_id: str, file_id: str) -> None: ...
+
+    async def delete_kb(self, workspace_id: str, kb_id: str) -> None: ...
+
+    async def file_ids(self) -> set[str]:
+        """Every file id that has at least one point (for orphan sweeps after a crash)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Reranker(Protocol):
+    """Optional second-stage scorer (off by default: no reranking model ships offline)."""
+
+    async def rerank(self, query: str, hits: Sequence[ScoredChunk]) -> list[ScoredChunk]: ...
+
+
+class ModelClient(Protocol):
+    """Streams one model call as typed ``ModelEvent``s. Raises ``ModelError`` on provider failure."""
+
+    def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]: ...
+
+
+class ToolResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What a tool returns: ``content`` goes to the model, ``summary`` to the ``tool_end`` event."""
+
+    content: str
+    summary: str
+    is_error: bool = False
+    sources: tuple[ScoredChunk, ...] = ()  # chunks retrieved by this call (citation checks)
+
+
+class ToolContext(msgspec.Struct, frozen=True, kw_only=True):
+    """Per-run context handed to tools: who is calling and which knowledge they may read."""
+
+    run_id: str
+    workspace_id: str
+    kb_ids: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class Tool(Protocol):
+    name: str
+    description: str
+    parameters: dict[str, Any]  # JSON schema of the arguments object
+
+    async def __call__(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult: ...

@@ -1,0 +1,69 @@
+"""One ``Settings`` object, read from environment variables (documented in README's configuration table)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Runtime configuration. ``Settings.from_env()`` is the only constructor the app uses."""
+
+    data_dir: Path = Path("data")
+    database_url: str = ""  # empty: SQLite file under data_dir
+    qdrant_url: str = ""  # empty: embedded qdrant-edge shard under data_dir
+    qdrant_api_key: str = ""
+    qdrant_collection: str = "ragline_chunks"
+    embedder: str = "minilm"  # "minilm" (torch fp32) or "minilm-onnx-int8"
+    torch_threads: int = 0  # 0: min(cpu_count, 4)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    chunk_tokens: int = 200
+    chunk_overlap: int = 40
+    max_chunks_per_file: int = 20_000
+    max_upload_bytes: int = 100 * 1024 * 1024
+    parse_timeout_s: float = 60.0
+    parse_memory_mb: int = 1536
+    ingest_workers: int = 1
+    ingest_max_attempts: int = 3
+    search_max_top_k: int = 100
+    default_model: str = "ragline/extractive"
+    rate_limit_per_minute: int = 600
+    cors_origins: tuple[str, ...] = ()
+    log_level: str = "INFO"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{(self.data_dir / 'ragline.db').resolve()}"
+
+    @property
+    def resolved_torch_threads(self) -> int:
+        return self.torch_threads or max(1, min(os.cpu_count() or 1, 4))
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"
+
+    @property
+    def qdrant_path(self) -> Path:
+        return self.data_dir / "qdrant"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``RAGLINE_*`` variables (plus ``DATABASE_URL`` and ``QDRANT_URL``)."""
+        env = os.environ if env is None else env
+        raw: dict[str, Any] = {}
+        for field in msgspec.structs.fields(cls):
+            name = field.name
+            key = name.upper() if name in ("database_url", "qdrant_url", "qdrant_api_key") else f"RAGLINE_{name.upper()}"
+            if key in env and env[key] != "":
+                raw[name] = env[key].split(",") if name == "cors_origins" else env[key]
+        raw.update(overrides)
+        try:
+            return msgspec.convert(raw, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"invalid configuration: {exc}") from exc
