@@ -35,7 +35,13 @@ class SparseEncoder(Protocol):
 class VectorStore(Protocol):
     """Chunks with dense + sparse vectors in one collection; every call is workspace-scoped."""
 
-    async def upsert(self, points: Sequence[VectorPoint]) -> None: ...
+    async def upsert(self, points: Sequence[VectorPoint]) -> None:
+        """Insert or replace points. New points are hidden from ``search`` until ``publish_file``."""
+        ...
+
+    async def publish_file(self, workspace_id: str, file_id: str) -> None:
+        """Make every chunk of a file searchable in one operation (a file is searchable all or nothing)."""
+        ...
 
     async def search(self, query: VectorQuery) -> list[ScoredChunk]: ...
 

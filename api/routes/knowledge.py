@@ -1,0 +1,137 @@
+"""Knowledge bases and their files. Handlers parse, call one service, return."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, delete, get, patch, post
+from litestar.datastructures import UploadFile
+from litestar.params import Parameter
+from litestar.response import File as FileResponse
+
+from api.auth import EDITOR, VIEWER
+from api.container import Services
+from api.envelope import Envelope, ListEnvelope, ok, page_of
+from api.schemas import KnowledgeBaseCreate, KnowledgeBaseUpdate, UploadResult
+from api.services.access import Principal
+from engine.errors import EngineError, InvalidInput, NotFound, UnsupportedMediaType
+from ingest.views import FileInfo, KnowledgeBaseInfo
+
+PageNo = Annotated[int, Parameter(ge=1, le=1_000_000, query="page")]
+Limit = Annotated[int, Parameter(ge=1, le=100, query="limit")]
+UPLOAD_OVERHEAD = 1024 * 1024  # multipart framing and form fields on top of the file limit
+MAX_FILES_PER_UPLOAD = 100
+
+
+def visible_kb(principal: Principal, kb_id: str) -> None:
+    """A token limited to some knowledge bases sees the others as missing."""
+    if not principal.allows_kb(kb_id):
+        raise NotFound("knowledge base", kb_id)
+
+
+class KnowledgeBaseController(Controller):
+    path = "/api/v1/knowledge-bases"
+    tags = ["knowledge"]
+
+    @post("/", opt=EDITOR, summary="Create a knowledge base")
+    async def create(self, data: KnowledgeBaseCreate, services: Services, principal: Principal) -> Envelope[KnowledgeBaseInfo]:
+        kb = await services.knowledge.create_kb(principal.workspace_id, data.name, data.description)
+        return ok(kb, "Knowledge base created")
+
+    @get("/", opt=VIEWER, summary="List knowledge bases")
+    async def list(self, services: Services, principal: Principal, page: PageNo = 1, limit: Limit = 20) -> ListEnvelope[KnowledgeBaseInfo]:
+        result = await services.knowledge.list_kbs(principal.workspace_id, page=page, limit=limit, only=principal.kb_ids)
+        return page_of(result.items, page=page, limit=limit, total=result.total)
+
+    @get("/{kb_id:str}", opt=VIEWER, summary="Get a knowledge base")
+    async def get(self, kb_id: str, services: Services, principal: Principal) -> Envelope[KnowledgeBaseInfo]:
+        visible_kb(principal, kb_id)
+        return ok(await services.knowledge.get_kb(principal.workspace_id, kb_id))
+
+    @patch("/{kb_id:str}", opt=EDITOR, summary="Rename or describe a knowledge base")
+    async def update(self, kb_id: str, data: KnowledgeBaseUpdate, services: Services, principal: Principal) -> Envelope[KnowledgeBaseInfo]:
+        visible_kb(principal, kb_id)
+        kb = await services.knowledge.update_kb(principal.workspace_id, kb_id, name=data.name, description=data.description)
+        return ok(kb, "Knowledge base updated")
+
+    @delete("/{kb_id:str}", opt=EDITOR, status_code=200, summary="Delete a knowledge base with all its files")
+    async def remove(self, kb_id: str, services: Services, principal: Principal) -> Envelope[None]:
+        visible_kb(principal, kb_id)
+        await services.knowledge.delete_kb(principal.workspace_id, kb_id)
+        return ok(None, "Knowledge base deleted")
+
+
+class FileController(Controller):
+    path = "/api/v1/knowledge-bases/{kb_id:str}/files"
+    tags = ["files"]
+
+    # the body limit (RAGLINE_MAX_UPLOAD_BYTES) is set on the router that mounts this controller
+    @post("/", opt=EDITOR, status_code=201, summary="Upload files (multipart field 'file', repeatable; optional 'tags')")
+    async def upload(self, kb_id: str, request: Request[Any, Any, Any], services: Services, principal: Principal) -> Envelope[Any]:
+        visible_kb(principal, kb_id)
+        form = await _read_form(request)
+        uploads = [v for k, v in form.multi_items() if isinstance(v, UploadFile) and k in ("file", "files")]
+        if not uploads:
+            raise InvalidInput("send the file in a multipart/form-data field named 'file'")
+        if len(uploads) > MAX_FILES_PER_UPLOAD:
+            raise InvalidInput(f"at most {MAX_FILES_PER_UPLOAD} files per request")
+        tags = [t for k, v in form.multi_items() if k == "tags" and isinstance(v, str) for t in v.split(",")]
+        if len(uploads) == 1:
+            info = await _store_one(services, principal, kb_id, uploads[0], tags)
+            return ok(info, "File already present" if info.duplicate else "File queued for ingestion")
+        results = []
+        for upload in uploads:
+            try:
+                results.append(UploadResult(name=upload.filename, file=await _store_one(services, principal, kb_id, upload, tags)))
+            except EngineError as exc:
+                results.append(UploadResult(name=upload.filename, error=exc.message, code=exc.code))
+        return ok(results, f"{sum(r.file is not None for r in results)} of {len(results)} files queued")
+
+    @get("/", opt=VIEWER, summary="List files with their ingest status")
+    async def list(self, kb_id: str, services: Services, principal: Principal, page: PageNo = 1, limit: Limit = 20,
+                   status: Annotated[str | None, Parameter(query="status", max_length=16)] = None) -> ListEnvelope[FileInfo]:
+        visible_kb(principal, kb_id)
+        result = await services.knowledge.list_files(principal.workspace_id, kb_id, page=page, limit=limit, status=status)
+        return page_of(result.items, page=page, limit=limit, total=result.total)
+
+    @get("/{file_id:str}", opt=VIEWER, summary="Get a file with status and progress")
+    async def get(self, kb_id: str, file_id: str, services: Services, principal: Principal) -> Envelope[FileInfo]:
+        visible_kb(principal, kb_id)
+        return ok(await services.knowledge.get_file(principal.workspace_id, file_id, kb_id))
+
+    @get("/{file_id:str}/download", opt=VIEWER, summary="Download the original file (as an attachment)")
+    async def download(self, kb_id: str, file_id: str, services: Services, principal: Principal) -> FileResponse:
+        visible_kb(principal, kb_id)
+        info, path = await services.knowledge.file_path(principal.workspace_id, file_id, kb_id)
+        return FileResponse(
+            path=path, filename=info.name, media_type="application/octet-stream",
+            content_disposition_type="attachment", headers={"X-Content-Type-Options": "nosniff"},
+        )
+
+    @post("/{file_id:str}/reprocess", opt=EDITOR, status_code=202, summary="Queue a file for ingestion again")
+    async def reprocess(self, kb_id: str, file_id: str, services: Services, principal: Principal) -> Envelope[FileInfo]:
+        visible_kb(principal, kb_id)
+        await services.knowledge.get_file(principal.workspace_id, file_id, kb_id)
+        return ok(await services.knowledge.requeue(principal.workspace_id, file_id), "File queued")
+
+    @delete("/{file_id:str}", opt=EDITOR, status_code=200, summary="Delete a file, its chunks and its original")
+    async def remove(self, kb_id: str, file_id: str, services: Services, principal: Principal) -> Envelope[None]:
+        visible_kb(principal, kb_id)
+        await services.knowledge.delete_file(principal.workspace_id, file_id, kb_id)
+        return ok(None, "File deleted")
+
+
+async def _read_form(request: Request[Any, Any, Any]) -> Any:
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise UnsupportedMediaType("uploads must be multipart/form-data with the file in a field named 'file'")
+    return await request.form()
+
+
+async def _store_one(services: Services, principal: Principal, kb_id: str, upload: UploadFile, tags: list[str]) -> FileInfo:
+    try:
+        return await services.knowledge.add_file(
+            principal.workspace_id, kb_id, filename=upload.filename or "unnamed", source=upload.file,
+            tags=tags, declared_mime=upload.content_type,
+        )
+    finally:
+        await upload.close()

@@ -1,0 +1,81 @@
+"""Request bodies (the wire contract). Responses reuse the services' value types inside the envelope."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+Name = Annotated[str, Meta(min_length=1, max_length=200)]
+Id = Annotated[str, Meta(min_length=1, max_length=64)]
+Description = Annotated[str, Meta(max_length=10_000)]
+
+
+class Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Unknown fields are refused (422): a typo or an attempt to set a server-owned field is visible."""
+
+
+class KnowledgeBaseCreate(Body):
+    name: Name
+    description: Description = ""
+
+
+class KnowledgeBaseUpdate(Body):
+    name: Name | None = None
+    description: Description | None = None
+
+
+class SearchBody(Body):
+    query: Annotated[str, Meta(min_length=1, max_length=4000)]
+    top_k: Annotated[int, Meta(ge=1, le=10_000)] = 10
+    mode: Literal["dense", "sparse", "hybrid"] = "hybrid"
+    fusion: Literal["rrf", "dbsf"] = "dbsf"
+    kb_ids: Annotated[list[Id], Meta(max_length=100)] | None = None
+    file_ids: Annotated[list[Id], Meta(max_length=1000)] | None = None
+    file_types: Annotated[list[Annotated[str, Meta(max_length=16)]], Meta(max_length=20)] | None = None
+    tags: Annotated[list[Annotated[str, Meta(max_length=64)]], Meta(max_length=50)] | None = None
+    page_from: Annotated[int, Meta(ge=0, le=1_000_000)] | None = None
+    page_to: Annotated[int, Meta(ge=0, le=1_000_000)] | None = None
+    created_after: Annotated[float, Meta(ge=0, le=1e11)] | None = None
+    created_before: Annotated[float, Meta(ge=0, le=1e11)] | None = None
+    neighbors: Annotated[int, Meta(ge=0, le=3)] = 0
+
+
+class Citation(msgspec.Struct, frozen=True, kw_only=True):
+    file_id: str
+    file_name: str
+    page: int | None
+    chunk_id: str
+    ordinal: int
+    heading_path: list[str]
+    char_start: int
+    char_end: int
+
+
+class SearchResult(msgspec.Struct, frozen=True, kw_only=True):
+    chunk_id: str
+    text: str
+    score: float
+    file_id: str
+    file_name: str
+    file_type: str
+    kb_id: str
+    page: int | None
+    heading_path: list[str]
+    ordinal: int
+    char_start: int
+    char_end: int
+    tags: list[str]
+    citation: Citation
+    before: list[str] = []
+    after: list[str] = []
+
+
+class UploadResult(msgspec.Struct, frozen=True, kw_only=True):
+    """One file of a multi-file upload: either ``file`` or ``error``/``code`` is set."""
+
+    name: str
+    file: object | None = None
+    error: str | None = None
+    code: str | None = None

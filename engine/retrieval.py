@@ -1,0 +1,109 @@
+"""Retrieval: embed the query, search dense / sparse / hybrid in Qdrant, attach neighbouring chunks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import msgspec
+
+from engine.errors import InvalidInput
+from engine.ports import Embedder, Reranker, SparseEncoder, VectorStore
+from engine.types import ChunkRecord, Fusion, ScoredChunk, SearchFilters, SearchMode, SparseVector, VectorQuery
+
+MAX_QUERY_CHARS = 4000
+
+
+class SearchRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A search as the engine runs it. ``filters.workspace_id`` comes from the caller's credentials."""
+
+    query: str
+    filters: SearchFilters
+    top_k: int = 10
+    mode: SearchMode = "hybrid"
+    fusion: Fusion = "dbsf"
+    neighbors: int = 0  # chunks of context on each side of every hit
+
+
+class SearchHit(msgspec.Struct, frozen=True, kw_only=True):
+    chunk: ChunkRecord
+    score: float
+    before: tuple[ChunkRecord, ...] = ()
+    after: tuple[ChunkRecord, ...] = ()
+
+
+class Retriever:
+    """Runs searches; the workspace scope is part of every query the store sees."""
+
+    def __init__(
+        self,
+        *,
+        embedder: Embedder,
+        sparse: SparseEncoder,
+        store: VectorStore,
+        max_top_k: int = 100,
+        reranker: Reranker | None = None,
+    ) -> None:
+        self.embedder = embedder
+        self.sparse = sparse
+        self.store = store
+        self.max_top_k = max_top_k
+        self.reranker = reranker
+
+    def _validate(self, request: SearchRequest) -> tuple[str, int]:
+        query = request.query.replace("\x00", " ").strip()
+        if not query:
+            raise InvalidInput("query must not be empty")
+        if len(query) > MAX_QUERY_CHARS:
+            raise InvalidInput(f"query is longer than {MAX_QUERY_CHARS} characters")
+        if not request.filters.workspace_id:
+            raise InvalidInput("a workspace scope is required")
+        return query, max(1, min(request.top_k, self.max_top_k))
+
+    async def _vectors(self, query: str, mode: SearchMode) -> tuple[list[float] | None, SparseVector | None]:
+        dense = await self.embedder.embed_query(query) if mode in ("dense", "hybrid") else None
+        sparse = self.sparse.encode_query(query) if mode in ("sparse", "hybrid") else None
+        return dense, sparse
+
+    async def retrieve(self, request: SearchRequest) -> list[SearchHit]:
+        """Search and return hits, best first, with optional neighbouring chunks."""
+        query, top_k = self._validate(request)
+        dense, sparse = await self._vectors(query, request.mode)
+        if request.mode != "dense" and sparse is not None and not sparse.indices and dense is None:
+            return []  # nothing but stop words / punctuation: BM25 has no terms to match
+        vector_query = VectorQuery(
+            mode=request.mode,
+            filters=request.filters,
+            limit=top_k,
+            dense=dense,
+            sparse=sparse if sparse is None or sparse.indices else None,
+            fusion=request.fusion,
+            prefetch_limit=max(100, top_k * 4),
+        )
+        if vector_query.mode == "hybrid" and vector_query.sparse is None:
+            vector_query = msgspec.structs.replace(vector_query, mode="dense")
+        scored = await self.store.search(vector_query)
+        if self.reranker is not None:
+            scored = (await self.reranker.rerank(query, scored))[:top_k]
+        if request.neighbors <= 0:
+            return [SearchHit(chunk=s.chunk, score=s.score) for s in scored]
+        return list(await asyncio.gather(*(self._with_neighbors(s, request.neighbors) for s in scored)))
+
+    async def _with_neighbors(self, hit: ScoredChunk, n: int) -> SearchHit:
+        chunk = hit.chunk
+        wanted = [o for o in range(chunk.ordinal - n, chunk.ordinal + n + 1) if o >= 0 and o != chunk.ordinal]
+        around = await self.store.get_chunks(chunk.workspace_id, chunk.file_id, wanted)
+        before = tuple(sorted((c for c in around if c.ordinal < chunk.ordinal), key=lambda c: c.ordinal))
+        after = tuple(sorted((c for c in around if c.ordinal > chunk.ordinal), key=lambda c: c.ordinal))
+        return SearchHit(chunk=chunk, score=hit.score, before=before, after=after)
+
+    async def search(
+        self, query: str, *, workspace_id: str, kb_ids: Sequence[str], top_k: int = 5
+    ) -> list[ScoredChunk]:
+        """The agent's knowledge_search entry point: hybrid search inside the given knowledge bases."""
+        if not kb_ids:
+            return []
+        request = SearchRequest(
+            query=query, filters=SearchFilters(workspace_id=workspace_id, kb_ids=tuple(kb_ids)), top_k=top_k
+        )
+        return [ScoredChunk(chunk=h.chunk, score=h.score) for h in await self.retrieve(request)]

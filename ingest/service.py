@@ -1,0 +1,275 @@
+"""Knowledge bases and their files: create, upload (durable before acknowledged), list, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import unicodedata
+from collections.abc import Callable, Sequence
+from pathlib import PurePosixPath, PureWindowsPath
+from typing import BinaryIO
+
+import anyio.to_thread
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from engine.db.models import File, KnowledgeBase, new_id, now
+from engine.errors import Conflict, InvalidInput, NotFound
+from engine.ports import VectorStore
+from ingest.blobs import BlobStore
+from ingest.loaders import detect_file_type
+from ingest.views import FileInfo, KnowledgeBaseInfo, Page
+
+MAX_NAME_CHARS = 255
+SNIFF_BYTES = 64 * 1024
+
+
+def sanitize_filename(name: str) -> str:
+    """A display name only (storage keys are digests): no path parts, control characters or NULs."""
+    base = PureWindowsPath(PurePosixPath(name or "").name).name
+    base = unicodedata.normalize("NFC", base)
+    base = "".join(ch for ch in base if ch.isprintable() and ch not in '<>:"|?*\\/').strip(" .")
+    if not base:
+        base = "unnamed"
+    if len(base) > MAX_NAME_CHARS:
+        stem, dot, ext = base.rpartition(".")
+        base = (stem[: MAX_NAME_CHARS - len(ext) - 1] + dot + ext) if dot and len(ext) < 16 else base[:MAX_NAME_CHARS]
+    return base
+
+
+def _clean_tags(tags: Sequence[str]) -> list[str]:
+    cleaned = sorted({t.strip()[:64] for t in tags if t and t.strip()})
+    if len(cleaned) > 32:
+        raise InvalidInput("at most 32 tags per file")
+    return cleaned
+
+
+class KnowledgeService:
+    """Everything about knowledge bases and files. ``notify`` wakes the ingest worker."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        blobs: BlobStore,
+        store: VectorStore,
+        max_upload_bytes: int,
+        notify: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.sessions = sessions
+        self.blobs = blobs
+        self.store = store
+        self.max_upload_bytes = max_upload_bytes
+        self.notify = notify
+        self._delete_lock = asyncio.Lock()
+
+    # -- knowledge bases -------------------------------------------------------------------------
+
+    async def create_kb(self, workspace_id: str, name: str, description: str = "") -> KnowledgeBaseInfo:
+        name = name.strip()
+        if not name or len(name) > 200:
+            raise InvalidInput("name must be 1 to 200 characters")
+        row = KnowledgeBase(id=new_id("kb"), workspace_id=workspace_id, name=name, description=description)
+        async with self.sessions() as session:
+            session.add(row)
+            try:
+                await session.commit()
+            except IntegrityError as exc:
+                raise Conflict(f"a knowledge base named {name!r} already exists") from exc
+        return KnowledgeBaseInfo.of(row)
+
+    async def _kb(self, session: AsyncSession, workspace_id: str, kb_id: str) -> KnowledgeBase:
+        row = await session.get(KnowledgeBase, kb_id)
+        if row is None or row.workspace_id != workspace_id:
+            raise NotFound("knowledge base", kb_id)
+        return row
+
+    async def get_kb(self, workspace_id: str, kb_id: str) -> KnowledgeBaseInfo:
+        async with self.sessions() as session:
+            row = await self._kb(session, workspace_id, kb_id)
+            count = await session.scalar(select(func.count()).select_from(File).where(File.kb_id == kb_id))
+            return KnowledgeBaseInfo.of(row, count or 0)
+
+    async def find_kb_by_name(self, workspace_id: str, name: str) -> KnowledgeBaseInfo | None:
+        async with self.sessions() as session:
+            row = await session.scalar(
+                select(KnowledgeBase).where(KnowledgeBase.workspace_id == workspace_id, KnowledgeBase.name == name)
+            )
+            return KnowledgeBaseInfo.of(row) if row else None
+
+    async def list_kbs(
+        self, workspace_id: str, *, page: int = 1, limit: int = 20, only: Sequence[str] | None = None
+    ) -> Page[KnowledgeBaseInfo]:
+        where = [KnowledgeBase.workspace_id == workspace_id]
+        if only is not None:
+            where.append(KnowledgeBase.id.in_(list(only)))
+        async with self.sessions() as session:
+            total = await session.scalar(select(func.count()).select_from(KnowledgeBase).where(*where)) or 0
+            rows = await session.scalars(
+                select(KnowledgeBase).where(*where).order_by(KnowledgeBase.created_at, KnowledgeBase.id)
+                .offset((page - 1) * limit).limit(limit)
+            )
+            return Page(items=[KnowledgeBaseInfo.of(r) for r in rows], page=page, limit=limit, total=total)
+
+    async def update_kb(
+        self, workspace_id: str, kb_id: str, *, name: str | None = None, description: str | None = None
+    ) -> KnowledgeBaseInfo:
+        async with self.sessions() as session:
+            row = await self._kb(session, workspace_id, kb_id)
+            if name is not None:
+                if not name.strip() or len(name) > 200:
+                    raise InvalidInput("name must be 1 to 200 characters")
+                row.name = name.strip()
+            if description is not None:
+                row.description = description
+            row.updated_at = now()
+            try:
+                await session.commit()
+            except IntegrityError as exc:
+                raise Conflict(f"a knowledge base named {name!r} already exists") from exc
+            return KnowledgeBaseInfo.of(row)
+
+    async def delete_kb(self, workspace_id: str, kb_id: str) -> None:
+        """Delete a knowledge base with every file, chunk and original. Idempotent from the caller's view."""
+        async with self.sessions() as session:
+            await self._kb(session, workspace_id, kb_id)
+            shas = list(await session.scalars(select(File.sha256).where(File.kb_id == kb_id)))
+            await session.execute(File.__table__.delete().where(File.kb_id == kb_id))
+            await session.execute(KnowledgeBase.__table__.delete().where(KnowledgeBase.id == kb_id))
+            await session.commit()
+        await self.store.delete_kb(workspace_id, kb_id)
+        for sha in shas:
+            await self._drop_blob_if_unreferenced(sha)
+
+    # -- files -----------------------------------------------------------------------------------
+
+    async def add_file(
+        self,
+        workspace_id: str,
+        kb_id: str,
+        *,
+        filename: str,
+        source: BinaryIO,
+        tags: Sequence[str] = (),
+        declared_mime: str | None = None,
+    ) -> FileInfo:
+        """Store the original durably, record it and queue it. Same bytes in the same KB: the existing file."""
+        name = sanitize_filename(filename)
+        clean_tags = _clean_tags(tags)
+        async with self.sessions() as session:
+            await self._kb(session, workspace_id, kb_id)
+        sha, size = await anyio.to_thread.run_sync(
+            lambda: self.blobs.put_stream(source, max_bytes=self.max_upload_bytes)
+        )
+        try:
+            if size == 0:
+                raise InvalidInput("the file is empty")
+            head = await anyio.to_thread.run_sync(self._read_for_sniffing, sha)
+            file_type = detect_file_type(head, name)
+        except Exception:
+            await self._drop_blob_if_unreferenced(sha)
+            raise
+        mime = mimetypes.guess_type(f"x.{file_type}")[0] or declared_mime or "application/octet-stream"
+        row = File(
+            id=new_id("file"), workspace_id=workspace_id, kb_id=kb_id, name=name, size=size, sha256=sha,
+            mime=mime, file_type=file_type, tags=clean_tags, status="queued", warnings=[],
+        )
+        async with self.sessions() as session:
+            existing = await self._file_by_sha(session, kb_id, sha)
+            if existing is not None:
+                return FileInfo.of(existing, duplicate=True)
+            session.add(row)
+            try:
+                await session.commit()
+            except IntegrityError:
+                await session.rollback()
+                existing = await self._file_by_sha(session, kb_id, sha)
+                if existing is None:
+                    raise
+                return FileInfo.of(existing, duplicate=True)
+        self.notify()
+        return FileInfo.of(row)
+
+    def _read_for_sniffing(self, sha: str) -> bytes:
+        path = self.blobs.path_for(sha)
+        # zip containers (docx) need the whole file to check their directory; others only the head
+        with path.open("rb") as fh:
+            head = fh.read(4)
+            fh.seek(0)
+            return fh.read() if head.startswith(b"PK") else fh.read(SNIFF_BYTES)
+
+    async def _file_by_sha(self, session: AsyncSession, kb_id: str, sha: str) -> File | None:
+        return await session.scalar(select(File).where(File.kb_id == kb_id, File.sha256 == sha))
+
+    async def get_file(self, workspace_id: str, file_id: str, kb_id: str | None = None) -> FileInfo:
+        async with self.sessions() as session:
+            return FileInfo.of(await self._file(session, workspace_id, file_id, kb_id))
+
+    async def _file(self, session: AsyncSession, workspace_id: str, file_id: str, kb_id: str | None) -> File:
+        row = await session.get(File, file_id)
+        if row is None or row.workspace_id != workspace_id or (kb_id is not None and row.kb_id != kb_id):
+            raise NotFound("file", file_id)
+        return row
+
+    async def list_files(
+        self, workspace_id: str, kb_id: str, *, page: int = 1, limit: int = 20, status: str | None = None
+    ) -> Page[FileInfo]:
+        where = [File.workspace_id == workspace_id, File.kb_id == kb_id]
+        if status:
+            where.append(File.status == status)
+        async with self.sessions() as session:
+            await self._kb(session, workspace_id, kb_id)
+            total = await session.scalar(select(func.count()).select_from(File).where(*where)) or 0
+            rows = await session.scalars(
+                select(File).where(*where).order_by(File.created_at, File.id).offset((page - 1) * limit).limit(limit)
+            )
+            return Page(items=[FileInfo.of(r) for r in rows], page=page, limit=limit, total=total)
+
+    async def file_path(self, workspace_id: str, file_id: str, kb_id: str | None = None) -> tuple[FileInfo, str]:
+        """The stored original of a file, for download."""
+        info = await self.get_file(workspace_id, file_id, kb_id)
+        return info, str(self.blobs.path_for(info.sha256))
+
+    async def delete_file(self, workspace_id: str, file_id: str, kb_id: str | None = None) -> None:
+        """Remove the row first (the user's view), then its points and, if unshared, its original.
+
+        A worker still ingesting the file finds its row gone when it tries to publish, and removes
+        its own points; a crash between steps is repaired by the start-up sweep.
+        """
+        async with self.sessions() as session:
+            row = await self._file(session, workspace_id, file_id, kb_id)
+            sha = row.sha256
+            await session.delete(row)
+            await session.commit()
+        await self.store.delete_file(workspace_id, file_id)
+        await self._drop_blob_if_unreferenced(sha)
+
+    async def _drop_blob_if_unreferenced(self, sha: str) -> None:
+        async with self._delete_lock, self.sessions() as session:
+            refs = await session.scalar(select(func.count()).select_from(File).where(File.sha256 == sha))
+            if not refs:
+                await anyio.to_thread.run_sync(self.blobs.delete, sha)
+
+    async def requeue(self, workspace_id: str, file_id: str) -> FileInfo:
+        """Queue a failed (or any) file again from its stored original."""
+        async with self.sessions() as session:
+            row = await self._file(session, workspace_id, file_id, None)
+            if row.status == "processing":
+                raise Conflict("the file is being processed")
+            row.status, row.error, row.attempts, row.next_attempt_at = "queued", None, 0, 0.0
+            row.updated_at = now()
+            await session.commit()
+            info = FileInfo.of(row)
+        self.notify()
+        return info
+
+    async def requeue_all(self) -> int:
+        """``ragline reindex``: every file back to the queue (Qdrant is derived data)."""
+        async with self.sessions() as session:
+            result = await session.execute(
+                update(File).values(status="queued", error=None, attempts=0, next_attempt_at=0.0, chunks_done=0)
+            )
+            await session.commit()
+        self.notify()
+        return int(getattr(result, "rowcount", 0) or 0)

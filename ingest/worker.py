@@ -1,0 +1,280 @@
+"""The ingest worker: a durable queue (the ``files`` table) drained by tasks off the event loop.
+
+Each file: load the original, parse it in a sandboxed child process (time and memory budget),
+chunk, embed in batches, upsert hidden points, then publish them and mark the file ``ready`` in
+one step. Parse failures fail the file at once; transient errors retry with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+
+import anyio.to_thread
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from engine.db.models import File, now
+from engine.errors import EngineError
+from engine.ports import Embedder, SparseEncoder, VectorStore
+from engine.types import ChunkRecord, VectorPoint
+from ingest.blobs import BlobStore
+from ingest.chunking import ChunkDraft, chunk_document
+from ingest.parsed import ParseFailure
+from ingest.sandbox import parse_in_sandbox
+
+log = logging.getLogger("ragline.ingest")
+
+EMBED_BATCH = 32
+POLL_INTERVAL_S = 1.0
+
+
+class PermanentFailure(Exception):
+    """The file itself is the problem: retrying cannot help."""
+
+
+class IngestConfig:
+    def __init__(
+        self,
+        *,
+        chunk_tokens: int = 200,
+        chunk_overlap: int = 40,
+        max_chunks: int = 20_000,
+        parse_timeout_s: float = 60.0,
+        parse_memory_mb: int = 1536,
+        max_attempts: int = 3,
+        workers: int = 1,
+    ) -> None:
+        self.chunk_tokens = chunk_tokens
+        self.chunk_overlap = chunk_overlap
+        self.max_chunks = max_chunks
+        self.parse_timeout_s = parse_timeout_s
+        self.parse_memory_mb = parse_memory_mb
+        self.max_attempts = max_attempts
+        self.workers = workers
+
+
+def chunk_id(file_id: str, ordinal: int) -> str:
+    """Deterministic point id: re-ingesting a file replaces its points instead of duplicating them."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"ragline:{file_id}:{ordinal}"))
+
+
+class IngestWorker:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        blobs: BlobStore,
+        store: VectorStore,
+        embedder: Embedder,
+        sparse: SparseEncoder,
+        config: IngestConfig,
+    ) -> None:
+        self.sessions = sessions
+        self.blobs = blobs
+        self.store = store
+        self.embedder = embedder
+        self.sparse = sparse
+        self.config = config
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    def notify(self) -> None:
+        """Wake idle workers (called after an upload is committed)."""
+        self._wake.set()
+
+    async def recover(self) -> None:
+        """After a crash: unfinished files go back to the queue; points of unknown files are removed."""
+        async with self.sessions() as session:
+            await session.execute(
+                update(File).where(File.status == "processing").values(status="queued", next_attempt_at=0.0)
+            )
+            await session.commit()
+            known = set(await session.scalars(select(File.id)))
+        for orphan in await self.store.file_ids() - known:
+            # the workspace is unknown once the row is gone; ids are globally unique, so scope by file id
+            await self.store.delete_file("*", orphan)
+        await anyio.to_thread.run_sync(self.blobs.clean_tmp)
+
+    def start(self) -> None:
+        self._stopping = False
+        for n in range(self.config.workers):
+            self._tasks.append(asyncio.create_task(self._run(), name=f"ingest-worker-{n}"))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                file_id = await self._claim()
+            except Exception:
+                log.exception("ingest queue unavailable")
+                file_id = None
+            if file_id is None:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL_S)
+                continue
+            await self.process(file_id)
+
+    async def drain(self, timeout_s: float = 300.0) -> None:
+        """Process queued files until none is left (CLI and tests; the server uses ``start``)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            file_id = await self._claim()
+            if file_id is not None:
+                await self.process(file_id)
+                continue
+            async with self.sessions() as session:
+                pending = await session.scalar(
+                    select(File.id).where(File.status.in_(("queued", "processing"))).limit(1)
+                )
+            if pending is None:
+                return
+            await asyncio.sleep(0.2)
+        raise TimeoutError("ingest queue did not drain in time")
+
+    async def _claim(self) -> str | None:
+        async with self.sessions() as session:
+            candidate = await session.scalar(
+                select(File.id)
+                .where(File.status == "queued", File.next_attempt_at <= now())
+                .order_by(File.created_at)
+                .limit(1)
+            )
+            if candidate is None:
+                return None
+            result = await session.execute(
+                update(File)
+                .where(File.id == candidate, File.status == "queued")
+                .values(status="processing", started_at=now(), updated_at=now(), attempts=File.attempts + 1)
+            )
+            await session.commit()
+            return candidate if getattr(result, "rowcount", 0) == 1 else None
+
+    async def process(self, file_id: str) -> None:
+        async with self.sessions() as session:
+            row = await session.get(File, file_id)
+            if row is None:
+                return
+            file = _FileJob(row)
+        try:
+            await self._ingest(file)
+        except PermanentFailure as exc:
+            await self._fail(file, str(exc), retry=False)
+        except asyncio.CancelledError:
+            raise
+        except EngineError as exc:
+            await self._fail(file, exc.message, retry=False)
+        except Exception as exc:
+            log.exception("ingest of %s failed", file.id)
+            await self._fail(file, f"temporary error: {type(exc).__name__}: {exc}"[:500], retry=True)
+
+    async def _ingest(self, file: _FileJob) -> None:
+        started = time.perf_counter()
+        data = await anyio.to_thread.run_sync(self.blobs.read, file.sha256)
+        parsed = await anyio.to_thread.run_sync(
+            lambda: parse_in_sandbox(
+                data, file.file_type, timeout_s=self.config.parse_timeout_s, memory_mb=self.config.parse_memory_mb
+            )
+        )
+        if isinstance(parsed, ParseFailure):
+            raise PermanentFailure(parsed.reason)
+        drafts = await anyio.to_thread.run_sync(
+            lambda: chunk_document(
+                parsed,
+                chunk_tokens=self.config.chunk_tokens,
+                overlap=self.config.chunk_overlap,
+                max_chunks=self.config.max_chunks,
+                title=file.name,
+            )
+        )
+        if not drafts:
+            raise PermanentFailure("the file contains no text")
+        parse_ms = (time.perf_counter() - started) * 1000
+        await self._progress(
+            file.id, pages_total=parsed.pages_total, pages_done=parsed.pages_total, chunks_total=len(drafts),
+            chunks_done=0, parse_ms=parse_ms, warnings=list(parsed.warnings),
+        )
+        # a previous attempt may have left points with higher ordinals: start clean
+        await self.store.delete_file(file.workspace_id, file.id)
+        embed_started = time.perf_counter()
+        for offset in range(0, len(drafts), EMBED_BATCH):
+            batch = drafts[offset : offset + EMBED_BATCH]
+            await self.store.upsert(await self._points(file, batch))
+            done = offset + len(batch)
+            if not await self._progress(file.id, chunks_done=done):
+                await self.store.delete_file(file.workspace_id, file.id)  # deleted while we worked: delete wins
+                return
+        embed_ms = (time.perf_counter() - embed_started) * 1000
+        await self.store.publish_file(file.workspace_id, file.id)
+        if not await self._finish(file.id, embed_ms=embed_ms):
+            await self.store.delete_file(file.workspace_id, file.id)
+
+    async def _points(self, file: _FileJob, batch: Sequence[ChunkDraft]) -> list[VectorPoint]:
+        dense = await self.embedder.embed_documents([d.embed_text for d in batch])
+        sparse = await anyio.to_thread.run_sync(self.sparse.encode_documents, [d.embed_text for d in batch])
+        points = []
+        for draft, vector, sparse_vector in zip(batch, dense, sparse, strict=True):
+            record = ChunkRecord(
+                id=chunk_id(file.id, draft.ordinal), workspace_id=file.workspace_id, kb_id=file.kb_id,
+                file_id=file.id, file_name=file.name, file_type=file.file_type, ordinal=draft.ordinal,
+                text=draft.text, page=draft.page, heading_path=tuple(draft.heading_path),
+                char_start=draft.char_start, char_end=draft.char_end, tags=tuple(file.tags),
+                created_at=file.created_at,
+            )
+            points.append(VectorPoint(chunk=record, dense=vector, sparse=sparse_vector))
+        return points
+
+    async def _progress(self, file_id: str, **values: object) -> bool:
+        """Update progress; False when the file was deleted meanwhile."""
+        async with self.sessions() as session:
+            result = await session.execute(
+                update(File).where(File.id == file_id, File.status == "processing").values(updated_at=now(), **values)
+            )
+            await session.commit()
+            return getattr(result, "rowcount", 0) == 1
+
+    async def _finish(self, file_id: str, *, embed_ms: float) -> bool:
+        return await self._progress(file_id, status="ready", error=None, embed_ms=embed_ms, finished_at=now())
+
+    async def _fail(self, file: _FileJob, reason: str, *, retry: bool) -> None:
+        with contextlib.suppress(Exception):
+            await self.store.delete_file(file.workspace_id, file.id)
+        async with self.sessions() as session:
+            row = await session.get(File, file.id)
+            if row is None:
+                return
+            if retry and row.attempts < self.config.max_attempts:
+                row.status, row.next_attempt_at = "queued", now() + 2.0 ** row.attempts
+            else:
+                row.status, row.finished_at = "failed", now()
+            row.error, row.updated_at = reason, now()
+            await session.commit()
+
+
+class _FileJob:
+    """The fields of a file row a job needs, detached from the session."""
+
+    def __init__(self, row: File) -> None:
+        self.id = row.id
+        self.workspace_id = row.workspace_id
+        self.kb_id = row.kb_id
+        self.name = row.name
+        self.sha256 = row.sha256
+        self.file_type = row.file_type
+        self.tags = list(row.tags or [])
+        self.created_at = row.created_at
