@@ -1,0 +1,80 @@
+"""Plain text: encoding detection (BOM, UTF-8, UTF-16, legacy code pages) and normalisation."""
+
+from __future__ import annotations
+
+import codecs
+import re
+
+import charset_normalizer
+
+from engine.errors import InvalidInput
+from ingest.loaders.limits import TextBudget
+from ingest.parsed import ParsedDocument, Section
+
+_BOMS: tuple[tuple[bytes, str], ...] = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_SURROGATES = re.compile("[\ud800-\udfff]")
+# C0 controls other than tab/newline/CR, and DEL: noise for search and for the embedder.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _bomless_utf16(data: bytes) -> str | None:
+    head = data[:4096]
+    even, odd = head[0::2], head[1::2]
+    if len(head) >= 4 and odd.count(0) / len(odd) > 0.9:
+        return "utf-16-le"
+    if len(head) >= 4 and even.count(0) / len(even) > 0.9:
+        return "utf-16-be"
+    return None
+
+
+def decode_text(data: bytes) -> str:
+    """Decode bytes of unknown encoding to a clean ``str`` with ``\\n`` newlines.
+
+    Raises:
+        InvalidInput: the bytes are not text in any encoding we can detect.
+    """
+    return clean_text(_decode(data))
+
+
+def clean_text(text: str) -> str:
+    """Normalise newlines to ``\n`` and drop NULs, other control characters, lone surrogates and BOMs."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _SURROGATES.sub("", _CONTROL.sub("", text))
+    return text.replace("\ufeff", "")
+
+
+def _decode(data: bytes) -> str:
+    for bom, name in _BOMS:
+        if data.startswith(bom):
+            return data[len(bom) :].decode(name, errors="replace")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    utf16 = _bomless_utf16(data)
+    if utf16 is not None:
+        return data.decode(utf16, errors="replace")
+    best = charset_normalizer.from_bytes(data[:200_000]).best()
+    if best is None:
+        raise InvalidInput("the file is not readable text (unknown character encoding)")
+    return data.decode(best.encoding, errors="replace")
+
+
+def split_paragraph_sections(text: str, budget: TextBudget) -> tuple[Section, ...]:
+    """One section for the whole text (the chunker splits at paragraphs itself)."""
+    stripped = budget.take(text.strip())
+    return (Section(text=stripped),) if stripped else ()
+
+
+def parse_text(data: bytes) -> ParsedDocument:
+    text = decode_text(data)
+    sections = split_paragraph_sections(text, TextBudget())
+    if not sections:
+        raise InvalidInput("the file contains no text")
+    return ParsedDocument(file_type="txt", sections=sections, pages_total=0, title=None)
