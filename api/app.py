@@ -17,6 +17,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from api.auth import TokenBucket, access_guard, provide_principal
 from api.container import Services, build_services
+from engine.ports import Embedder
 from api.errors import EXCEPTION_HANDLERS
 from api.routes.health import health
 from api.routes.knowledge import UPLOAD_OVERHEAD, FileController, KnowledgeBaseController
@@ -35,20 +36,19 @@ def _provide_services(request: Any) -> Services:
 def create_app(
     settings: Settings | None = None,
     *,
-    services: Services | None = None,
+    embedder: Embedder | None = None,
     extra_handlers: Sequence[Any] = (),
 ) -> Litestar:
-    """Build the app. ``services`` lets tests share one set of real services between apps."""
-    settings = settings or (services.settings if services else Settings.from_env())
+    """Build the app; its lifespan opens the services. ``embedder`` lets tests share one loaded model."""
+    settings = settings or Settings.from_env()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        owned = services is None
-        built = services or await build_services(settings)
+        built = await build_services(settings, embedder=embedder)
         app.state.services = built
         app.state.rate_limiter = TokenBucket(settings.rate_limit_per_minute)
-        issued = await built.access.bootstrap()
-        if issued is not None:
+        issued = await built.access.bootstrap(secret=settings.bootstrap_token or None)
+        if issued is not None and not settings.bootstrap_token:
             # printed once, on the first start only: the operator's way in
             print(f"ragline: bootstrap admin token (shown once): {issued.secret}", flush=True)
         await built.worker.recover()
@@ -60,10 +60,7 @@ def create_app(
             warm.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await warm
-            if owned:
-                await built.close()
-            else:
-                await built.worker.stop()
+            await built.close()
 
     upload_router = Router(
         path="/", route_handlers=[FileController], request_max_body_size=settings.max_upload_bytes + UPLOAD_OVERHEAD

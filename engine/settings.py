@@ -35,6 +35,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_per_minute: int = 600
     cors_origins: tuple[str, ...] = ()
     log_level: str = "INFO"
+    bootstrap_token: str = ""  # fixes the first admin token (automated deployments); printed otherwise
 
     @property
     def resolved_database_url(self) -> str:

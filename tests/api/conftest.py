@@ -1,0 +1,83 @@
+"""API fixtures: the real app (SQLite, embedded Qdrant, real model) on a temporary data directory."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from api.app import create_app
+from api.services.access import TOKEN_PREFIX
+from engine.settings import Settings
+
+
+class Api:
+    """A test client that knows the admin token and speaks the envelope."""
+
+    def __init__(self, client: TestClient[Any], token: str) -> None:
+        self.client = client
+        self.token = token
+
+    @property
+    def services(self) -> Any:
+        return self.client.app.state.services
+
+    def request(self, method: str, path: str, *, token: str | None = None, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {token or self.token}", **kwargs.pop("headers", {})}
+        return self.client.request(method, path, headers=headers, **kwargs)
+
+    def create_kb(self, name: str = "handbook", token: str | None = None) -> str:
+        response = self.request("POST", "/api/v1/knowledge-bases", json={"name": name}, token=token)
+        assert response.status_code == 201, response.text
+        return str(response.json()["data"]["id"])
+
+    def upload(self, kb_id: str, name: str, data: bytes, **kwargs: Any) -> Any:
+        return self.request("POST", f"/api/v1/knowledge-bases/{kb_id}/files", files={"file": (name, data)}, **kwargs)
+
+    def wait_ingested(self, kb_id: str, file_id: str, timeout_s: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            response = self.request("GET", f"/api/v1/knowledge-bases/{kb_id}/files/{file_id}")
+            body = response.json()["data"]
+            if body["status"] in ("ready", "failed"):
+                return dict(body)
+            time.sleep(0.1)
+        raise AssertionError(f"file {file_id} not ingested in {timeout_s}s")
+
+    def search(self, query: str, **body: Any) -> list[dict[str, Any]]:
+        response = self.request("POST", "/api/v1/search", json={"query": query, **body})
+        assert response.status_code == 200, response.text
+        return list(response.json()["data"])
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    return Settings.from_env({}, data_dir=data_dir, torch_threads=1, bootstrap_token=token, **overrides)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "data")
+
+
+def open_api(settings: Settings, embedder: Any) -> Any:
+    """Context manager: a running app (lifespan included) and its admin client."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def running() -> Iterator[Api]:
+        with TestClient(create_app(settings, embedder=embedder)) as client:
+            yield Api(client, settings.bootstrap_token)
+
+    return running()
+
+
+@pytest.fixture
+def api(settings: Settings, embedder: Any) -> Iterator[Api]:
+    with open_api(settings, embedder) as client:
+        yield client
