@@ -1,0 +1,1 @@
+"""The agent runtime: a tool loop over a ``ModelClient`` that streams ``RunEvent``s."""

@@ -1,0 +1,36 @@
+"""What an agent is: model, instructions, tools, knowledge and budgets."""
+
+from __future__ import annotations
+
+import msgspec
+
+KNOWLEDGE_SEARCH = "knowledge_search"
+HTTP_FETCH = "http_fetch"
+
+
+class AgentSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A runnable agent definition.
+
+    Attributes:
+        name: Shown in the ``execution`` event.
+        model: litellm model name (``openai/gpt-4o-mini``, ``ragline/extractive``, ...).
+        instructions: System prompt (holds no secrets: models can be made to print it).
+        tools: Names of the tools this agent may call; the run gets only these.
+        kb_ids: Knowledge bases ``knowledge_search`` reads, inside the caller's workspace.
+        max_steps: Model calls per run; a run that still asks for tools after this fails.
+        max_tokens: Token budget of the whole run (prompt + completion over all calls).
+        timeout_s: Wall-clock budget of the whole run.
+        temperature: Sampling temperature (``None``: provider default).
+        context_window: Tokens the prompt may use; older turns are dropped to fit.
+    """
+
+    name: str
+    model: str
+    instructions: str = ""
+    tools: tuple[str, ...] = (KNOWLEDGE_SEARCH,)
+    kb_ids: tuple[str, ...] = ()
+    max_steps: int = 8
+    max_tokens: int | None = None
+    timeout_s: float = 120.0
+    temperature: float | None = None
+    context_window: int = 8192

@@ -1,0 +1,1 @@
+"""Model adapters: the only place that imports litellm (or any vendor SDK)."""

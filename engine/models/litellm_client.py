@@ -1,0 +1,234 @@
+"""``ModelClient`` over litellm: one streamed chat completion as typed ``ModelEvent``s.
+
+Credentials come from configuration only (constructor arguments); nothing in a ``ModelRequest``
+can set ``api_base`` or ``api_key`` (CVE-2024-6587: a client-chosen ``api_base`` leaks the key).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from engine.errors import ModelError
+from engine.llm import (
+    Finish,
+    Message,
+    ModelEvent,
+    ModelRequest,
+    ReasoningDelta,
+    TextDelta,
+    ToolCall,
+    ToolCallReady,
+    UsageReport,
+)
+
+_configured = False
+
+
+def configure_litellm() -> Any:
+    """Import litellm once with quiet, offline settings and register the built-in extractive model."""
+    global _configured
+    import litellm
+
+    if not _configured:
+        litellm.suppress_debug_info = True
+        litellm.disable_hf_tokenizer_download = True
+        from engine.models.extractive import register_extractive_provider
+
+        register_extractive_provider(litellm)
+        _configured = True
+    return litellm
+
+
+_SECRET_PATTERNS = (
+    re.compile(r"(?i)(bearer\s+)[^\s'\"]+"),
+    re.compile(r"(?i)((?:api[_-]?)?key=)[^&\s'\"]+"),
+    re.compile(r"(?i)(['\"]?(?:api[_-]?key|authorization|x-api-key)['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"),
+    re.compile(r"\b(sk-)[A-Za-z0-9_\-]{6,}"),
+)
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """Remove API keys from a provider error message (``key=``, ``Bearer``, known secrets)."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(r"\1[redacted]", text)
+    return text[:500]
+
+
+def message_to_dict(message: Message) -> dict[str, Any]:
+    """An engine ``Message`` in OpenAI chat format."""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+        out["content"] = message.content or None
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    if message.name is not None:
+        out["name"] = message.name
+    return out
+
+
+@dataclass
+class _ToolCallParts:
+    id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+class _Assembler:
+    """Turns litellm stream chunks into ``ModelEvent``s; tool-call fragments are joined by index."""
+
+    def __init__(self) -> None:
+        self.calls: dict[int, _ToolCallParts] = {}
+        self.finish: str | None = None
+        self.usage: UsageReport | None = None
+
+    def feed(self, chunk: Any) -> list[ModelEvent]:
+        events: list[ModelEvent] = []
+        usage = getattr(chunk, "usage", None)
+        if usage is not None and (usage.prompt_tokens or usage.completion_tokens):
+            self.usage = UsageReport(int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0))
+        for choice in getattr(chunk, "choices", None) or ():
+            delta = choice.delta
+            reasoning = getattr(delta, "reasoning_content", None)
+            if reasoning:
+                events.append(ReasoningDelta(reasoning))
+            if delta.content:
+                events.append(TextDelta(delta.content))
+            for tc in getattr(delta, "tool_calls", None) or ():
+                self._add_call_delta(tc)
+            if choice.finish_reason:
+                self.finish = choice.finish_reason
+        return events
+
+    def _add_call_delta(self, tc: Any) -> None:
+        index = tc.index if tc.index is not None else len(self.calls)
+        parts = self.calls.setdefault(index, _ToolCallParts())
+        if tc.id:
+            parts.id = tc.id
+        function = tc.function
+        if function is not None:
+            if function.name and not parts.name:
+                parts.name = function.name
+            if function.arguments:
+                parts.arguments.append(function.arguments)
+
+    def tail(self) -> list[ModelEvent]:
+        events: list[ModelEvent] = []
+        for index in sorted(self.calls):
+            parts = self.calls[index]
+            call_id = parts.id or f"call_{index}"
+            events.append(ToolCallReady(ToolCall(id=call_id, name=parts.name, arguments="".join(parts.arguments))))
+        if self.usage is not None:
+            events.append(self.usage)
+        events.append(Finish(self.finish or ("tool_calls" if self.calls else "stop")))
+        return events
+
+
+class LiteLLMModelClient:
+    """Streams chat completions through ``litellm.acompletion``.
+
+    Args:
+        api_base: Provider base URL from configuration (``None``: the provider's default).
+        api_key: Provider key from configuration; never taken from a request, never in errors.
+        timeout_s: Per-call HTTP timeout.
+        extra: Extra keyword arguments for ``acompletion`` (operator configuration).
+        stall_timeout_s: A stream that sends no chunk for this long fails with ``ModelError``.
+    """
+
+    def __init__(
+        self,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        timeout_s: float = 60,
+        extra: dict[str, Any] | None = None,
+        stall_timeout_s: float = 30,
+    ) -> None:
+        self._api_base = api_base
+        self._api_key = api_key
+        self._timeout_s = timeout_s
+        self._extra = dict(extra or {})
+        self._stall_timeout_s = stall_timeout_s
+        self._litellm = configure_litellm()
+
+    def _kwargs(self, request: ModelRequest) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            **self._extra,
+            "model": request.model,
+            "messages": [message_to_dict(m) for m in request.messages],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "timeout": self._timeout_s,
+        }
+        if self._api_base and not request.model.startswith("ragline/"):
+            kwargs["api_base"] = self._api_base
+        if self._api_key and not request.model.startswith("ragline/"):
+            kwargs["api_key"] = self._api_key
+        if request.tools:
+            kwargs["tools"] = [
+                {
+                    "type": "function",
+                    "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
+                }
+                for t in request.tools
+            ]
+        if request.temperature is not None:
+            kwargs["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            kwargs["max_tokens"] = request.max_tokens
+        return kwargs
+
+    def _error(self, exc: BaseException) -> ModelError:
+        kind = type(exc).__name__
+        secrets = (self._api_key,) if self._api_key else ()
+        return ModelError(f"model call failed ({kind}): {redact(str(exc), secrets)}")
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        """Stream one model call. Raises ``ModelError`` on provider errors, timeouts and stalls."""
+        assembler = _Assembler()
+        try:
+            with anyio.fail_after(self._timeout_s):
+                response = await self._litellm.acompletion(**self._kwargs(request))
+        except TimeoutError as exc:
+            raise ModelError(f"model call timed out after {self._timeout_s:g} s") from exc
+        except Exception as exc:
+            raise self._error(exc) from None
+        iterator = response.__aiter__()
+        try:
+            while True:
+                try:
+                    with anyio.fail_after(self._stall_timeout_s):
+                        chunk = await iterator.__anext__()
+                except StopAsyncIteration:
+                    break
+                except TimeoutError as exc:
+                    raise ModelError(f"model stream stalled: no data for {self._stall_timeout_s:g} s") from exc
+                except Exception as exc:
+                    raise self._error(exc) from None
+                for event in assembler.feed(chunk):
+                    yield event
+        finally:
+            await _close_quietly(iterator)
+        for event in assembler.tail():
+            yield event
+
+
+async def _close_quietly(iterator: Any) -> None:
+    # Releases the HTTP connection of an abandoned stream; litellm's wrapper may lack aclose.
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is None:
+        return
+    # closing a broken stream must not mask the real error
+    with anyio.CancelScope(shield=True), anyio.move_on_after(2), contextlib.suppress(Exception):
+        await aclose()
