@@ -25,6 +25,7 @@ import resource
 import signal
 import tempfile
 import threading
+from collections.abc import Callable
 from multiprocessing import context as mp_context
 from multiprocessing import forkserver, popen_forkserver, reduction, spawn, util
 from multiprocessing.connection import Connection
@@ -120,12 +121,17 @@ def _parse_job(path: str, file_type: str) -> ParsedDocument:
     return parse_document(data, file_type)
 
 
-def _child_main(path: str, file_type: str, memory_mb: int, timeout_s: float, conn: Connection) -> None:
+ParseJob = Callable[[str, str], ParsedDocument]
+
+
+def _child_main(
+    job: ParseJob, path: str, file_type: str, memory_mb: int, timeout_s: float, conn: Connection
+) -> None:
     """Entry point in the child: apply budgets, parse, send one encoded result, exit."""
     result: ParseResult
     try:
         _apply_limits(memory_mb, timeout_s)
-        result = _parse_job(path, file_type)
+        result = job(path, file_type)
     except InvalidInput as exc:
         result = ParseFailure(exc.message)
     except MemoryError:
@@ -194,11 +200,19 @@ def parse_in_sandbox(data: bytes, file_type: str, *, timeout_s: float, memory_mb
     Returns:
         The parsed document, or a ``ParseFailure`` whose reason is readable by the uploader.
     """
+    return run_sandboxed(_parse_job, data, file_type, timeout_s=timeout_s, memory_mb=memory_mb)
+
+
+def run_sandboxed(job: ParseJob, data: bytes, file_type: str, *, timeout_s: float, memory_mb: int) -> ParseResult:
+    """Run ``job(path_of_data, file_type)`` in a budgeted child; ``job`` must be a module-level function.
+
+    ``parse_in_sandbox`` is this with the real parser; tests pass jobs that crash or hog memory on purpose.
+    """
     context = _get_context()
     fd, path = tempfile.mkstemp(prefix="ragline-parse-")
     receiver, sender = context.Pipe(duplex=False)
     proc = _ParseProcess(
-        target=_child_main, args=(path, file_type, memory_mb, timeout_s, sender), daemon=True,
+        target=_child_main, args=(job, path, file_type, memory_mb, timeout_s, sender), daemon=True,
         name="ragline-parse",
     )
     try:

@@ -1,0 +1,246 @@
+"""Token-based chunking of a ``ParsedDocument`` into ``ChunkDraft``s ready for embedding.
+
+Rules: chunks are measured in cl100k tokens, overlap by ``overlap`` tokens, never cross a section
+(so never a page boundary or a heading change), and end preferably at a paragraph, else a sentence,
+else a word boundary. ``embed_text`` is a short title / heading-path prefix plus the chunk text and is
+*guaranteed* to fit the embedder's window, checked with the model's own word-piece tokenizer: cl100k
+counts alone are not enough (Russian text runs ~2.2 word-pieces per cl100k token, Korean ~1.6,
+URLs ~1.5, English/code ~1.2), so a chunk that would overflow is cut shorter.
+
+Offsets: ``char_start``/``char_end`` index into ``document_text(doc)``, the sections' texts joined
+with ``SECTION_SEPARATOR``; ``document_text(doc)[c.char_start:c.char_end] == c.text`` always holds.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Callable
+from functools import lru_cache
+
+import msgspec
+
+from engine.errors import InvalidInput
+from engine.tokens import encoding
+from ingest.parsed import ParsedDocument
+
+SECTION_SEPARATOR = "\n\n"
+PREFIX_TOKENS = 24
+EMBED_WINDOW = 256  # all-MiniLM-L6-v2 max_seq_length in word-pieces, [CLS] and [SEP] included
+_SPECIAL_TOKENS = 2
+_PARAGRAPH = re.compile(r"\n[ \t]*\n")
+_SENTENCE_END = re.compile(r"(?:[.!?;:][\"')\]]*(?=\s)|[\u3002\uff01\uff1f\uff1b])")  # CJK full stop, !, ?, ;
+_LINE_END = re.compile(r"\n")
+_WHITESPACE = re.compile(r"\s")
+
+WindowCounter = Callable[[str], int]
+
+
+class ChunkDraft(msgspec.Struct, frozen=True):
+    """One chunk before embedding; ``ordinal`` is its 0-based position in the file."""
+
+    text: str
+    embed_text: str
+    page: int | None
+    heading_path: tuple[str, ...]
+    char_start: int
+    char_end: int
+    ordinal: int
+
+
+@lru_cache(maxsize=1)
+def minilm_wordpiece_counter() -> WindowCounter:
+    """Word-piece count with the bundled all-MiniLM-L6-v2 tokenizer (Rust ``tokenizers``, no torch)."""
+    from tokenizers import Tokenizer
+
+    from engine.embedders.sentence_transformer import bundled_model_path
+
+    tokenizer = Tokenizer.from_file(str(bundled_model_path() / "tokenizer.json"))
+    tokenizer.no_truncation()  # tokenizer.json truncates at 128; we need the true length
+    tokenizer.no_padding()
+
+    def count(text: str) -> int:
+        return len(tokenizer.encode(text, add_special_tokens=False).ids)
+
+    return count
+
+
+def _safe(text: str) -> str:
+    # Lone surrogates cannot be tokenised; "replace" swaps each for "?" so offsets keep their meaning.
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def document_text(doc: ParsedDocument) -> str:
+    """The text that ``ChunkDraft.char_start``/``char_end`` index into."""
+    return SECTION_SEPARATOR.join(_safe(section.text) for section in doc.sections)
+
+
+def embed_prefix(title: str | None, heading_path: tuple[str, ...], max_tokens: int = PREFIX_TOKENS) -> str:
+    """``"title — Heading > Sub"`` cut to ``max_tokens`` cl100k tokens (empty when there is neither)."""
+    parts = [p for p in (" ".join((title or "").split()), " > ".join(" ".join(h.split()) for h in heading_path)) if p]
+    prefix = " — ".join(parts)
+    if not prefix:
+        return ""
+    enc = encoding()
+    tokens = enc.encode(prefix, disallowed_special=())
+    if len(tokens) <= max_tokens:
+        return prefix
+    # decode a token prefix; a split multi-byte character decodes to U+FFFD, which we drop
+    return enc.decode(tokens[: max_tokens - 1]).replace("\ufffd", "").rstrip() + "…"
+
+
+class _SectionChunker:
+    """Splits one section's text; token ``i`` starts at character ``starts[i]``."""
+
+    def __init__(self, text: str, chunk_tokens: int, overlap: int) -> None:
+        self.text = text
+        self.chunk_tokens = chunk_tokens
+        self.overlap = overlap
+        tokens = encoding().encode(text, disallowed_special=())
+        decoded, offsets = encoding().decode_with_offsets(tokens)
+        if decoded != text:  # cannot happen for surrogate-free str; keep offsets honest if it ever does
+            raise InvalidInput("the file's text could not be tokenised")
+        self.starts = [*offsets, len(text)]  # starts[n] is the end sentinel
+        self.n = len(tokens)
+
+    def char(self, token: int) -> int:
+        return self.starts[min(token, self.n)]
+
+    def token_at_or_after(self, char: int) -> int:
+        return bisect.bisect_left(self.starts, char, hi=self.n)
+
+    def end_token(self, start: int, budget: int) -> int:
+        """End (exclusive) of a chunk from ``start`` of at most ``budget`` tokens, at the nicest boundary."""
+        hard = start + budget
+        if hard >= self.n:
+            return self.n
+        lo, hi = self.char(start + max(budget // 2, 1)), self.char(hard)
+        window = self.text[lo:hi]
+        for pattern in (_PARAGRAPH, _SENTENCE_END, _LINE_END, _WHITESPACE):
+            last = None
+            for last in pattern.finditer(window):  # noqa: B007 - we want the last match
+                pass
+            if last is not None:
+                end = self.token_at_or_after(lo + last.end())
+                if start < end <= hard and self.char(end) > self.char(start):
+                    return end
+        return self._nonempty_end(start, hard)
+
+    def _nonempty_end(self, start: int, end: int) -> int:
+        # Several tokens can share one start character (a split multi-byte char): never return an empty span.
+        while end < self.n and self.char(end) <= self.char(start):
+            end += 1
+        return end
+
+    def next_start(self, start: int, end: int) -> int:
+        """Where the next chunk begins: ``overlap`` tokens back, moved forward to a sentence or word start."""
+        # a chunk cut short (boundary, or the embedder window) overlaps at most half of itself: steady progress
+        overlap = min(self.overlap, (end - start) // 2)
+        first = max(end - overlap, start + 1)
+        if first >= end:
+            return end
+        lo, hi = self.char(first), self.char(end)
+        window = self.text[lo:hi]
+        for pattern in (_SENTENCE_END, _LINE_END, _WHITESPACE):
+            match = pattern.search(window)
+            if match is not None:
+                candidate = self.token_at_or_after(lo + match.end())
+                if first <= candidate < end:
+                    return candidate
+        return first
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """Character span of tokens ``[start, end)`` without surrounding whitespace."""
+        lo, hi = self.char(start), self.char(end)
+        while lo < hi and self.text[lo].isspace():
+            lo += 1
+        while hi > lo and self.text[hi - 1].isspace():
+            hi -= 1
+        return lo, hi
+
+
+def _validate(chunk_tokens: int, overlap: int, max_chunks: int) -> None:
+    if chunk_tokens < 16:
+        raise ValueError("chunk_tokens must be at least 16")
+    if not 0 <= overlap < chunk_tokens // 2:
+        raise ValueError("overlap must be >= 0 and less than half of chunk_tokens")
+    if max_chunks < 1:
+        raise ValueError("max_chunks must be positive")
+
+
+def chunk_document(
+    doc: ParsedDocument,
+    *,
+    chunk_tokens: int = 200,
+    overlap: int = 40,
+    max_chunks: int = 20_000,
+    title: str | None = None,
+    window_tokens: int = EMBED_WINDOW,
+    count_window_tokens: WindowCounter | None = None,
+) -> list[ChunkDraft]:
+    """Split ``doc`` into overlapping token chunks with an embedding text that fits the model window.
+
+    Args:
+        doc: parser output.
+        chunk_tokens: target chunk size in cl100k tokens (a chunk may be shorter to end at a boundary
+            or to fit the embedder's window).
+        overlap: cl100k tokens repeated from the end of the previous chunk of the same section.
+        max_chunks: refuse files producing more chunks than this.
+        title: prefix for ``embed_text`` (e.g. the file name); defaults to the document's own title.
+        window_tokens: the embedder's input window in its own tokens, special tokens included.
+        count_window_tokens: the embedder's token counter; defaults to the bundled MiniLM word-pieces.
+
+    Raises:
+        InvalidInput: the document produces more than ``max_chunks`` chunks.
+    """
+    _validate(chunk_tokens, overlap, max_chunks)
+    count = count_window_tokens or minilm_wordpiece_counter()
+    limit = window_tokens - _SPECIAL_TOKENS
+    drafts: list[ChunkDraft] = []
+    base = 0
+    for section in doc.sections:
+        text = _safe(section.text)
+        prefix = embed_prefix(title or doc.title, section.heading_path)
+        chunker = _SectionChunker(text, chunk_tokens, overlap)
+        for lo, hi in _section_spans(chunker, prefix, count, limit):
+            if len(drafts) >= max_chunks:
+                raise InvalidInput(f"file produces more than {max_chunks} chunks")
+            body = text[lo:hi]
+            drafts.append(
+                ChunkDraft(
+                    text=body, embed_text=f"{prefix}\n{body}" if prefix else body, page=section.page,
+                    heading_path=section.heading_path, char_start=base + lo, char_end=base + hi,
+                    ordinal=len(drafts),
+                )
+            )
+        base += len(text) + len(SECTION_SEPARATOR)
+    return drafts
+
+
+def _section_spans(chunker: _SectionChunker, prefix: str, count: WindowCounter, limit: int) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    prefix_cost = count(prefix + "\n") if prefix else 0
+    start = 0
+    while start < chunker.n:
+        end = _fitting_end(chunker, start, prefix_cost, count, limit)
+        lo, hi = chunker.span(start, end)
+        if hi > lo:
+            spans.append((lo, hi))
+        if end >= chunker.n:
+            break
+        start = chunker.next_start(start, end)
+    return spans
+
+
+def _fitting_end(chunker: _SectionChunker, start: int, prefix_cost: int, count: WindowCounter, limit: int) -> int:
+    """Chunk end whose text, after the prefix, fits ``limit`` window tokens; shrinks the budget until it does."""
+    budget = chunker.chunk_tokens
+    while True:
+        end = chunker.end_token(start, budget)
+        lo, hi = chunker.span(start, end)
+        used = prefix_cost + count(chunker.text[lo:hi])
+        if used <= limit or end - start <= 1:
+            return end
+        # shrink in proportion to the overflow, a little extra so this rarely loops more than twice
+        room = max(limit - prefix_cost, 1)
+        budget = max(1, min(end - start - 1, int((end - start) * room / used * 0.95)))
