@@ -1,0 +1,33 @@
+"""Vector store adapters: the embedded qdrant-edge shard (default) and a Qdrant server (``QDRANT_URL``)."""
+
+from __future__ import annotations
+
+from engine.ports import VectorStore
+from engine.settings import Settings
+
+
+def create_vector_store(settings: Settings, dim: int) -> VectorStore:
+    """The store the settings ask for: a Qdrant server when ``QDRANT_URL`` is set, else the embedded shard.
+
+    Args:
+        settings: Runtime configuration (``qdrant_url``, ``qdrant_api_key``, ``qdrant_collection``, ``data_dir``).
+        dim: The embedder's dense vector dimension.
+
+    Raises:
+        Conflict: The embedded shard is already open in another process.
+    """
+    if settings.qdrant_url:
+        from engine.stores.qdrant_server import QdrantServerVectorStore
+
+        return QdrantServerVectorStore(
+            url=settings.qdrant_url,
+            api_key=settings.qdrant_api_key or None,
+            collection=settings.qdrant_collection,
+            dim=dim,
+        )
+    from engine.stores.edge import EdgeVectorStore
+
+    return EdgeVectorStore(settings.qdrant_path, dim)
+
+
+__all__ = ["create_vector_store"]

@@ -1,0 +1,133 @@
+"""What both vector store adapters share: the collection layout, payload mapping and filter semantics.
+
+Filters are translated once into a neutral list of conditions here, and each adapter maps those to its
+own SDK classes, so the embedded shard and a Qdrant server apply exactly the same rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+
+from engine.errors import InvalidInput
+from engine.types import ChunkRecord, SearchFilters, VectorPoint, VectorQuery
+
+DENSE_VECTOR = "dense"
+SPARSE_VECTOR = "bm25"
+RRF_K = 60  # the usual RRF constant; set explicitly so both adapters fuse identically
+# Not a ChunkRecord field: chunks are upserted "pending" and a file becomes "published" (searchable) in one
+# operation. A keyword, not a bool: qdrant-edge 0.9 turns MatchValue(True) into the integer 1, which never
+# matches a stored boolean.
+VISIBILITY_FIELD = "visibility"
+PENDING = "pending"
+PUBLISHED = "published"
+
+IndexKind = Literal["tenant", "keyword", "integer", "float"]
+PAYLOAD_INDEXES: dict[str, IndexKind] = {
+    "workspace_id": "tenant",
+    "kb_id": "keyword",
+    "file_id": "keyword",
+    "file_type": "keyword",
+    "tags": "keyword",
+    "page": "integer",
+    "ordinal": "integer",
+    "created_at": "float",
+    VISIBILITY_FIELD: "keyword",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MatchCondition:
+    """The payload field equals one of ``values`` (for list fields: contains one of them)."""
+
+    key: str
+    values: tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RangeCondition:
+    """Numeric range; ``None`` bounds are open. Points without the field never match."""
+
+    key: str
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+
+
+Condition = MatchCondition | RangeCondition
+
+
+def point_payload(point: VectorPoint) -> dict[str, Any]:
+    """The stored payload of a point: the ChunkRecord fields plus its visibility, initially pending."""
+    payload: dict[str, Any] = msgspec.to_builtins(point.chunk)
+    payload[VISIBILITY_FIELD] = PENDING
+    return payload
+
+
+def chunk_from_payload(payload: dict[str, Any] | None) -> ChunkRecord:
+    fields = {k: v for k, v in (payload or {}).items() if k != VISIBILITY_FIELD}
+    return msgspec.convert(fields, ChunkRecord)
+
+
+def workspace_conditions(workspace_id: str, *, published_only: bool = True) -> list[Condition]:
+    _require_workspace(workspace_id)
+    conditions: list[Condition] = [MatchCondition("workspace_id", (workspace_id,))]
+    if published_only:
+        conditions.append(MatchCondition(VISIBILITY_FIELD, (PUBLISHED,)))
+    return conditions
+
+
+def filter_conditions(filters: SearchFilters) -> list[Condition] | None:
+    """Translate ``SearchFilters`` into conditions, all of which must hold.
+
+    Returns ``None`` when the filter cannot match anything: an empty ``kb_ids``/``file_ids``/``file_types``/
+    ``tags`` tuple means "none of them" (fail closed), not "any". ``page_from``/``page_to`` are inclusive;
+    ``created_after`` is inclusive and ``created_before`` exclusive (a half-open interval).
+    """
+    conditions = workspace_conditions(filters.workspace_id)
+    for key, values in (
+        ("kb_id", filters.kb_ids),
+        ("file_id", filters.file_ids),
+        ("file_type", filters.file_types),
+        ("tags", filters.tags),
+    ):
+        if values is None:
+            continue
+        if not values:
+            return None
+        conditions.append(MatchCondition(key, tuple(values)))
+    if filters.page_from is not None or filters.page_to is not None:
+        conditions.append(RangeCondition("page", gte=filters.page_from, lte=filters.page_to))
+    if filters.created_after is not None or filters.created_before is not None:
+        conditions.append(RangeCondition("created_at", gte=filters.created_after, lt=filters.created_before))
+    return conditions
+
+
+def check_points(points: Sequence[VectorPoint], dim: int) -> None:
+    for point in points:
+        _require_workspace(point.chunk.workspace_id)
+        if len(point.dense) != dim:
+            raise InvalidInput(f"dense vector has {len(point.dense)} dimensions, the store expects {dim}")
+
+
+def check_query(query: VectorQuery, dim: int) -> None:
+    """Reject queries the store cannot run, before they reach the SDK."""
+    if query.limit < 1:
+        raise InvalidInput("limit must be at least 1")
+    needs_dense = query.mode in ("dense", "hybrid")
+    needs_sparse = query.mode in ("sparse", "hybrid")
+    if needs_dense and (query.dense is None or len(query.dense) != dim):
+        raise InvalidInput(f"{query.mode} search needs a {dim}-dimensional dense vector")
+    if needs_sparse and query.sparse is None:
+        raise InvalidInput(f"{query.mode} search needs a sparse vector")
+    if query.mode == "hybrid" and query.prefetch_limit < query.limit:
+        raise InvalidInput("prefetch_limit must be at least limit")
+
+
+def _require_workspace(workspace_id: str) -> None:
+    # An empty workspace id would silently match nothing or, worse, be stored unscoped.
+    if not workspace_id:
+        raise InvalidInput("workspace_id is required")

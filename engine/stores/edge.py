@@ -1,0 +1,275 @@
+"""``VectorStore`` on qdrant-edge: Qdrant's Rust segment engine running in this process.
+
+One shard holds every workspace (``workspace_id`` is a tenant-indexed payload field and a mandatory
+filter). Edge calls are synchronous and release the GIL while they search, so they run in worker threads;
+writes are serialised by one lock. ``optimize()`` (HNSW build) is never called implicitly: it holds the GIL
+for seconds to minutes, so only an offline CLI step may run it. Without it search is an exact scan.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import qdrant_edge as qe
+
+from engine.errors import Conflict, EngineError, InvalidInput
+from engine.stores._common import (
+    DENSE_VECTOR,
+    PAYLOAD_INDEXES,
+    PUBLISHED,
+    RRF_K,
+    SPARSE_VECTOR,
+    VISIBILITY_FIELD,
+    Condition,
+    IndexKind,
+    MatchCondition,
+    RangeCondition,
+    check_points,
+    check_query,
+    chunk_from_payload,
+    filter_conditions,
+    point_payload,
+    workspace_conditions,
+)
+from engine.types import ChunkRecord, ScoredChunk, SearchFilters, VectorPoint, VectorQuery
+
+T = TypeVar("T")
+
+_IN_USE = "data directory is in use by another Ragline process"
+
+
+class EdgeVectorStore:
+    """Embedded vector store in one qdrant-edge shard directory.
+
+    Args:
+        path: Shard directory; created (with its parents) when it holds no shard yet.
+        dim: Dense vector dimension; an existing shard with another dimension is refused.
+
+    Raises:
+        Conflict: Another process (or another store in this process) has the shard open.
+        EngineError: The directory holds an incompatible or unreadable shard.
+    """
+
+    def __init__(self, path: Path, dim: int) -> None:
+        self.path = Path(path)
+        self.dim = dim
+        self._write_lock = threading.Lock()
+        self._closed = False
+        self._shard = _open_shard(self.path, dim)
+        try:
+            _ensure_payload_indexes(self._shard)
+        except BaseException:
+            self._shard.close()
+            raise
+
+    async def upsert(self, points: Sequence[VectorPoint]) -> None:
+        """Insert or replace points by chunk id. They stay hidden from reads until ``publish_file``."""
+        if not points:
+            return
+        check_points(points, self.dim)
+        edge_points = [_edge_point(point) for point in points]
+        await self._write(qe.UpdateOperation.upsert_points(edge_points))
+
+    async def publish_file(self, workspace_id: str, file_id: str) -> None:
+        """Make all chunks of one file searchable in a single WAL operation."""
+        target = _edge_filter([*workspace_conditions(workspace_id, published_only=False), _file(file_id)])
+        await self._write(qe.UpdateOperation.set_payload_by_filter(target, {VISIBILITY_FIELD: PUBLISHED}))
+
+    async def search(self, query: VectorQuery) -> list[ScoredChunk]:
+        """Dense, sparse or fused hybrid search over published chunks matching ``query.filters``."""
+        check_query(query, self.dim)
+        conditions = filter_conditions(query.filters)
+        if conditions is None or (query.mode == "sparse" and query.sparse is not None and not query.sparse.indices):
+            return []
+        request = _query_request(query, conditions)
+        hits = await self._read(self._shard.query, request)
+        return [ScoredChunk(chunk=chunk_from_payload(hit.payload), score=hit.score) for hit in hits]
+
+    async def get_chunks(self, workspace_id: str, file_id: str, ordinals: Sequence[int]) -> list[ChunkRecord]:
+        """Published chunks of one file with the given ordinals, in ordinal order (missing ones skipped)."""
+        wanted = sorted(set(ordinals))
+        if not wanted:
+            return []
+        conditions = [*workspace_conditions(workspace_id), _file(file_id), MatchCondition("ordinal", tuple(wanted))]
+        request = qe.ScrollRequest(limit=len(wanted), filter=_edge_filter(conditions), with_payload=True)
+        records, _ = await self._read(self._shard.scroll, request)
+        return sorted((chunk_from_payload(record.payload) for record in records), key=lambda c: c.ordinal)
+
+    async def count(self, filters: SearchFilters) -> int:
+        """Exact number of published chunks matching ``filters``."""
+        conditions = filter_conditions(filters)
+        if conditions is None:
+            return 0
+        return await self._read(self._shard.count, qe.CountRequest(exact=True, filter=_edge_filter(conditions)))
+
+    async def delete_file(self, workspace_id: str, file_id: str) -> None:
+        """Delete every point of one file, published or not."""
+        target = [*workspace_conditions(workspace_id, published_only=False), _file(file_id)]
+        await self._write(qe.UpdateOperation.delete_points_by_filter(_edge_filter(target)))
+
+    async def delete_kb(self, workspace_id: str, kb_id: str) -> None:
+        """Delete every point of one knowledge base, published or not."""
+        target = [*workspace_conditions(workspace_id, published_only=False), MatchCondition("kb_id", (kb_id,))]
+        await self._write(qe.UpdateOperation.delete_points_by_filter(_edge_filter(target)))
+
+    async def file_ids(self) -> set[str]:
+        """Every file id with at least one point, published or not, across all workspaces."""
+        return await self._read(self._file_ids_sync)
+
+    async def close(self) -> None:
+        """Flush segments and release the shard (and its WAL lock). Safe to call twice."""
+        await anyio.to_thread.run_sync(self.close_sync)
+
+    def close_sync(self) -> None:
+        """Blocking ``close`` for shutdown hooks and CLIs that have no event loop."""
+        with self._write_lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._shard.flush()
+            finally:
+                self._shard.close()
+
+    def optimize(self) -> bool:
+        """Build HNSW indexes and merge segments. Blocking and GIL-holding: CLI/offline use only.
+
+        Returns:
+            True if any segment was optimised.
+        """
+        with self._write_lock:
+            self._require_open()
+            return bool(self._shard.optimize())
+
+    def indexed_vectors(self) -> int:
+        """How many vectors sit in HNSW-indexed segments (0 until ``optimize`` has run)."""
+        self._require_open()
+        return int(self._shard.info().indexed_vectors_count)
+
+    def _file_ids_sync(self) -> set[str]:
+        # Facet over the keyword index; its limit is the point count, an upper bound on distinct ids.
+        total = self._shard.count(qe.CountRequest(exact=True))
+        if total == 0:
+            return set()
+        facets = self._shard.facet(qe.FacetRequest(key="file_id", limit=total, exact=True))
+        return {str(hit.value) for hit in facets.hits if hit.count > 0}
+
+    async def _read(self, call: Callable[..., T], *args: Any) -> T:
+        self._require_open()
+        return await anyio.to_thread.run_sync(_translate_errors, call, *args)
+
+    async def _write(self, operation: qe.UpdateOperation) -> None:
+        self._require_open()
+        await anyio.to_thread.run_sync(self._write_sync, operation)
+
+    def _write_sync(self, operation: qe.UpdateOperation) -> None:
+        with self._write_lock:
+            self._require_open()
+            _translate_errors(self._shard.update, operation)
+
+    def _require_open(self) -> None:
+        if self._closed:
+            raise EngineError("vector store is closed", code="store_closed")
+
+
+def _edge_config(dim: int) -> qe.EdgeConfig:
+    return qe.EdgeConfig(
+        vectors={DENSE_VECTOR: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
+        sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+    )
+
+
+def _open_shard(path: Path, dim: int) -> qe.EdgeShard:
+    config = _edge_config(dim)
+    try:
+        if (path / "edge_config.json").exists():
+            return qe.EdgeShard.load(str(path), config)
+        path.mkdir(parents=True, exist_ok=True)
+        return qe.EdgeShard.create(str(path), config)
+    except Exception as exc:
+        if "WouldBlock" in str(exc):
+            raise Conflict(f"{_IN_USE}: {path} (stop the other process, or set QDRANT_URL)") from exc
+        raise EngineError(f"cannot open the vector store at {path}: {exc}", code="store_unavailable") from exc
+
+
+def _ensure_payload_indexes(shard: qe.EdgeShard) -> None:
+    existing = set(shard.info().payload_schema)
+    for field, kind in PAYLOAD_INDEXES.items():
+        if field not in existing:
+            shard.update(qe.UpdateOperation.create_field_index(field, _index_schema(kind)))
+
+
+def _index_schema(kind: IndexKind) -> qe.PayloadSchemaType | qe.KeywordIndexParams:
+    if kind == "tenant":
+        # Tenant index: segments are laid out per workspace, so workspace-filtered scans stay local.
+        return qe.KeywordIndexParams(is_tenant=True)
+    schema_types = {
+        "keyword": qe.PayloadSchemaType.Keyword,
+        "integer": qe.PayloadSchemaType.Integer,
+        "float": qe.PayloadSchemaType.Float,
+    }
+    return schema_types[kind]
+
+
+def _edge_point(point: VectorPoint) -> qe.Point:
+    vectors: dict[str, list[float] | qe.SparseVector] = {DENSE_VECTOR: list(point.dense)}
+    if point.sparse is not None:
+        vectors[SPARSE_VECTOR] = qe.SparseVector(list(point.sparse.indices), list(point.sparse.values))
+    return qe.Point(point.chunk.id, vectors, point_payload(point))  # type: ignore[arg-type]
+
+
+def _query_request(query: VectorQuery, conditions: list[Condition]) -> qe.QueryRequest:
+    flt = _edge_filter(conditions)
+    # IDF statistics over the caller's workspace only: another tenant's corpus never shifts BM25 scores.
+    sparse_params = qe.SearchParams(
+        idf=qe.IdfParams(corpus=_edge_filter(workspace_conditions(query.filters.workspace_id)))
+    )
+    dense = qe.Query.Nearest(list(query.dense or []), using=DENSE_VECTOR)
+    sparse = None
+    if query.sparse is not None:
+        sparse = qe.Query.Nearest(
+            qe.SparseVector(list(query.sparse.indices), list(query.sparse.values)), using=SPARSE_VECTOR
+        )
+    if query.mode == "dense":
+        return qe.QueryRequest(limit=query.limit, query=dense, filter=flt, with_payload=True)
+    if query.mode == "sparse":
+        return qe.QueryRequest(limit=query.limit, query=sparse, filter=flt, with_payload=True, params=sparse_params)
+    prefetches = [qe.Prefetch(limit=query.prefetch_limit, query=dense, filter=flt)]
+    if query.sparse is not None and query.sparse.indices:
+        prefetches.append(qe.Prefetch(limit=query.prefetch_limit, query=sparse, filter=flt, params=sparse_params))
+    # The stubs declare Fusion.Rrf/Dbsf as nested classes rather than as the Fusion the runtime accepts.
+    fusion: qe.Fusion = qe.Fusion.Rrf(k=RRF_K) if query.fusion == "rrf" else qe.Fusion.Dbsf()  # type: ignore[assignment]
+    return qe.QueryRequest(limit=query.limit, prefetches=prefetches, query=fusion, filter=flt, with_payload=True)
+
+
+def _edge_filter(conditions: list[Condition]) -> qe.Filter:
+    return qe.Filter(must=[_edge_condition(condition) for condition in conditions])
+
+
+def _edge_condition(condition: Condition) -> qe.FieldCondition:
+    if isinstance(condition, RangeCondition):
+        bounds = qe.RangeFloat(gte=condition.gte, lt=condition.lt, lte=condition.lte)
+        return qe.FieldCondition(condition.key, range=bounds)
+    values = condition.values
+    if len(values) == 1:
+        return qe.FieldCondition(condition.key, match=qe.MatchValue(values[0]))
+    return qe.FieldCondition(condition.key, match=qe.MatchAny(list(values)))  # type: ignore[arg-type]
+
+
+def _file(file_id: str) -> MatchCondition:
+    return MatchCondition("file_id", (file_id,))
+
+
+def _translate_errors(call: Callable[..., T], *args: Any) -> T:
+    try:
+        return call(*args)
+    except ValueError as exc:  # bad point ids, malformed vectors
+        raise InvalidInput(str(exc)) from exc
+    except Exception as exc:
+        if "dimension error" in str(exc):
+            raise InvalidInput(str(exc)) from exc
+        raise EngineError(f"vector store error: {exc}", code="store_error") from exc

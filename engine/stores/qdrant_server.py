@@ -1,0 +1,272 @@
+"""``VectorStore`` on a Qdrant server through ``AsyncQdrantClient``: the scale-out path (``QDRANT_URL``).
+
+Same collection layout and filter semantics as the embedded shard (see ``engine.stores._common``).
+``location=":memory:"`` runs qdrant-client's local mode, which the conformance tests use; it ignores
+payload indexes and brute-forces every query, so it is for tests only.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+from qdrant_client import AsyncQdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from engine.errors import EngineError, InvalidInput
+from engine.stores._common import (
+    DENSE_VECTOR,
+    PAYLOAD_INDEXES,
+    PUBLISHED,
+    RRF_K,
+    SPARSE_VECTOR,
+    VISIBILITY_FIELD,
+    Condition,
+    IndexKind,
+    MatchCondition,
+    RangeCondition,
+    check_points,
+    check_query,
+    chunk_from_payload,
+    filter_conditions,
+    point_payload,
+    workspace_conditions,
+)
+from engine.types import ChunkRecord, ScoredChunk, SearchFilters, SparseVector, VectorPoint, VectorQuery
+
+
+class QdrantServerVectorStore:
+    """Vector store in one Qdrant collection, created on first use if missing.
+
+    Args:
+        location: ``":memory:"`` for qdrant-client's in-process local mode (tests).
+        url: Qdrant server URL, e.g. ``http://qdrant:6333``.
+        api_key: Server API key, if the server requires one.
+        collection: Collection name.
+        dim: Dense vector dimension; an existing collection with another size is refused.
+    """
+
+    def __init__(
+        self,
+        location: str | None = None,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        collection: str,
+        dim: int,
+    ) -> None:
+        if (location is None) == (url is None):
+            raise ValueError("give exactly one of location or url")
+        self.collection = collection
+        self.dim = dim
+        self._local = location is not None
+        self._client = AsyncQdrantClient(location=location, url=url, api_key=api_key or None)
+        self._ready = False
+        self._ready_lock = anyio.Lock()
+
+    async def upsert(self, points: Sequence[VectorPoint]) -> None:
+        """Insert or replace points by chunk id. They stay hidden from reads until ``publish_file``."""
+        if not points:
+            return
+        check_points(points, self.dim)
+        structs = [
+            models.PointStruct(id=point.chunk.id, vector=_point_vectors(point), payload=point_payload(point))
+            for point in points
+        ]
+        await self._call(self._client.upsert, collection_name=self.collection, points=structs, wait=True)
+
+    async def publish_file(self, workspace_id: str, file_id: str) -> None:
+        """Make all chunks of one file searchable in one request."""
+        target = _filter([*workspace_conditions(workspace_id, published_only=False), _file(file_id)])
+        await self._call(
+            self._client.set_payload,
+            collection_name=self.collection,
+            payload={VISIBILITY_FIELD: PUBLISHED},
+            points=target,
+            wait=True,
+        )
+
+    async def search(self, query: VectorQuery) -> list[ScoredChunk]:
+        """Dense, sparse or fused hybrid search over published chunks matching ``query.filters``."""
+        check_query(query, self.dim)
+        conditions = filter_conditions(query.filters)
+        if conditions is None or (query.mode == "sparse" and query.sparse is not None and not query.sparse.indices):
+            return []
+        response = await self._call(
+            self._client.query_points, collection_name=self.collection, **_query_arguments(query, conditions)
+        )
+        return [ScoredChunk(chunk=chunk_from_payload(hit.payload), score=hit.score) for hit in response.points]
+
+    async def get_chunks(self, workspace_id: str, file_id: str, ordinals: Sequence[int]) -> list[ChunkRecord]:
+        """Published chunks of one file with the given ordinals, in ordinal order (missing ones skipped)."""
+        wanted = sorted(set(ordinals))
+        if not wanted:
+            return []
+        conditions = [*workspace_conditions(workspace_id), _file(file_id), MatchCondition("ordinal", tuple(wanted))]
+        records, _ = await self._call(
+            self._client.scroll,
+            collection_name=self.collection,
+            scroll_filter=_filter(conditions),
+            limit=len(wanted),
+            with_payload=True,
+            with_vectors=False,
+        )
+        return sorted((chunk_from_payload(record.payload) for record in records), key=lambda c: c.ordinal)
+
+    async def count(self, filters: SearchFilters) -> int:
+        """Exact number of published chunks matching ``filters``."""
+        conditions = filter_conditions(filters)
+        if conditions is None:
+            return 0
+        result = await self._call(
+            self._client.count, collection_name=self.collection, count_filter=_filter(conditions), exact=True
+        )
+        return int(result.count)
+
+    async def delete_file(self, workspace_id: str, file_id: str) -> None:
+        """Delete every point of one file, published or not."""
+        await self._delete([*workspace_conditions(workspace_id, published_only=False), _file(file_id)])
+
+    async def delete_kb(self, workspace_id: str, kb_id: str) -> None:
+        """Delete every point of one knowledge base, published or not."""
+        await self._delete(
+            [*workspace_conditions(workspace_id, published_only=False), MatchCondition("kb_id", (kb_id,))]
+        )
+
+    async def file_ids(self) -> set[str]:
+        """Every file id with at least one point, published or not, across all workspaces."""
+        total = await self._call(self._client.count, collection_name=self.collection, exact=True)
+        if total.count == 0:
+            return set()
+        # The point count bounds the number of distinct file ids, so one facet call sees them all.
+        facets = await self._call(
+            self._client.facet, collection_name=self.collection, key="file_id", limit=total.count, exact=True
+        )
+        return {str(hit.value) for hit in facets.hits if hit.count > 0}
+
+    async def close(self) -> None:
+        """Close the client's connections."""
+        await self._client.close()
+
+    async def _delete(self, conditions: list[Condition]) -> None:
+        selector = models.FilterSelector(filter=_filter(conditions))
+        await self._call(self._client.delete, collection_name=self.collection, points_selector=selector, wait=True)
+
+    async def _call(self, method: Any, **kwargs: Any) -> Any:
+        await self._ensure_collection()
+        try:
+            return await method(**kwargs)
+        except (UnexpectedResponse, ResponseHandlingException) as exc:
+            raise EngineError(f"Qdrant request failed: {exc}", code="store_error") from exc
+        except ValueError as exc:  # local mode's validation errors (bad ids, wrong dimensions)
+            raise InvalidInput(str(exc)) from exc
+
+    async def _ensure_collection(self) -> None:
+        if self._ready:
+            return
+        async with self._ready_lock:
+            if not self._ready:
+                await self._create_collection_if_missing()
+                self._ready = True
+
+    async def _create_collection_if_missing(self) -> None:
+        try:
+            if await self._client.collection_exists(self.collection):
+                await self._check_dimension()
+            else:
+                await self._client.create_collection(
+                    self.collection,
+                    vectors_config={DENSE_VECTOR: models.VectorParams(size=self.dim, distance=models.Distance.COSINE)},
+                    sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                )
+            with warnings.catch_warnings():
+                if self._local:  # local mode warns that payload indexes have no effect there
+                    warnings.simplefilter("ignore", UserWarning)
+                for field, kind in PAYLOAD_INDEXES.items():
+                    await self._client.create_payload_index(
+                        self.collection, field_name=field, field_schema=_index_schema(kind), wait=True
+                    )
+        except (UnexpectedResponse, ResponseHandlingException) as exc:
+            raise EngineError(
+                f"cannot prepare Qdrant collection {self.collection!r}: {exc}", code="store_unavailable"
+            ) from exc
+
+    async def _check_dimension(self) -> None:
+        info = await self._client.get_collection(self.collection)
+        vectors = info.config.params.vectors
+        params = vectors.get(DENSE_VECTOR) if isinstance(vectors, dict) else None
+        if params is None or params.size != self.dim:
+            raise EngineError(
+                f"Qdrant collection {self.collection!r} does not have a {self.dim}-d {DENSE_VECTOR!r} vector",
+                code="store_unavailable",
+            )
+
+
+def _index_schema(kind: IndexKind) -> models.PayloadSchemaType | models.KeywordIndexParams:
+    if kind == "tenant":
+        return models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True)
+    schema_types = {
+        "keyword": models.PayloadSchemaType.KEYWORD,
+        "integer": models.PayloadSchemaType.INTEGER,
+        "float": models.PayloadSchemaType.FLOAT,
+    }
+    return schema_types[kind]
+
+
+def _point_vectors(point: VectorPoint) -> dict[str, Any]:
+    vectors: dict[str, Any] = {DENSE_VECTOR: list(point.dense)}
+    if point.sparse is not None:
+        vectors[SPARSE_VECTOR] = _sparse(point.sparse)
+    return vectors
+
+
+def _sparse(vector: SparseVector) -> models.SparseVector:
+    return models.SparseVector(indices=list(vector.indices), values=list(vector.values))
+
+
+def _query_arguments(query: VectorQuery, conditions: list[Condition]) -> dict[str, Any]:
+    flt = _filter(conditions)
+    # IDF statistics over the caller's workspace only: another tenant's corpus never shifts BM25 scores.
+    idf_scope = models.IdfCorpusParams(corpus=_filter(workspace_conditions(query.filters.workspace_id)))
+    sparse_params = models.SearchParams(idf=idf_scope)
+    common: dict[str, Any] = {"query_filter": flt, "limit": query.limit, "with_payload": True, "with_vectors": False}
+    if query.mode == "dense":
+        return {**common, "query": list(query.dense or []), "using": DENSE_VECTOR}
+    sparse = _sparse(query.sparse) if query.sparse is not None else None
+    if query.mode == "sparse":
+        return {**common, "query": sparse, "using": SPARSE_VECTOR, "search_params": sparse_params}
+    prefetch = [
+        models.Prefetch(query=list(query.dense or []), using=DENSE_VECTOR, filter=flt, limit=query.prefetch_limit)
+    ]
+    if sparse is not None and sparse.indices:
+        prefetch.append(
+            models.Prefetch(
+                query=sparse, using=SPARSE_VECTOR, filter=flt, limit=query.prefetch_limit, params=sparse_params
+            )
+        )
+    fusion: models.RrfQuery | models.FusionQuery = (
+        models.RrfQuery(rrf=models.Rrf(k=RRF_K))
+        if query.fusion == "rrf"
+        else models.FusionQuery(fusion=models.Fusion.DBSF)
+    )
+    return {**common, "query": fusion, "prefetch": prefetch}
+
+
+def _filter(conditions: list[Condition]) -> models.Filter:
+    return models.Filter(must=[_condition(condition) for condition in conditions])
+
+
+def _condition(condition: Condition) -> models.FieldCondition:
+    if isinstance(condition, RangeCondition):
+        bounds = models.Range(gte=condition.gte, lt=condition.lt, lte=condition.lte)
+        return models.FieldCondition(key=condition.key, range=bounds)
+    values = condition.values
+    if len(values) == 1:
+        return models.FieldCondition(key=condition.key, match=models.MatchValue(value=values[0]))
+    return models.FieldCondition(key=condition.key, match=models.MatchAny(any=list(values)))  # type: ignore[arg-type]
+
+
+def _file(file_id: str) -> MatchCondition:
+    return MatchCondition("file_id", (file_id,))

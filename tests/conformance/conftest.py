@@ -1,0 +1,65 @@
+"""Fixtures for the vector store conformance suite: one small corpus (``corpus.py``), every adapter."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from engine.ports import VectorStore
+from engine.stores.edge import EdgeVectorStore
+from engine.stores.qdrant_server import QdrantServerVectorStore
+from engine.types import VectorPoint
+from tests.conformance.corpus import DIM, build_corpus, file_ids_of
+
+
+def _make_store(kind: str, tmp_path: Path) -> VectorStore:
+    if kind == "edge":
+        return EdgeVectorStore(tmp_path / "shard", DIM)
+    return QdrantServerVectorStore(location=":memory:", collection="conformance", dim=DIM)
+
+
+STORE_KINDS = ["edge", "qdrant-client-memory"]
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def corpus() -> list[VectorPoint]:
+    return build_corpus()
+
+
+async def publish_corpus(store: VectorStore, corpus: list[VectorPoint]) -> None:
+    await store.upsert(corpus)
+    for workspace, file_id in sorted(file_ids_of(corpus)):
+        await store.publish_file(workspace, file_id)
+
+
+@pytest.fixture(scope="module", params=STORE_KINDS)
+async def store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, corpus: list[VectorPoint]
+) -> AsyncIterator[VectorStore]:
+    """A store holding the whole corpus, every file published; shared by a module's read-only tests."""
+    shared = _make_store(request.param, tmp_path_factory.mktemp("shared-store"))
+    await publish_corpus(shared, corpus)
+    yield shared
+    await shared.close()
+
+
+@pytest.fixture(params=STORE_KINDS)
+async def empty_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[VectorStore]:
+    """A new, empty store for one test."""
+    fresh = _make_store(request.param, tmp_path)
+    yield fresh
+    await fresh.close()
+
+
+@pytest.fixture
+async def fresh_store(empty_store: VectorStore, corpus: list[VectorPoint]) -> VectorStore:
+    """A store of its own holding the published corpus, for tests that write."""
+    await publish_corpus(empty_store, corpus)
+    return empty_store

@@ -1,0 +1,291 @@
+"""One behavioural contract for every ``VectorStore`` adapter (embedded qdrant-edge, qdrant-client).
+
+Each test runs once per adapter through the parametrised ``store`` fixture.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from engine.errors import InvalidInput
+from engine.ports import VectorStore
+from engine.sparse import Bm25SparseEncoder
+from engine.types import ChunkRecord, ScoredChunk, SearchFilters, SearchMode, VectorPoint, VectorQuery
+from tests.conformance.corpus import DIM, WS_A, WS_B, file_ids_of, reference_match
+
+pytestmark = pytest.mark.anyio
+
+ENCODER = Bm25SparseEncoder()
+MODES: tuple[SearchMode, ...] = ("dense", "sparse", "hybrid")
+
+
+def point_with(corpus: list[VectorPoint], text_part: str, workspace: str = WS_A) -> VectorPoint:
+    return next(p for p in corpus if text_part in p.chunk.text and p.chunk.workspace_id == workspace)
+
+
+def query(
+    mode: SearchMode,
+    filters: SearchFilters,
+    *,
+    dense: list[float] | None = None,
+    text: str = "",
+    limit: int = 50,
+    fusion: str = "dbsf",
+) -> VectorQuery:
+    return VectorQuery(
+        mode=mode,
+        filters=filters,
+        limit=limit,
+        dense=dense if mode != "sparse" else None,
+        sparse=ENCODER.encode_query(text) if mode != "dense" else None,
+        fusion=fusion,  # type: ignore[arg-type]
+    )
+
+
+def assert_ranked(hits: list[ScoredChunk]) -> None:
+    scores = [hit.score for hit in hits]
+    assert scores == sorted(scores, reverse=True)
+
+
+# ---- search modes -------------------------------------------------------------------------------------------------
+
+
+async def test_dense_search_ranks_the_nearest_chunk_first_and_round_trips_the_payload(
+    store: VectorStore, corpus: list[VectorPoint]
+) -> None:
+    target = point_with(corpus, "espresso")
+    hits = await store.search(query("dense", SearchFilters(workspace_id=WS_A), dense=target.dense))
+    assert hits[0].chunk == target.chunk  # every ChunkRecord field survives storage, tuples included
+    assert hits[0].score == pytest.approx(1.0, abs=1e-4)
+    assert_ranked(hits)
+    assert len(hits) == sum(p.chunk.workspace_id == WS_A for p in corpus)
+
+
+async def test_sparse_search_returns_only_chunks_sharing_a_term(store: VectorStore, corpus: list[VectorPoint]) -> None:
+    hits = await store.search(query("sparse", SearchFilters(workspace_id=WS_A), text="volcanoes erupting"))
+    expected = {p.chunk.id for p in corpus if p.chunk.workspace_id == WS_A and "olcano" in p.chunk.text}
+    assert {hit.chunk.id for hit in hits} == expected
+    assert hits[0].chunk.text.startswith("A volcano erupts")  # matches both stems "volcano" and "erupt"
+    assert_ranked(hits)
+
+
+async def test_sparse_search_of_stop_words_only_finds_nothing(store: VectorStore) -> None:
+    assert await store.search(query("sparse", SearchFilters(workspace_id=WS_A), text="the and of")) == []
+
+
+@pytest.mark.parametrize("fusion", ["rrf", "dbsf"])
+async def test_hybrid_puts_the_chunk_both_retrievers_agree_on_first(
+    store: VectorStore, corpus: list[VectorPoint], fusion: str
+) -> None:
+    target = point_with(corpus, "lighthouse")
+    hits = await store.search(
+        query("hybrid", SearchFilters(workspace_id=WS_A), dense=target.dense, text="lighthouse keeper", fusion=fusion)
+    )
+    assert hits[0].chunk.id == target.chunk.id
+    assert_ranked(hits)
+    assert len({hit.chunk.id for hit in hits}) == len(hits)  # fused, not concatenated
+
+
+async def test_hybrid_with_an_empty_sparse_query_still_returns_dense_hits(
+    store: VectorStore, corpus: list[VectorPoint]
+) -> None:
+    target = point_with(corpus, "Glaciers")
+    hits = await store.search(query("hybrid", SearchFilters(workspace_id=WS_A), dense=target.dense, text="the of"))
+    assert hits[0].chunk.id == target.chunk.id
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_limit_is_respected(store: VectorStore, corpus: list[VectorPoint], mode: SearchMode) -> None:
+    target = point_with(corpus, "volcano")
+    hits = await store.search(
+        query(mode, SearchFilters(workspace_id=WS_A), dense=target.dense, text="volcano crater", limit=1)
+    )
+    assert len(hits) == 1
+    assert hits[0].chunk.workspace_id == WS_A
+
+
+# ---- filters ------------------------------------------------------------------------------------------------------
+
+FILTER_CASES = {
+    "kb": SearchFilters(workspace_id=WS_A, kb_ids=("kb-1",)),
+    "kbs": SearchFilters(workspace_id=WS_A, kb_ids=("kb-1", "kb-2")),
+    "file": SearchFilters(workspace_id=WS_A, file_ids=("file-a-md",)),
+    "files": SearchFilters(workspace_id=WS_A, file_ids=("file-a-md", "file-a-txt", "file-b-pdf")),
+    "file_type": SearchFilters(workspace_id=WS_A, file_types=("pdf", "txt")),
+    "tag": SearchFilters(workspace_id=WS_A, tags=("gamma",)),
+    "tags_any": SearchFilters(workspace_id=WS_A, tags=("alpha", "beta")),
+    "page_range": SearchFilters(workspace_id=WS_A, page_from=2, page_to=3),
+    "page_from": SearchFilters(workspace_id=WS_A, page_from=4),
+    "page_to": SearchFilters(workspace_id=WS_A, page_to=1),
+    "created_window": SearchFilters(workspace_id=WS_A, created_after=1001.0, created_before=2002.0),
+    "created_after": SearchFilters(workspace_id=WS_A, created_after=3000.0),
+    "combined": SearchFilters(workspace_id=WS_A, kb_ids=("kb-1",), tags=("beta",), created_before=2001.0),
+    "workspace_b": SearchFilters(workspace_id=WS_B, kb_ids=("kb-1",)),
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("case", sorted(FILTER_CASES))
+async def test_filters_return_exactly_the_matching_chunks(
+    store: VectorStore, corpus: list[VectorPoint], case: str, mode: SearchMode
+) -> None:
+    filters = FILTER_CASES[case]
+    expected = [p for p in corpus if reference_match(p.chunk, filters)]
+    assert expected, "each case must select something"
+    if mode == "sparse":  # sparse only finds chunks that share a term with the query
+        text = "volcano kangaroo invoice photosynthesis espresso revenue lighthouse glacier merger"
+    else:
+        text = "volcano"
+    hits = await store.search(query(mode, filters, dense=expected[0].dense, text=text))
+    assert {hit.chunk.id for hit in hits} == {p.chunk.id for p in expected}
+    assert await store.count(filters) == len(expected)
+
+
+@pytest.mark.parametrize("field", ["kb_ids", "file_ids", "file_types", "tags"])
+async def test_an_empty_selection_matches_nothing(store: VectorStore, corpus: list[VectorPoint], field: str) -> None:
+    filters = msgspec.structs.replace(SearchFilters(workspace_id=WS_A), **{field: ()})
+    assert await store.search(query("dense", filters, dense=corpus[0].dense)) == []
+    assert await store.count(filters) == 0
+
+
+# ---- workspace isolation ------------------------------------------------------------------------------------------
+
+ISOLATION_FILTERS = [
+    SearchFilters(workspace_id=WS_A),
+    SearchFilters(workspace_id=WS_A, kb_ids=("kb-1",)),
+    SearchFilters(workspace_id=WS_A, file_ids=("file-b-pdf",)),
+    SearchFilters(workspace_id=WS_A, tags=("alpha", "beta"), file_types=("pdf",)),
+]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("filters", ISOLATION_FILTERS, ids=["plain", "shared-kb-id", "b-file-id", "b-tags"])
+async def test_a_workspace_never_sees_another_workspaces_chunks(
+    store: VectorStore, corpus: list[VectorPoint], mode: SearchMode, filters: SearchFilters
+) -> None:
+    secret = point_with(corpus, "Secret merger", workspace=WS_B)
+    hits = await store.search(query(mode, filters, dense=secret.dense, text="secret merger volcano observatory"))
+    assert all(hit.chunk.workspace_id == WS_A for hit in hits)
+    assert await store.get_chunks(WS_A, "file-b-pdf", [0, 1, 2]) == []
+
+
+async def test_bm25_idf_is_computed_within_the_workspace(store: VectorStore, corpus: list[VectorPoint]) -> None:
+    # "volcano" is in 2 of 3 chunks of B but 2 of 9 chunks of A: rarer in A, so A must score it higher.
+    scores = {}
+    for workspace in (WS_A, WS_B):
+        hits = await store.search(query("sparse", SearchFilters(workspace_id=workspace), text="volcano"))
+        scores[workspace] = max(hit.score for hit in hits if hit.chunk.text.startswith("A volcano erupts"))
+    assert scores[WS_A] > scores[WS_B]
+
+
+# ---- writes -------------------------------------------------------------------------------------------------------
+
+
+async def test_upsert_with_the_same_ids_replaces_points(fresh_store: VectorStore, corpus: list[VectorPoint]) -> None:
+    filters = SearchFilters(workspace_id=WS_A, file_ids=("file-a-md",))
+    before = await fresh_store.count(filters)
+    originals = [p for p in corpus if p.chunk.file_id == "file-a-md"]
+    edited = [
+        msgspec.structs.replace(p, chunk=msgspec.structs.replace(p.chunk, text=p.chunk.text + " (edited)"))
+        for p in originals
+    ]
+    await fresh_store.upsert(edited)
+    assert await fresh_store.count(filters) == 0  # re-upserted chunks are hidden until the file is published again
+    await fresh_store.publish_file(WS_A, "file-a-md")
+    assert await fresh_store.count(filters) == before
+    chunks = await fresh_store.get_chunks(WS_A, "file-a-md", range(len(originals)))
+    assert [c.text for c in chunks] == [p.chunk.text + " (edited)" for p in originals]
+
+
+async def test_unpublished_points_are_invisible_until_publish_file(
+    empty_store: VectorStore, corpus: list[VectorPoint]
+) -> None:
+    await empty_store.upsert(corpus)
+    target = point_with(corpus, "espresso")
+    filters = SearchFilters(workspace_id=WS_A)
+    for mode in MODES:
+        assert await empty_store.search(query(mode, filters, dense=target.dense, text="espresso")) == []
+    assert await empty_store.count(filters) == 0
+    assert await empty_store.get_chunks(WS_A, target.chunk.file_id, [0, 1]) == []
+    assert await empty_store.file_ids() == {p.chunk.file_id for p in corpus}  # orphan sweeps see them
+
+    await empty_store.publish_file(WS_A, target.chunk.file_id)
+    hits = await empty_store.search(query("dense", filters, dense=target.dense))
+    assert {hit.chunk.file_id for hit in hits} == {target.chunk.file_id}
+
+
+async def test_publish_file_is_scoped_to_the_workspace(empty_store: VectorStore, corpus: list[VectorPoint]) -> None:
+    await empty_store.upsert(corpus)
+    await empty_store.publish_file(WS_A, "file-b-pdf")  # B's file, wrong workspace: publishes nothing
+    assert await empty_store.count(SearchFilters(workspace_id=WS_B)) == 0
+
+
+async def test_delete_file_removes_one_file_of_one_workspace(
+    fresh_store: VectorStore, corpus: list[VectorPoint]
+) -> None:
+    await fresh_store.delete_file(WS_B, "file-a-pdf")  # wrong workspace: must not delete A's file
+    assert await fresh_store.count(SearchFilters(workspace_id=WS_A, file_ids=("file-a-pdf",))) == 4
+    await fresh_store.delete_file(WS_A, "file-a-pdf")
+    assert await fresh_store.count(SearchFilters(workspace_id=WS_A, file_ids=("file-a-pdf",))) == 0
+    assert await fresh_store.file_ids() == {f for _, f in file_ids_of(corpus)} - {"file-a-pdf"}
+    assert await fresh_store.count(SearchFilters(workspace_id=WS_A)) == sum(
+        p.chunk.workspace_id == WS_A and p.chunk.file_id != "file-a-pdf" for p in corpus
+    )
+
+
+async def test_delete_kb_removes_one_kb_of_one_workspace(fresh_store: VectorStore, corpus: list[VectorPoint]) -> None:
+    await fresh_store.delete_kb(WS_A, "kb-1")
+    assert await fresh_store.count(SearchFilters(workspace_id=WS_A, kb_ids=("kb-1",))) == 0
+    assert await fresh_store.count(SearchFilters(workspace_id=WS_A, kb_ids=("kb-2",))) == 2
+    b_points = sum(p.chunk.workspace_id == WS_B for p in corpus)
+    assert await fresh_store.count(SearchFilters(workspace_id=WS_B, kb_ids=("kb-1",))) == b_points  # same kb id in B
+
+
+# ---- reads --------------------------------------------------------------------------------------------------------
+
+
+async def test_get_chunks_returns_the_requested_neighbours_in_order(
+    store: VectorStore, corpus: list[VectorPoint]
+) -> None:
+    chunks = await store.get_chunks(WS_A, "file-a-pdf", [3, 1, 99, 1, -1])
+    by_ordinal = {p.chunk.ordinal: p.chunk for p in corpus if p.chunk.file_id == "file-a-pdf"}
+    assert chunks == [by_ordinal[1], by_ordinal[3]]
+    assert await store.get_chunks(WS_A, "file-a-pdf", []) == []
+
+
+async def test_count_and_file_ids_cover_the_corpus(store: VectorStore, corpus: list[VectorPoint]) -> None:
+    for workspace in (WS_A, WS_B):
+        assert await store.count(SearchFilters(workspace_id=workspace)) == sum(
+            p.chunk.workspace_id == workspace for p in corpus
+        )
+    assert await store.file_ids() == {p.chunk.file_id for p in corpus}
+
+
+async def test_an_empty_store_answers_every_read(empty_store: VectorStore) -> None:
+    filters = SearchFilters(workspace_id=WS_A)
+    assert await empty_store.file_ids() == set()
+    assert await empty_store.count(filters) == 0
+    for mode in MODES:
+        assert await empty_store.search(query(mode, filters, dense=[1.0] + [0.0] * (DIM - 1), text="volcano")) == []
+
+
+# ---- invalid input ------------------------------------------------------------------------------------------------
+
+
+async def test_invalid_input_is_rejected(empty_store: VectorStore, corpus: list[VectorPoint]) -> None:
+    good = corpus[0]
+    with pytest.raises(InvalidInput):
+        await empty_store.upsert([msgspec.structs.replace(good, dense=[1.0, 0.0])])
+    with pytest.raises(InvalidInput):
+        await empty_store.upsert([msgspec.structs.replace(good, chunk=_in_workspace(good.chunk, ""))])
+    with pytest.raises(InvalidInput):
+        await empty_store.search(VectorQuery(mode="dense", filters=SearchFilters(workspace_id=WS_A), limit=5))
+    with pytest.raises(InvalidInput):
+        await empty_store.search(query("hybrid", SearchFilters(workspace_id=WS_A), dense=[1.0, 0.0]))
+    with pytest.raises(InvalidInput):
+        await empty_store.count(SearchFilters(workspace_id=""))
+
+
+def _in_workspace(chunk: ChunkRecord, workspace_id: str) -> ChunkRecord:
+    return msgspec.structs.replace(chunk, workspace_id=workspace_id)
