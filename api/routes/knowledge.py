@@ -39,12 +39,12 @@ class KnowledgeBaseController(Controller):
         return ok(kb, "Knowledge base created")
 
     @get("/", opt=VIEWER, summary="List knowledge bases")
-    async def list(self, services: Services, principal: Principal, page: PageNo = 1, limit: Limit = 20) -> ListEnvelope[KnowledgeBaseInfo]:
+    async def list_kbs(self, services: Services, principal: Principal, page: PageNo = 1, limit: Limit = 20) -> ListEnvelope[KnowledgeBaseInfo]:
         result = await services.knowledge.list_kbs(principal.workspace_id, page=page, limit=limit, only=principal.kb_ids)
         return page_of(result.items, page=page, limit=limit, total=result.total)
 
     @get("/{kb_id:str}", opt=VIEWER, summary="Get a knowledge base")
-    async def get(self, kb_id: str, services: Services, principal: Principal) -> Envelope[KnowledgeBaseInfo]:
+    async def get_kb(self, kb_id: str, services: Services, principal: Principal) -> Envelope[KnowledgeBaseInfo]:
         visible_kb(principal, kb_id)
         return ok(await services.knowledge.get_kb(principal.workspace_id, kb_id))
 
@@ -88,14 +88,14 @@ class FileController(Controller):
         return ok(results, f"{sum(r.file is not None for r in results)} of {len(results)} files queued")
 
     @get("/", opt=VIEWER, summary="List files with their ingest status")
-    async def list(self, kb_id: str, services: Services, principal: Principal, page: PageNo = 1, limit: Limit = 20,
+    async def list_files(self, kb_id: str, services: Services, principal: Principal, page: PageNo = 1, limit: Limit = 20,
                    status: Annotated[str | None, Parameter(query="status", max_length=16)] = None) -> ListEnvelope[FileInfo]:
         visible_kb(principal, kb_id)
         result = await services.knowledge.list_files(principal.workspace_id, kb_id, page=page, limit=limit, status=status)
         return page_of(result.items, page=page, limit=limit, total=result.total)
 
     @get("/{file_id:str}", opt=VIEWER, summary="Get a file with status and progress")
-    async def get(self, kb_id: str, file_id: str, services: Services, principal: Principal) -> Envelope[FileInfo]:
+    async def get_file(self, kb_id: str, file_id: str, services: Services, principal: Principal) -> Envelope[FileInfo]:
         visible_kb(principal, kb_id)
         return ok(await services.knowledge.get_file(principal.workspace_id, file_id, kb_id))
 

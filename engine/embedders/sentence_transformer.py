@@ -52,7 +52,8 @@ class SentenceTransformerEmbedder:
         if not texts:
             return []
         vectors = self._loaded().encode(
-            list(texts), batch_size=self._batch_size, normalize_embeddings=True, convert_to_numpy=True
+            list(texts), batch_size=self._batch_size, normalize_embeddings=True, convert_to_numpy=True,
+            show_progress_bar=False,
         )
         result: list[list[float]] = vectors.tolist()
         return result

@@ -27,6 +27,11 @@ class Api:
     def services(self) -> Any:
         return self.client.app.state.services
 
+    def call(self, fn: Any, *args: Any) -> Any:
+        """Run an async service call on the app's own event loop."""
+        with self.client.portal() as portal:
+            return portal.call(fn, *args)
+
     def request(self, method: str, path: str, *, token: str | None = None, **kwargs: Any) -> Any:
         headers = {"Authorization": f"Bearer {token or self.token}", **kwargs.pop("headers", {})}
         return self.client.request(method, path, headers=headers, **kwargs)

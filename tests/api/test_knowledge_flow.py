@@ -98,16 +98,10 @@ def test_upload_over_the_limit_is_413(tmp_path, embedder):
 
 
 def test_other_workspace_sees_nothing(api):
-    import asyncio
-
     kb = api.create_kb()
     file_id = api.upload(kb, "handbook.pdf", make_pdf(HANDBOOK_PAGES)).json()["data"]["id"]
     api.wait_ingested(kb, file_id)
-    issued = api.client.portal.call(
-        lambda: api.services.access.create_user_token(
-            workspace_name="other", user_name="mallory", role="admin", token_name="t"
-        )
-    ) if hasattr(api.client, "portal") else asyncio.run(api.services.access.create_user_token(
+    issued = api.call(lambda: api.services.access.create_user_token(
         workspace_name="other", user_name="mallory", role="admin", token_name="t"))
     other = issued.secret
     assert api.request("GET", f"/api/v1/knowledge-bases/{kb}", token=other).status_code == 404

@@ -1,0 +1,91 @@
+"""The ingest worker against real parts: dedup under concurrency, delete during ingest, retry, orphans."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import pytest
+
+from api.container import Services, build_services
+from engine.settings import Settings
+from engine.types import SearchFilters
+from tests.support.documents import HANDBOOK_PAGES, make_pdf
+
+pytestmark = pytest.mark.slow
+
+
+async def open_services(tmp_path, embedder) -> tuple[Services, str, str]:
+    settings = Settings.from_env({}, data_dir=tmp_path / "data", torch_threads=1)
+    services = await build_services(settings, embedder=embedder)
+    issued = await services.access.bootstrap()
+    assert issued is not None
+    principal = await services.access.authenticate(issued.secret)
+    kb = await services.knowledge.create_kb(principal.workspace_id, "kb")
+    return services, principal.workspace_id, kb.id
+
+
+def test_concurrent_duplicate_uploads_yield_one_file_and_one_chunk_set(tmp_path, embedder):
+    async def scenario() -> None:
+        services, ws, kb = await open_services(tmp_path, embedder)
+        try:
+            data = make_pdf(HANDBOOK_PAGES)
+            infos = await asyncio.gather(*(
+                services.knowledge.add_file(ws, kb, filename=f"copy{n}.pdf", source=io.BytesIO(data)) for n in range(6)
+            ))
+            assert len({i.id for i in infos}) == 1
+            assert sum(not i.duplicate for i in infos) == 1
+            await services.worker.drain(timeout_s=120)
+            info = await services.knowledge.get_file(ws, infos[0].id)
+            assert info.status == "ready"
+            assert await services.store.count(SearchFilters(workspace_id=ws)) == info.chunks_total
+        finally:
+            await services.close()
+
+    asyncio.run(scenario())
+
+
+def test_delete_during_ingest_wins(tmp_path, embedder):
+    async def scenario() -> None:
+        services, ws, kb = await open_services(tmp_path, embedder)
+        try:
+            long_doc = make_pdf([" ".join(HANDBOOK_PAGES) * 6] * 12)
+            info = await services.knowledge.add_file(ws, kb, filename="long.pdf", source=io.BytesIO(long_doc))
+            services.worker.start()
+            for _ in range(600):
+                current = await services.knowledge.get_file(ws, info.id)
+                if current.status == "processing" and current.chunks_total:
+                    break
+                await asyncio.sleep(0.02)
+            await services.knowledge.delete_file(ws, info.id)
+            await asyncio.sleep(0.5)
+            await services.worker.stop()
+            await services.worker.drain(timeout_s=60)
+            assert await services.store.count(SearchFilters(workspace_id=ws)) == 0
+            assert info.id not in await services.store.file_ids()
+            assert not services.knowledge.blobs.exists(info.sha256)
+        finally:
+            await services.close()
+
+    asyncio.run(scenario())
+
+
+def test_recover_removes_points_of_unknown_files(tmp_path, embedder):
+    async def scenario() -> None:
+        services, ws, kb = await open_services(tmp_path, embedder)
+        try:
+            info = await services.knowledge.add_file(ws, kb, filename="a.md", source=io.BytesIO(b"# Title\n\nSome text here."))
+            await services.worker.drain(timeout_s=60)
+            # simulate a crash between the row delete and the point delete
+            async with services.sessions() as session:
+                from engine.db.models import File
+
+                await session.execute(File.__table__.delete().where(File.id == info.id))
+                await session.commit()
+            assert info.id in await services.store.file_ids()
+            await services.worker.recover()
+            assert info.id not in await services.store.file_ids()
+        finally:
+            await services.close()
+
+    asyncio.run(scenario())
