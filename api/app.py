@@ -22,6 +22,8 @@ from api.errors import EXCEPTION_HANDLERS
 from api.routes.health import health
 from api.routes.knowledge import UPLOAD_OVERHEAD, FileController, KnowledgeBaseController
 from api.routes.search import SearchController
+from api.routes.tokens import TokenController
+from api.routes.workspaces import WorkspaceController, me
 from engine.settings import Settings
 
 log = logging.getLogger("ragline")
@@ -66,7 +68,8 @@ def create_app(
         path="/", route_handlers=[FileController], request_max_body_size=settings.max_upload_bytes + UPLOAD_OVERHEAD
     )
     return Litestar(
-        route_handlers=[health, KnowledgeBaseController, SearchController, upload_router, *extra_handlers],
+        route_handlers=[health, KnowledgeBaseController, SearchController, upload_router,
+                        TokenController, WorkspaceController, me, *extra_handlers],
         dependencies={"services": Provide(_provide_services, sync_to_thread=False),
                       "principal": Provide(provide_principal, sync_to_thread=False)},
         guards=[access_guard],

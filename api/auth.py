@@ -8,14 +8,17 @@ and leaves the ``Principal`` on ``connection.state`` for the ``principal`` depen
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
+from litestar import Request
 from litestar.connection import ASGIConnection
+from litestar.enums import RequestEncodingType
 from litestar.handlers.base import BaseRouteHandler
 
 from api.services.access import AccessService, NotAuthenticated, Principal
-from engine.errors import PermissionDenied, RateLimited
+from engine.errors import InvalidInput, PermissionDenied, RateLimited, UnsupportedMediaType
 
 PUBLIC = {"public": True}
 VIEWER = {"role": "viewer"}
@@ -58,7 +61,9 @@ async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: 
     if not secret:
         raise NotAuthenticated()
     access: AccessService = connection.app.state.services.access
-    principal = await access.authenticate(secret, workspace_id=connection.headers.get("x-workspace-id") or None)
+    # a route addressing a workspace (/workspaces/{workspace_id}/...) is judged by the role held there
+    workspace_id = connection.path_params.get("workspace_id") or connection.headers.get("x-workspace-id") or None
+    principal = await access.authenticate(secret, workspace_id=workspace_id)
     bucket: TokenBucket = connection.app.state.rate_limiter
     wait = bucket.take(principal.token_id)
     if wait:
@@ -66,6 +71,40 @@ async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: 
     if not principal.has_role(needed):
         raise PermissionDenied(f"this action needs the {needed} role")
     connection.state.principal = principal
+    if isinstance(connection, Request) and takes_json_body(handler):
+        await check_json_body(connection)
+
+
+# a \u0000 escape that is not itself escaped (an odd number of backslashes before the "u")
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def takes_json_body(handler: BaseRouteHandler) -> bool:
+    """Whether the handler decodes a JSON ``data`` body (multipart and raw-body handlers do not)."""
+    field = getattr(handler, "parsed_fn_signature", None)
+    data = field.parameters.get("data") if field is not None else None
+    if data is None:
+        return False
+    media = getattr(data.kwarg_definition, "media_type", RequestEncodingType.JSON)
+    return bool(media == RequestEncodingType.JSON)
+
+
+async def check_json_body(request: Request[Any, Any, Any]) -> None:
+    """JSON routes take ``application/json`` in UTF-8 without NUL characters (415 / 400 otherwise).
+
+    Litestar would parse any content type as JSON, pass invalid UTF-8 on as a ``UnicodeDecodeError``
+    (a 500) and accept ``\\u0000`` in strings, which PostgreSQL and many log sinks cannot store.
+    """
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        raise UnsupportedMediaType("send the request body as application/json")
+    body = await request.body()  # cached on the request: the handler's decoder reuses it
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("the request body is not valid UTF-8", code="bad_request") from None
+    if b"\x00" in body or _NUL_ESCAPE.search(body):
+        raise InvalidInput("strings must not contain NUL characters (\\u0000)", code="bad_request")
 
 
 def provide_principal(request: Any) -> Principal:

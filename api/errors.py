@@ -59,18 +59,28 @@ def http_exception_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Res
         return not_authenticated_handler(_, exc)
     message = exc.detail or "request failed"
     if isinstance(exc, ValidationException) and exc.extra:
+        body_errors = [e for e in exc.extra if isinstance(e, dict) and e.get("source") == "body"]
+        if body_errors and len(body_errors) == len(exc.extra):
+            if any(e.get("message") == "'data'" for e in body_errors):  # Litestar's words for "no body"
+                return _response(400, "bad_request", "a JSON request body is required")
+            status = 422  # well-formed JSON that breaks the schema (unknown field, wrong type, out of range)
         details = "; ".join(
             f"{e.get('key', '')}: {e.get('message', '')}".strip(": ") for e in exc.extra if isinstance(e, dict)
         )
         message = f"{message}: {details}" if details else message
     code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
-            415: "unsupported_media_type", 429: "rate_limited"}.get(status, "http_error")
+            415: "unsupported_media_type", 422: "invalid_input", 429: "rate_limited"}.get(status, "http_error")
     headers = dict(exc.headers or {}) if status in (405, 429) else None
     return _response(status, code, message[:2000], headers)
 
 
 def recursion_handler(_: Request[Any, Any, Any], __: RecursionError) -> Response[Any]:
     return _response(400, "bad_request", "request body is nested too deeply")
+
+
+def undecodable_body_handler(_: Request[Any, Any, Any], __: UnicodeDecodeError) -> Response[Any]:
+    # Litestar lets invalid UTF-8 in a JSON body escape from its decoder; it is the client's error
+    return _response(400, "bad_request", "request body is not valid UTF-8")
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -83,5 +93,6 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     NotAuthenticated: not_authenticated_handler,
     HTTPException: http_exception_handler,
     RecursionError: recursion_handler,
+    UnicodeDecodeError: undecodable_body_handler,
     Exception: internal_error_handler,
 }

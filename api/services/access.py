@@ -2,6 +2,12 @@
 
 Tokens carry 256 random bits behind a recognisable ``rl_`` prefix; only their SHA-256 is stored
 (high-entropy secrets need no slow hash), and they are shown once, at creation or regeneration.
+
+Token management rules (deny by default): a caller manages a token only when it belongs to the
+caller's workspace, is the caller's own (admins: any member's), and is no more powerful than the
+caller's token (effective role not above the caller's, knowledge-base scope inside the caller's).
+Anything else is reported as missing (404), exactly like an unknown id. Every check reads the
+database on every request: revocation, expiry and regeneration take effect on the next request.
 """
 
 from __future__ import annotations
@@ -10,13 +16,14 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from engine.db.models import ApiToken, Membership, TokenAudit, User, Workspace, new_id, now
-from engine.errors import InvalidInput, NotFound
+from engine.db.models import ApiToken, KnowledgeBase, Membership, TokenAudit, User, Workspace, new_id, now
+from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
 TOKEN_PREFIX = "rl_"
 ROLES = ("viewer", "editor", "admin")
@@ -48,12 +55,90 @@ class IssuedToken(msgspec.Struct, frozen=True, kw_only=True):
     secret: str
 
 
+class TokenInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A token as shown to people: never its secret nor the secret's hash."""
+
+    id: str
+    name: str
+    prefix: str
+    user_id: str
+    workspace_id: str
+    role: str | None
+    kb_ids: list[str] | None
+    expires_at: float | None
+    revoked_at: float | None
+    last_used_at: float | None
+    created_at: float
+    updated_at: float
+    active: bool
+
+    @classmethod
+    def of(cls, row: ApiToken) -> TokenInfo:
+        return cls(
+            id=row.id, name=row.name, prefix=row.prefix, user_id=row.user_id, workspace_id=row.workspace_id,
+            role=row.role, kb_ids=list(row.kb_ids) if row.kb_ids is not None else None,
+            expires_at=row.expires_at, revoked_at=row.revoked_at, last_used_at=row.last_used_at,
+            created_at=row.created_at, updated_at=row.updated_at, active=_active(row),
+        )
+
+
+class IssuedTokenInfo(TokenInfo, frozen=True, kw_only=True):
+    """Returned by create and regenerate only: the one time the secret is shown."""
+
+    secret: str
+
+
+class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    token_id: str
+    action: str
+    actor_token_id: str | None
+    detail: dict[str, Any] | None
+    at: float
+
+
+class PrincipalInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """``/me`` and ``/tokens/validate``: who the caller is, in which workspace, with which token."""
+
+    user_id: str
+    user_name: str
+    workspace_id: str
+    workspace_name: str
+    role: str
+    kb_ids: list[str] | None
+    token: TokenInfo
+
+
+class Paged(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[Any]
+    total: int
+
+
+def _active(row: ApiToken) -> bool:
+    return row.revoked_at is None and (row.expires_at is None or row.expires_at > now())
+
+
+MAX_LIFETIME_S = 10 * 365 * 86400.0
+
+
+def check_expiry(expires_at: float | None) -> float | None:
+    """A new expiry lies in the future and at most ten years ahead."""
+    if expires_at is not None and not now() < expires_at <= now() + MAX_LIFETIME_S:
+        raise InvalidInput("expires_at must be in the future and at most ten years ahead")
+    return expires_at
+
+
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def new_secret() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def _audit(session: AsyncSession, token: ApiToken, action: str, actor: Principal | None, **detail: Any) -> None:
+    session.add(TokenAudit(token_id=token.id, workspace_id=token.workspace_id, action=action,
+                           actor_token_id=actor.token_id if actor else None, detail=detail or None))
 
 
 def lower_role(a: str, b: str | None) -> str:
@@ -149,4 +234,185 @@ class AccessService:
                 user_id=token.user_id, token_id=token.id, workspace_id=target,
                 role=lower_role(member.role, token.role),
                 kb_ids=tuple(token.kb_ids) if token.kb_ids is not None else None,
+            )
+
+    # -- token management (the /api/v1/tokens routes) ---------------------------------------------
+
+    async def _owner_role(self, session: AsyncSession, token: ApiToken) -> str:
+        member = await session.get(Membership, (token.workspace_id, token.user_id))
+        return member.role if member is not None else ROLES[0]
+
+    async def _manageable(self, session: AsyncSession, principal: Principal, token: ApiToken | None) -> bool:
+        if token is None or token.workspace_id != principal.workspace_id:
+            return False
+        if principal.role != "admin" and token.user_id != principal.user_id:
+            return False
+        if ROLE_RANK[lower_role(await self._owner_role(session, token), token.role)] > ROLE_RANK[principal.role]:
+            return False  # a weaker token must not read or regenerate a stronger one
+        if principal.kb_ids is not None:
+            return token.kb_ids is not None and set(token.kb_ids) <= set(principal.kb_ids)
+        return True
+
+    async def _token(self, session: AsyncSession, principal: Principal, token_id: str) -> ApiToken:
+        token = await session.get(ApiToken, token_id)
+        if token is None or not await self._manageable(session, principal, token):
+            raise NotFound("token", token_id)
+        return token
+
+    async def _checked_kbs(
+        self, session: AsyncSession, principal: Principal, kb_ids: Sequence[str] | None
+    ) -> list[str] | None:
+        """The knowledge bases a new or updated token may be limited to: the caller's, in its workspace."""
+        if kb_ids is None:
+            return list(principal.kb_ids) if principal.kb_ids is not None else None
+        wanted = list(dict.fromkeys(kb_ids))
+        found = set(await session.scalars(select(KnowledgeBase.id).where(
+            KnowledgeBase.workspace_id == principal.workspace_id, KnowledgeBase.id.in_(wanted))))
+        unknown = [kb for kb in wanted if kb not in found or not principal.allows_kb(kb)]
+        if unknown:
+            raise InvalidInput("kb_ids names knowledge bases that do not exist in this workspace")
+        return wanted
+
+    @staticmethod
+    def _check_role_cap(principal: Principal, role: str | None) -> None:
+        if role is not None and ROLE_RANK[role] > ROLE_RANK[principal.role]:
+            raise PermissionDenied(f"a {principal.role} cannot grant the {role} role")
+
+    async def create_token(
+        self,
+        principal: Principal,
+        *,
+        name: str,
+        role: str | None = None,
+        kb_ids: Sequence[str] | None = None,
+        expires_at: float | None = None,
+        user_id: str | None = None,
+    ) -> IssuedTokenInfo:
+        """Issue a token for the caller (admins: for any member), never stronger than the caller's."""
+        self._check_role_cap(principal, role)
+        owner = user_id or principal.user_id
+        if owner != principal.user_id and principal.role != "admin":
+            raise PermissionDenied("only admins issue tokens for other members")
+        async with self.sessions() as session:
+            if await session.get(Membership, (principal.workspace_id, owner)) is None:
+                raise NotFound("user", owner)
+            limited = await self._checked_kbs(session, principal, kb_ids)
+            issued = self._issue(session, owner, principal.workspace_id, name=name, role=role or principal.role,
+                                 kb_ids=limited, expires_at=check_expiry(expires_at),
+                                 actor_token_id=principal.token_id)
+            await session.commit()
+            row = await session.get(ApiToken, issued.token_id)
+            assert row is not None
+            return IssuedTokenInfo(**msgspec.structs.asdict(TokenInfo.of(row)), secret=issued.secret)
+
+    async def list_tokens(self, principal: Principal, *, page: int = 1, limit: int = 20) -> Paged:
+        """The tokens the caller may manage (admins: the workspace's), newest first."""
+        query = select(ApiToken).where(ApiToken.workspace_id == principal.workspace_id)
+        if principal.role != "admin":
+            query = query.where(ApiToken.user_id == principal.user_id)
+        async with self.sessions() as session:
+            rows = list(await session.scalars(query.order_by(ApiToken.created_at.desc(), ApiToken.id)))
+            visible = [r for r in rows if await self._manageable(session, principal, r)]
+        start = (page - 1) * limit
+        return Paged(items=[TokenInfo.of(r) for r in visible[start:start + limit]], total=len(visible))
+
+    async def get_token(self, principal: Principal, token_id: str) -> TokenInfo:
+        async with self.sessions() as session:
+            return TokenInfo.of(await self._token(session, principal, token_id))
+
+    async def update_token(
+        self, principal: Principal, token_id: str, *, name: str | None = None,
+        role: str | msgspec.UnsetType | None = msgspec.UNSET,
+        kb_ids: Sequence[str] | msgspec.UnsetType | None = msgspec.UNSET,
+    ) -> TokenInfo:
+        """Rename, re-cap (``None``: the caller's role) or re-scope a token; unset fields stay."""
+        async with self.sessions() as session:
+            token = await self._token(session, principal, token_id)
+            changed: dict[str, Any] = {}
+            if name is not None:
+                token.name = changed["name"] = name
+            if role is not msgspec.UNSET:
+                self._check_role_cap(principal, role)
+                token.role = changed["role"] = role or principal.role
+            if kb_ids is not msgspec.UNSET:
+                token.kb_ids = changed["kb_ids"] = await self._checked_kbs(session, principal, kb_ids)
+            token.updated_at = now()
+            _audit(session, token, "updated", principal, **changed)
+            await session.commit()
+            return TokenInfo.of(token)
+
+    async def revoke_token(self, principal: Principal, token_id: str) -> TokenInfo:
+        """Revoke at once (idempotent); the next request with this token gets 401."""
+        async with self.sessions() as session:
+            token = await self._token(session, principal, token_id)
+            if token.revoked_at is None:
+                token.revoked_at = token.updated_at = now()
+                _audit(session, token, "revoked", principal)
+                await session.commit()
+            return TokenInfo.of(token)
+
+    async def renew_token(self, principal: Principal, token_id: str, *, expires_at: float | None) -> TokenInfo:
+        """New expiry (``None``: never), same secret. A revoked token stays revoked."""
+        async with self.sessions() as session:
+            token = await self._token(session, principal, token_id)
+            if token.revoked_at is not None:
+                raise Conflict("a revoked token cannot be renewed")
+            token.expires_at = check_expiry(expires_at)
+            token.updated_at = now()
+            _audit(session, token, "renewed", principal, expires_at=expires_at)
+            await session.commit()
+            return TokenInfo.of(token)
+
+    async def regenerate_token(self, principal: Principal, token_id: str) -> IssuedTokenInfo:
+        """A new secret (shown once); the old one stops working on the next request."""
+        async with self.sessions() as session:
+            token = await self._token(session, principal, token_id)
+            if not _active(token):
+                raise Conflict("a revoked or expired token cannot be regenerated")
+            secret = new_secret()
+            token.secret_hash, token.prefix, token.updated_at = hash_secret(secret), secret[:10], now()
+            _audit(session, token, "regenerated", principal)
+            await session.commit()
+            return IssuedTokenInfo(**msgspec.structs.asdict(TokenInfo.of(token)), secret=secret)
+
+    async def delete_token(self, principal: Principal, token_id: str) -> None:
+        """Delete a token; its audit trail stays in the workspace audit log."""
+        async with self.sessions() as session:
+            token = await self._token(session, principal, token_id)
+            _audit(session, token, "deleted", principal, name=token.name)
+            await session.delete(token)
+            await session.commit()
+
+    async def token_audit(self, principal: Principal, token_id: str, *, page: int = 1, limit: int = 20) -> Paged:
+        async with self.sessions() as session:
+            await self._token(session, principal, token_id)
+        return await self._audit_page([TokenAudit.token_id == token_id], page=page, limit=limit)
+
+    async def workspace_audit(self, principal: Principal, *, page: int = 1, limit: int = 20) -> Paged:
+        """Every token event of the workspace (admins only), newest first."""
+        if principal.role != "admin" or principal.kb_ids is not None:
+            raise PermissionDenied("the workspace audit log is for admins with unlimited tokens")
+        return await self._audit_page([TokenAudit.workspace_id == principal.workspace_id], page=page, limit=limit)
+
+    async def _audit_page(self, where: list[Any], *, page: int, limit: int) -> Paged:
+        async with self.sessions() as session:
+            total = await session.scalar(select(func.count()).select_from(TokenAudit).where(*where)) or 0
+            rows = await session.scalars(select(TokenAudit).where(*where).order_by(TokenAudit.id.desc())
+                                         .offset((page - 1) * limit).limit(limit))
+            items = [AuditEntry(id=r.id, token_id=r.token_id, action=r.action, actor_token_id=r.actor_token_id,
+                                detail=r.detail, at=r.at) for r in rows]
+        return Paged(items=items, total=total)
+
+    async def describe(self, principal: Principal) -> PrincipalInfo:
+        """The caller: user, workspace, effective role and the token in use."""
+        async with self.sessions() as session:
+            user = await session.get(User, principal.user_id)
+            workspace = await session.get(Workspace, principal.workspace_id)
+            token = await session.get(ApiToken, principal.token_id)
+            if user is None or workspace is None or token is None:
+                raise NotFound("token", principal.token_id)
+            return PrincipalInfo(
+                user_id=user.id, user_name=user.name, workspace_id=workspace.id, workspace_name=workspace.name,
+                role=principal.role, kb_ids=list(principal.kb_ids) if principal.kb_ids is not None else None,
+                token=TokenInfo.of(token),
             )
