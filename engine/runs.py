@@ -90,11 +90,6 @@ class _LiveRun:
     cancel_requested: bool = False
     last_flush: float = field(default_factory=time.monotonic)
 
-    @property
-    def terminal(self) -> RunEvent | None:
-        last = self.events[-1] if self.events else None
-        return last if isinstance(last, DoneEvent | ErrorEvent) else None
-
 
 def _status(event: RunEvent) -> str:
     if isinstance(event, DoneEvent):
@@ -279,23 +274,26 @@ class RunManager:
         return await self._store.list_events(run_id, after_seq) if self._store is not None else []
 
     async def _execute(self, live: _LiveRun, events: AsyncIterator[RunEvent]) -> None:
+        terminal: RunEvent | None = None
         try:
             with live.scope:
                 async for event in events:
-                    await self._publish(live, event)
+                    if isinstance(event, DoneEvent | ErrorEvent):
+                        terminal = event  # published by _finalize, after the run is stored
+                    elif terminal is None:
+                        await self._publish(live, event)
         except Exception:
             log.exception("run %s crashed outside the loop", live.record.id)
         finally:
             with anyio.CancelScope(shield=True):
-                await self._finalize(live)
+                await self._finalize(live, terminal)
 
     async def _publish(self, live: _LiveRun, event: RunEvent) -> None:
         live.events.append(event)
         live.unsaved.append(event)
         changed, live.changed = live.changed, anyio.Event()
         changed.set()
-        due = time.monotonic() - live.last_flush >= self._flush_interval_s
-        if due or isinstance(event, DoneEvent | ErrorEvent):
+        if time.monotonic() - live.last_flush >= self._flush_interval_s:
             with anyio.CancelScope(shield=True):  # a cancel must not tear a half-written batch
                 await self._flush(live)
 
@@ -321,11 +319,12 @@ class RunManager:
         live.trace.last_seq = len(live.events) + 1
         return ErrorEvent(run_id=live.record.id, seq=live.trace.last_seq, ts=time.time(), code=code, message=message)
 
-    async def _finalize(self, live: _LiveRun) -> None:
-        terminal = live.terminal
+    async def _finalize(self, live: _LiveRun, terminal: RunEvent | None) -> None:
+        # The terminal event becomes visible only once the run is stored as finished, so a client
+        # that saw ``done`` and then reads the run record gets the final record.
         if terminal is None:
             terminal = self._missing_terminal(live)
-            await self._publish(live, terminal)
+        live.unsaved.append(terminal)
         await self._flush(live)
         self._fill_record(live, terminal)
         if self._store is not None:
@@ -333,6 +332,7 @@ class RunManager:
                 await self._store.finish_run(live.record)
             except Exception:
                 log.exception("could not store the end of run %s", live.record.id)
+        live.events.append(terminal)
         live.finished.set()
         changed, live.changed = live.changed, anyio.Event()
         changed.set()

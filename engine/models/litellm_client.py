@@ -145,6 +145,7 @@ class LiteLLMModelClient:
         timeout_s: Per-call HTTP timeout.
         extra: Extra keyword arguments for ``acompletion`` (operator configuration).
         stall_timeout_s: A stream that sends no chunk for this long fails with ``ModelError``.
+        max_retries: Retries of a failed call before any chunk arrived (provider 5xx, 429, resets).
     """
 
     def __init__(
@@ -154,7 +155,9 @@ class LiteLLMModelClient:
         timeout_s: float = 60,
         extra: dict[str, Any] | None = None,
         stall_timeout_s: float = 30,
+        max_retries: int = 1,
     ) -> None:
+        self._max_retries = max_retries
         self._api_base = api_base
         self._api_key = api_key
         self._timeout_s = timeout_s
@@ -170,6 +173,7 @@ class LiteLLMModelClient:
             "stream": True,
             "stream_options": {"include_usage": True},
             "timeout": self._timeout_s,
+            "max_retries": self._max_retries,
         }
         if self._api_base and not request.model.startswith("ragline/"):
             kwargs["api_base"] = self._api_base
