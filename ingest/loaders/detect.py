@@ -64,9 +64,19 @@ def _binary_kind(head: bytes) -> str | None:
     # UTF-16 without a BOM has NULs in ~half the bytes of ASCII text; the text loader decodes it.
     if nul_share > 0.30 and _looks_like_utf16(head):
         return None
-    if nul_share > 0.01:
+    if nul_share > 0.01 or _control_share(head) > 0.05:
         return "binary data"
     return None
+
+
+_TEXT_CONTROLS = bytes([8, 9, 10, 12, 13, 27])  # backspace, tab, LF, FF, CR, ESC (ANSI colours in logs)
+_CONTROLS = bytes(b for b in range(32) if b not in _TEXT_CONTROLS) + b"\x7f"
+
+
+def _control_share(head: bytes) -> float:
+    """Share of control bytes that never occur in text files (random/compressed data has ~11%)."""
+    kept = head.translate(None, delete=bytes(set(range(256)) - set(_CONTROLS)))
+    return len(kept) / max(len(head), 1)
 
 
 def _looks_like_utf16(head: bytes) -> bool:

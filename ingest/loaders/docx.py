@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import re
 import zipfile
+import zlib
 
 import docx
 from docx.document import Document as DocxDocument
@@ -22,31 +24,48 @@ _HEADING_STYLE = re.compile(r"^heading\s*([1-9])$", re.IGNORECASE)
 
 
 def check_zip_bomb(data: bytes, limit: int = MAX_UNCOMPRESSED_BYTES) -> None:
-    """Refuse a ZIP whose declared *or actual* decompressed size exceeds ``limit``.
+    """Refuse a ZIP whose declared *or actual* decompressed size exceeds ``limit``, or whose sizes lie.
 
-    The central directory can lie (a small declared size over a huge stream), so every member is
-    inflated block by block and counted; inflation stops as soon as the running total passes the limit.
+    The central directory can lie (a small declared size over a huge stream, and zipfile would then
+    trust it), so every member is inflated with its declared size ignored, block by block, and
+    counted; inflation stops as soon as the running total passes the limit.
 
     Raises:
-        InvalidInput: the archive is too large when unpacked, has too many entries, or is damaged.
+        InvalidInput: the archive is too large when unpacked, misstates sizes, has too many entries,
+            or is damaged.
     """
-    too_big = InvalidInput(f"the document unpacks to more than {limit // (1024 * 1024)} MB (possible ZIP bomb)")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             infos = archive.infolist()
             if len(infos) > MAX_ZIP_ENTRIES:
                 raise InvalidInput(f"the document has more than {MAX_ZIP_ENTRIES} parts")
             if sum(info.file_size for info in infos) > limit:
-                raise too_big
+                raise _too_big(limit)
             total = 0
             for info in infos:
-                with archive.open(info) as stream:
-                    while block := stream.read(_READ_BLOCK):
-                        total += len(block)
-                        if total > limit:
-                            raise too_big
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, NotImplementedError) as exc:
+                total += _inflated_size(archive, info, limit - total, limit)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError,
+            NotImplementedError) as exc:
         raise InvalidInput("the document's ZIP container is damaged or uses an unsupported compression") from exc
+
+
+def _too_big(limit: int) -> InvalidInput:
+    return InvalidInput(f"the document unpacks to more than {limit // (1024 * 1024)} MB (possible ZIP bomb)")
+
+
+def _inflated_size(archive: zipfile.ZipFile, info: zipfile.ZipInfo, remaining: int, limit: int) -> int:
+    """Real decompressed size of one member, reading at most ``remaining + 1`` bytes of it."""
+    unbounded = copy.copy(info)
+    unbounded.file_size = 1 << 62  # zipfile stops reading at the declared size; we want the stream's own end
+    size = 0
+    with archive.open(unbounded) as stream:
+        while block := stream.read(_READ_BLOCK):
+            size += len(block)
+            if size > remaining:
+                raise _too_big(limit)
+    if size != info.file_size:
+        raise InvalidInput("the document's ZIP directory misstates the size of its parts (possible ZIP bomb)")
+    return size
 
 
 def _heading_level(paragraph: Paragraph) -> int:

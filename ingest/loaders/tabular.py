@@ -8,7 +8,7 @@ import json
 
 from engine.errors import InvalidInput
 from ingest.loaders.limits import MAX_CSV_ROWS, MAX_JSON_DEPTH, TextBudget
-from ingest.loaders.text import decode_text
+from ingest.loaders.text import clean_text, decode_text
 from ingest.parsed import ParsedDocument, Section
 
 _MAX_FIELD_CHARS = 1_000_000
@@ -82,7 +82,8 @@ def parse_json(data: bytes) -> ParsedDocument:
         raise InvalidInput(f"the file is not valid JSON ({str(exc).split(':')[0]})") from exc
     if _depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
         raise InvalidInput(f"the JSON file is nested more than {MAX_JSON_DEPTH} levels deep")
-    pretty = TextBudget().take(json.dumps(value, indent=2, ensure_ascii=False))
+    # clean_text: JSON escapes can encode lone surrogates and control characters
+    pretty = TextBudget().take(clean_text(json.dumps(value, indent=2, ensure_ascii=False)))
     if not pretty.strip() or value in ({}, [], None, ""):
         raise InvalidInput("the JSON file contains no data")
     return ParsedDocument(file_type="json", sections=(Section(text=pretty),), pages_total=0)

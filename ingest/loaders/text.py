@@ -60,10 +60,24 @@ def _decode(data: bytes) -> str:
     utf16 = _bomless_utf16(data)
     if utf16 is not None:
         return data.decode(utf16, errors="replace")
-    best = charset_normalizer.from_bytes(data[:200_000]).best()
-    if best is None:
-        raise InvalidInput("the file is not readable text (unknown character encoding)")
-    return data.decode(best.encoding, errors="replace")
+    legacy = _legacy_encoding(data[:200_000])
+    if legacy is None:
+        # mostly-UTF-8 with a few broken bytes (a truncated or concatenated file): keep the readable part
+        return data.decode("utf-8", errors="replace")
+    return data.decode(legacy, errors="replace")
+
+
+def _legacy_encoding(sample: bytes) -> str | None:
+    """charset-normalizer's pick, but cp1252 wins ties: it is by far the most common legacy encoding,
+    and short Western text scores identically under cp1250/cp1257 (which would turn "è" into "č")."""
+    matches = list(charset_normalizer.from_bytes(sample))
+    if not matches:
+        return None
+    best = matches[0]
+    for match in matches:
+        if match.encoding == "cp1252" and match.chaos <= best.chaos and match.coherence >= best.coherence - 0.01:
+            return "cp1252"
+    return str(best.encoding)
 
 
 def split_paragraph_sections(text: str, budget: TextBudget) -> tuple[Section, ...]:

@@ -1,0 +1,285 @@
+"""Loaders on real generated files: detection, every format, encodings, encrypted PDFs, ZIP bombs."""
+
+from __future__ import annotations
+
+import codecs
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.errors import InvalidInput, UnsupportedMediaType
+from ingest.loaders import detect_file_type, parse_document
+from ingest.loaders.docx import check_zip_bomb
+from ingest.loaders.pdf import NO_TEXT_REASON, PASSWORD_REASON
+from tests.fixtures.documents import docx_bomb, make_docx
+from tests.fixtures.pdfs import blank_pdf, page_marker, pdf_with_broken_page, reportlab_pdf
+
+HOSTILE = Path(__file__).resolve().parents[2].parent / "shared" / "eval" / "hostile-upstream"
+
+
+def hostile(relative: str) -> bytes:
+    path = HOSTILE / relative
+    if not path.is_file():
+        pytest.skip(f"hostile-upstream corpus not present at {HOSTILE}")
+    return path.read_bytes()
+
+
+def parse(data: bytes, filename: str):
+    return parse_document(data, detect_file_type(data, filename))
+
+
+def all_text(doc) -> str:
+    return "\n".join(section.text for section in doc.sections)
+
+
+# --- detection -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("filename", "expected"),
+    [("a.PDF", "pdf"), ("notes.txt", "txt"), ("r.md", "md"), ("r.markdown", "md"), ("p.htm", "html"),
+     ("p.html", "html"), ("t.csv", "csv"), ("d.json", "json"), ("dir\\sub\\x.TXT", "txt")],
+)
+def test_detect_allowlisted_extensions(filename: str, expected: str) -> None:
+    data = reportlab_pdf(1) if expected == "pdf" else b"hello"
+    assert detect_file_type(data, filename) == expected
+
+
+@pytest.mark.parametrize("filename", ["evil.exe", "archive.zip", "noext", "image.png", "x.pdf.sh"])
+def test_detect_refuses_other_extensions(filename: str) -> None:
+    with pytest.raises(UnsupportedMediaType, match="not supported"):
+        detect_file_type(b"hello", filename)
+
+
+@pytest.mark.parametrize(
+    ("payload", "kind"),
+    [(reportlab_pdf(1), "a PDF"), (b"\x7fELF\x02\x01\x01" + b"\0" * 100, "an executable"),
+     (b"\x89PNG\r\n\x1a\n" + b"\0" * 50, "a PNG image"), (make_docx([("p", "x")]), "a ZIP archive"),
+     (bytes(range(256)) * 8, "binary data")],
+)
+@pytest.mark.parametrize("filename", ["notes.txt", "readme.md", "data.csv"])
+def test_binary_under_a_text_name_is_refused(payload: bytes, kind: str, filename: str) -> None:
+    with pytest.raises(UnsupportedMediaType) as info:
+        detect_file_type(payload, filename)
+    assert kind in info.value.message and "not text" in info.value.message
+
+
+def test_pdf_without_header_and_fake_docx_are_refused() -> None:
+    with pytest.raises(UnsupportedMediaType, match="no %PDF header"):
+        detect_file_type(b"just some text pretending", "report.pdf")
+    with pytest.raises(UnsupportedMediaType, match="not a Word document"):
+        detect_file_type(b"hello", "letter.docx")
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("hello.txt", "not a docx")
+    with pytest.raises(UnsupportedMediaType, match=r"word/document\.xml"):
+        detect_file_type(buffer.getvalue(), "letter.docx")
+
+
+def test_utf16_text_is_not_mistaken_for_binary() -> None:
+    text = "Grüße aus Köln. " * 50
+    assert detect_file_type(codecs.BOM_UTF16_LE + text.encode("utf-16-le"), "a.txt") == "txt"
+    assert detect_file_type(text.encode("utf-16-le"), "b.txt") == "txt"  # no BOM
+
+
+# --- PDF -------------------------------------------------------------------------------------
+
+
+def test_pdf_pages_are_one_based_and_complete() -> None:
+    doc = parse(reportlab_pdf(3, title="Quarterly report"), "q.pdf")
+    assert doc.file_type == "pdf" and doc.pages_total == 3 and doc.title == "Quarterly report"
+    assert [s.page for s in doc.sections] == [1, 2, 3]
+    for section in doc.sections:
+        assert page_marker(section.page or 0) in section.text
+    assert doc.warnings == ()
+
+
+def test_pdf_without_text_reports_ocr_not_supported() -> None:
+    with pytest.raises(InvalidInput) as info:
+        parse(blank_pdf(2), "scan.pdf")
+    assert info.value.message == NO_TEXT_REASON
+
+
+def test_encrypted_pdf_with_empty_user_password_opens() -> None:
+    for name in ("pypdf/r2-empty-password.pdf", "pypdf/r6-owner-password.pdf"):
+        doc = parse(hostile(name), "enc.pdf")
+        assert "pdf encryption test" in all_text(doc)
+
+
+def test_pdf_needing_a_password_fails_readably() -> None:
+    for name in ("pypdf/r4-aes-user-password.pdf", "sample-files/libreoffice-writer-password.pdf"):
+        with pytest.raises(InvalidInput) as info:
+            parse(hostile(name), "locked.pdf")
+        assert info.value.message == PASSWORD_REASON
+
+
+def test_truncated_pdf_keeps_good_pages_or_fails_readably() -> None:
+    data = reportlab_pdf(6)
+    cut = data[: int(len(data) * 0.6)]
+    try:
+        doc = parse(cut, "cut.pdf")
+    except InvalidInput as exc:
+        assert "damaged" in exc.message or "could not" in exc.message
+    else:
+        assert doc.sections and all(page_marker(s.page or 0) in s.text for s in doc.sections)
+
+
+def test_broken_page_is_listed_in_warnings_and_others_kept() -> None:
+    doc = parse(pdf_with_broken_page(pages=3, broken=2), "partly.pdf")
+    assert [s.page for s in doc.sections] == [1, 3]
+    assert [page_marker(1) in doc.sections[0].text, page_marker(3) in doc.sections[1].text] == [True, True]
+    assert doc.pages_total == 3
+    assert doc.warnings == ("text could not be extracted from page(s) 2",)
+
+
+def test_fifty_page_pdf_parse_rate() -> None:
+    data = reportlab_pdf(50)
+    started = time.perf_counter()
+    doc = parse(data, "big.pdf")
+    elapsed = time.perf_counter() - started
+    assert doc.pages_total == 50 and len(doc.sections) == 50
+    print(f"\n50-page PDF parsed in {elapsed:.2f} s = {50 / elapsed:.0f} pages/s")
+
+
+# --- text ------------------------------------------------------------------------------------
+
+SAMPLE = "Café crème — naïve résumé.\nSecond line"
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [SAMPLE.encode("utf-8"), codecs.BOM_UTF8 + SAMPLE.encode("utf-8"),
+     codecs.BOM_UTF16_LE + SAMPLE.encode("utf-16-le"), codecs.BOM_UTF16_BE + SAMPLE.encode("utf-16-be"),
+     SAMPLE.encode("utf-16-le"), SAMPLE.replace("—", "-").encode("cp1252")],
+    ids=["utf8", "utf8-bom", "utf16le-bom", "utf16be-bom", "utf16le-nobom", "cp1252"],
+)
+def test_text_encodings_decode(encoded: bytes) -> None:
+    text = all_text(parse(encoded, "notes.txt"))
+    assert text.startswith("Café crème") and "résumé.\nSecond line" in text and "\ufeff" not in text
+
+
+def test_cp1252_longer_document() -> None:
+    text = "Les élèves ont reçu leurs bulletins à la fin du trimestre. Très bien ! " * 20
+    doc = parse(text.encode("cp1252"), "fr.txt")
+    assert "élèves" in all_text(doc) and "reçu" in all_text(doc)
+
+
+def test_text_normalises_newlines_and_strips_nul_and_surrogates() -> None:
+    # \xed\xa0\x80 is a UTF-8-encoded lone surrogate (CESU-8/WTF-8), invalid in real UTF-8
+    raw = b"line one\r\nline two\rline three\x00\n" + b"\xed\xa0\x80tail"
+    text = all_text(parse_document(raw, "txt"))
+    assert text.startswith("line one\nline two\nline three\n") and text.endswith("tail")
+    assert "\r" not in text and "\x00" not in text
+    assert all(not 0xD800 <= ord(ch) <= 0xDFFF for ch in text)
+    json_text = all_text(parse_document(b'{"k": "a\\ud800b"}', "json"))  # JSON escapes can carry surrogates
+    assert '"k": "ab"' in json_text
+
+
+def test_empty_text_fails_readably() -> None:
+    with pytest.raises(InvalidInput, match="no text"):
+        parse_document(b"   \n\n  ", "txt")
+
+
+# --- markdown --------------------------------------------------------------------------------
+
+
+def test_markdown_sections_carry_heading_paths() -> None:
+    source = (
+        "# Guide\nIntro text.\n\n## Install\nGeneral steps.\n\n### Linux\nUse apt.\n\n```sh\n# not a heading\n"
+        "apt install x\n```\n\n### macOS\nUse brew.\n\nUsage\n-----\nRun it.\n"
+    )
+    doc = parse(source.encode(), "readme.md")
+    paths = {s.heading_path: s.text for s in doc.sections}
+    assert doc.title == "Guide"
+    assert paths[("Guide",)] == "Intro text."
+    assert paths[("Guide", "Install")] == "General steps."
+    assert "# not a heading" in paths[("Guide", "Install", "Linux")]
+    assert paths[("Guide", "Install", "macOS")] == "Use brew."
+    assert paths[("Guide", "Usage")] == "Run it."
+
+
+# --- HTML ------------------------------------------------------------------------------------
+
+
+def test_html_drops_scripts_and_styles_and_keeps_headings() -> None:
+    page = """<!doctype html><html><head><title>Docs page</title><style>body{color:red}</style>
+    <script>var secret = "do-not-index";</script></head><body>
+    <h1>Install</h1><p>Download the <b>package</b>.</p><noscript>enable js</noscript>
+    <template><p>template text</p></template>
+    <h2>Linux</h2><p>Use apt &amp; friends.</p><img src="http://169.254.169.254/x.png">
+    <script type="module">fetch("http://evil")</script></body></html>"""
+    doc = parse(page.encode(), "page.html")
+    text = all_text(doc)
+    assert doc.title == "Docs page"
+    assert "do-not-index" not in text and "color:red" not in text and "enable js" not in text
+    assert "template text" not in text and "fetch(" not in text
+    by_path = {s.heading_path: s.text for s in doc.sections}
+    assert by_path[("Install",)] == "Download the package."
+    assert by_path[("Install", "Linux")] == "Use apt & friends."
+
+
+def test_html_ignores_a_lying_meta_charset_when_bytes_are_utf8() -> None:
+    page = '<html><head><meta charset="utf-16"></head><body><p>Grüße, 東京</p></body></html>'
+    doc = parse(page.encode("utf-8"), "lie.htm")
+    assert all_text(doc) == "Grüße, 東京"
+
+
+# --- DOCX ------------------------------------------------------------------------------------
+
+
+def test_docx_heading_styles_become_heading_paths() -> None:
+    data = make_docx(
+        [("h1", "Install"), ("p", "Run the installer."), ("h2", "Linux"), ("p", "Use apt."),
+         ("table", "flag|meaning"), ("h1", "Usage"), ("p", "Start it.")],
+        title="Admin guide",
+    )
+    doc = parse(data, "guide.docx")
+    assert doc.title == "Admin guide"
+    by_path = {s.heading_path: s.text for s in doc.sections}
+    assert by_path[("Install",)] == "Run the installer."
+    assert by_path[("Install", "Linux")] == "Use apt.\n\nflag | meaning"
+    assert by_path[("Usage",)] == "Start it."
+
+
+@pytest.mark.parametrize("lie", [False, True], ids=["honest-directory", "lying-directory"])
+def test_docx_zip_bomb_is_refused(lie: bool) -> None:
+    bomb = docx_bomb(make_docx([("p", "tiny")]), inflated_mb=40, lie_about_size=lie)
+    assert len(bomb) < 200_000
+    assert detect_file_type(bomb, "bomb.docx") == "docx"  # a valid container; the parser must refuse it
+    with pytest.raises(InvalidInput) as info:
+        check_zip_bomb(bomb, limit=16 * 1024 * 1024)
+    assert "ZIP bomb" in info.value.message
+
+
+def test_docx_lying_sizes_refused_by_the_real_parser() -> None:
+    bomb = docx_bomb(make_docx([("p", "tiny")]), inflated_mb=2, lie_about_size=True)
+    with pytest.raises(InvalidInput, match="misstates"):
+        parse(bomb, "bomb.docx")
+
+
+# --- CSV / JSON ------------------------------------------------------------------------------
+
+
+def test_csv_rows_become_column_value_lines() -> None:
+    data = b"name;city;note\nAda;London;first programmer\nLinus;Helsinki;\n"
+    doc = parse(data, "people.csv")
+    assert doc.sections[0].text == "name: Ada\ncity: London\nnote: first programmer\n\nname: Linus\ncity: Helsinki"
+
+
+def test_json_is_pretty_printed_and_depth_bounded() -> None:
+    doc = parse(json.dumps({"title": "Über", "tags": ["a", "b"]}).encode(), "d.json")
+    assert '"title": "Über"' in doc.sections[0].text and '\n  "tags": [' in doc.sections[0].text
+    with pytest.raises(InvalidInput, match="nested"):
+        parse(("[" * 5000 + "]" * 5000).encode(), "deep.json")
+    with pytest.raises(InvalidInput, match="not valid JSON"):
+        parse(b'{"a": ', "broken.json")
+
+
+def test_unknown_file_type_is_invalid_input() -> None:
+    with pytest.raises(InvalidInput, match="unsupported file type"):
+        parse_document(b"x", "exe")
