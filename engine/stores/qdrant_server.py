@@ -62,7 +62,9 @@ class QdrantServerVectorStore:
         self.collection = collection
         self.dim = dim
         self._local = location is not None
-        self._client = AsyncQdrantClient(location=location, url=url, api_key=api_key or None)
+        # No server version probe here: it would be blocking network I/O in a constructor. A mismatch shows
+        # up as a failed request on first use instead.
+        self._client = AsyncQdrantClient(location=location, url=url, api_key=api_key or None, check_compatibility=False)
         self._ready = False
         self._ready_lock = anyio.Lock()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
+from engine.ports import VectorStore
 from engine.sparse import Bm25SparseEncoder
 from engine.types import ChunkRecord, SearchFilters, VectorPoint
 
@@ -138,3 +139,10 @@ def reference_match(chunk: ChunkRecord, filters: SearchFilters) -> bool:
 
 def file_ids_of(points: Iterable[VectorPoint]) -> set[tuple[str, str]]:
     return {(p.chunk.workspace_id, p.chunk.file_id) for p in points}
+
+
+async def publish_corpus(store: VectorStore, corpus: list[VectorPoint]) -> None:
+    """Upsert every point, then publish file by file (as ingest does)."""
+    await store.upsert(corpus)
+    for workspace, file_id in sorted(file_ids_of(corpus)):
+        await store.publish_file(workspace, file_id)
