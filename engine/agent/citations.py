@@ -53,7 +53,7 @@ def _claims(answer: str) -> list[tuple[str, list[int]]]:
     """(claim sentence, marker numbers) for every answer sentence that carries markers."""
     out: list[tuple[str, list[int]]] = []
     previous = ""
-    for sentence in sentences(answer):
+    for sentence in sentences(answer):  # "Claim. [1] Next." splits after the marker
         numbers = [int(n) for group in _MARKER.findall(sentence) for n in group.split(",")]
         claim = sentence if keywords(sentence) else previous
         if numbers:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\n{2,}|\n(?=\s*[-*•]\s)")
+# A sentence ends at ". " before a capital, or after a citation marker that follows one ("... x. [1] Next").
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(]?[A-Z0-9])|(?<=\])\s+(?=[\"'(]?[A-Z])|\n{2,}|\n(?=\s*[-*•]\s)")
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _MARKER = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
 _STOPWORD_TEXT = """a an and are as at be by can do does for from has have how i in is it its of on or that the
