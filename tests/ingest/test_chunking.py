@@ -1,0 +1,178 @@
+"""Chunker: sizes, overlap, page and heading boundaries, offsets, limits, and the embedder's window."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import pytest
+
+from engine.errors import InvalidInput
+from engine.tokens import count_tokens
+from ingest.chunking import EMBED_WINDOW, PREFIX_TOKENS, ChunkDraft, chunk_document, document_text, embed_prefix
+from ingest.loaders import parse_document
+from ingest.parsed import ParsedDocument, Section
+from tests.fixtures.pdfs import page_marker, reportlab_pdf
+
+PROSE = (
+    "Retrieval systems split documents into chunks. Each chunk is embedded and stored with its page number. "
+    "A query is embedded the same way, and the nearest chunks come back with citations! Does that work well? "
+    "It does when chunks end at sentence boundaries and carry their headings. "
+)
+
+
+def doc_of(*sections: Section, title: str | None = None) -> ParsedDocument:
+    return ParsedDocument(file_type="txt", sections=sections, pages_total=0, title=title)
+
+
+def assert_offsets(doc: ParsedDocument, chunks: list[ChunkDraft]) -> None:
+    full = document_text(doc)
+    for chunk in chunks:
+        assert full[chunk.char_start : chunk.char_end] == chunk.text
+
+
+def test_chunk_sizes_and_sentence_boundaries() -> None:
+    doc = doc_of(Section(PROSE * 40))
+    chunks = chunk_document(doc, chunk_tokens=120, overlap=20)
+    assert len(chunks) > 5
+    sizes = [count_tokens(c.text) for c in chunks]
+    assert max(sizes) <= 120
+    assert min(sizes[:-1]) >= 60  # a boundary is only searched for in the second half of the budget
+    assert all(c.text.endswith((".", "!", "?")) for c in chunks)  # prose always offers a sentence end
+    assert [c.ordinal for c in chunks] == list(range(len(chunks)))
+    assert_offsets(doc, chunks)
+
+
+def test_overlap_repeats_the_tail_of_the_previous_chunk() -> None:
+    doc = doc_of(Section(PROSE * 30))
+    chunks = chunk_document(doc, chunk_tokens=100, overlap=30)
+    for previous, current in itertools.pairwise(chunks):
+        assert current.char_start < previous.char_end  # overlapping
+        shared = doc.sections[0].text[current.char_start : previous.char_end]
+        assert 0 < count_tokens(shared) <= 30
+        assert current.char_start > previous.char_start  # progress
+    no_overlap = chunk_document(doc, chunk_tokens=100, overlap=0)
+    for previous, current in itertools.pairwise(no_overlap):
+        assert current.char_start >= previous.char_end
+    assert_offsets(doc, no_overlap)
+
+
+def test_paragraph_breaks_are_preferred() -> None:
+    paragraphs = [f"Paragraph {i} starts here. " + "Some filler words follow. " * 6 for i in range(30)]
+    doc = doc_of(Section("\n\n".join(paragraphs)))
+    chunks = chunk_document(doc, chunk_tokens=150, overlap=0)
+    assert all(c.text.startswith("Paragraph ") for c in chunks)
+    assert all(c.text.endswith("follow.") for c in chunks)
+
+
+def test_chunks_never_cross_pages() -> None:
+    doc = parse_document(reportlab_pdf(5, lines_per_page=30), "pdf")
+    chunks = chunk_document(doc, title="handbook.pdf")
+    assert {c.page for c in chunks} == {1, 2, 3, 4, 5}
+    for chunk in chunks:
+        others = [page_marker(p) for p in range(1, 6) if p != chunk.page]
+        assert not any(marker in chunk.text for marker in others)
+    for page in range(1, 6):
+        first = next(c for c in chunks if c.page == page)
+        assert first.text.startswith(page_marker(page))
+        assert first.embed_text.startswith("handbook.pdf\n")
+    assert_offsets(doc, chunks)
+
+
+def test_heading_paths_are_kept_and_prefixed() -> None:
+    source = b"# Guide\nIntro.\n\n## Install\n" + PROSE.encode() * 8 + b"\n\n### Linux\nUse apt to install it.\n"
+    doc = parse_document(source, "md")
+    chunks = chunk_document(doc, chunk_tokens=80, overlap=10, title="readme.md")
+    paths = [c.heading_path for c in chunks]
+    assert paths[0] == ("Guide",) and paths[-1] == ("Guide", "Install", "Linux")
+    assert ("Guide", "Install") in paths
+    linux = chunks[-1]
+    assert linux.text == "Use apt to install it."
+    assert linux.embed_text == "readme.md — Guide > Install > Linux\nUse apt to install it."
+    assert_offsets(doc, chunks)
+
+
+def test_document_title_is_the_default_prefix_and_prefix_is_bounded() -> None:
+    doc = doc_of(Section("Short text."), title="Annual report")
+    assert chunk_document(doc)[0].embed_text == "Annual report\nShort text."
+    long_title = "An extremely long and verbose title that keeps going " * 10
+    prefix = embed_prefix(long_title, ("Chapter one", "Section two"))
+    assert count_tokens(prefix) <= PREFIX_TOKENS + 1 and prefix.endswith("…")
+    assert embed_prefix(None, ()) == ""
+
+
+def test_offsets_index_the_concatenated_document_text() -> None:
+    doc = doc_of(Section("Alpha page text.", page=1), Section("Beta page text.", page=2), Section("Gamma.", page=3))
+    chunks = chunk_document(doc)
+    assert document_text(doc) == "Alpha page text.\n\nBeta page text.\n\nGamma."
+    assert [(c.char_start, c.char_end, c.page) for c in chunks] == [(0, 16, 1), (18, 33, 2), (35, 41, 3)]
+    assert_offsets(doc, chunks)
+
+
+def test_max_chunks_is_enforced() -> None:
+    doc = doc_of(Section(PROSE * 40))
+    with pytest.raises(InvalidInput) as info:
+        chunk_document(doc, chunk_tokens=50, overlap=5, max_chunks=5)
+    assert info.value.message == "file produces more than 5 chunks"
+
+
+def test_invalid_parameters_and_empty_input() -> None:
+    with pytest.raises(ValueError, match="overlap"):
+        chunk_document(doc_of(Section("x")), chunk_tokens=100, overlap=60)
+    with pytest.raises(ValueError, match="chunk_tokens"):
+        chunk_document(doc_of(Section("x")), chunk_tokens=4, overlap=0)
+    assert chunk_document(doc_of()) == []
+    assert chunk_document(doc_of(Section("   \n\n  "))) == []
+
+
+def test_unbroken_text_and_split_characters_still_chunk() -> None:
+    blob = "x" * 5000 + "🙂" * 700 + "東京" * 600  # no whitespace; emoji split across cl100k tokens
+    doc = doc_of(Section(blob))
+    chunks = chunk_document(doc, chunk_tokens=64, overlap=8)
+    assert_offsets(doc, chunks)
+    assert chunks[0].char_start == 0 and chunks[-1].char_end == len(blob)
+    covered = 0
+    for chunk in chunks:
+        assert chunk.char_start <= covered  # no gap
+        covered = max(covered, chunk.char_end)
+
+
+VARIED = {
+    "english": PROSE * 6,
+    "python": "def chunk(doc: ParsedDocument, *, size: int = 200) -> list[str]:\n    return [s.text[i:i+size] "
+    "for s in doc.sections for i in range(0, len(s.text), size)]  # noqa: E501\n" * 12,
+    "json": '{"id": 12345, "tags": ["a", "b"], "url": "https://example.com/x?y=1&z=2", "ok": true}\n' * 30,
+    # Cyrillic letters are the point here, not look-alike typos
+    "russian": "Системы поиска разбивают документы на фрагменты. "
+    "Каждый фрагмент сохраняется с номером страницы. " * 30,  # noqa: RUF001
+    "german": "Donaudampfschifffahrtsgesellschaftskapitän und Rechtsschutzversicherungsgesellschaften prüfen. " * 30,
+    "korean": "검색 증강 생성 시스템은 문서를 여러 조각으로 나눕니다. 각 조각은 임베딩되어 저장됩니다. " * 30,
+    "chinese": "检索增强生成系统将文档切分为多个片段\uff0c每个片段都会被编码并存储\u3002" * 40,
+    "urls": "https://docs.example.org/v2/api/reference/endpoints?page=3&sort=desc#section-12 " * 40,
+    "hex": " ".join(f"{i * 2654435761 % 2**32:08x}" for i in range(600)),
+    "arabic": "تقوم أنظمة الاسترجاع بتقسيم المستندات إلى أجزاء. يتم تضمين كل جزء وتخزينه مع رقم الصفحة. " * 30,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(VARIED))
+def test_embed_text_fits_the_minilm_window(kind: str, embedder) -> None:
+    """Counted by the real model's tokenizer (the session's sentence-transformers model), not our own counter."""
+    assert embedder.max_tokens == EMBED_WINDOW
+    heading = ("Überblick", "Installation unter Linux und macOS")
+    doc = doc_of(Section(VARIED[kind], page=1, heading_path=heading))
+    chunks = chunk_document(doc, title="a-rather-long-file-name-for-the-prefix.pdf")
+    assert chunks
+    for chunk in chunks:
+        wordpieces = embedder.token_count(chunk.embed_text) + 2  # [CLS] ... [SEP]
+        assert wordpieces <= EMBED_WINDOW, (kind, wordpieces)
+        assert count_tokens(chunk.text) <= 200
+    assert_offsets(doc, chunks)
+
+
+def test_fifty_page_pdf_chunking_speed() -> None:
+    doc = parse_document(reportlab_pdf(50), "pdf")
+    started = time.perf_counter()
+    chunks = chunk_document(doc, title="big.pdf")
+    elapsed = time.perf_counter() - started
+    assert {c.page for c in chunks} == set(range(1, 51))
+    print(f"\n50 pages -> {len(chunks)} chunks in {elapsed:.2f} s")
