@@ -123,8 +123,11 @@ def check_query(query: VectorQuery, dim: int) -> None:
         raise InvalidInput(f"{query.mode} search needs a {dim}-dimensional dense vector")
     if needs_sparse and query.sparse is None:
         raise InvalidInput(f"{query.mode} search needs a sparse vector")
-    if query.mode == "hybrid" and query.prefetch_limit < query.limit:
-        raise InvalidInput("prefetch_limit must be at least limit")
+
+
+def prefetch_limit(query: VectorQuery) -> int:
+    """Candidates per retriever before fusion: never fewer than the results asked for."""
+    return max(query.prefetch_limit, query.limit)
 
 
 def _require_workspace(workspace_id: str) -> None:

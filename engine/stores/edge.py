@@ -33,6 +33,7 @@ from engine.stores._common import (
     chunk_from_payload,
     filter_conditions,
     point_payload,
+    prefetch_limit,
     workspace_conditions,
 )
 from engine.types import ChunkRecord, ScoredChunk, SearchFilters, VectorPoint, VectorQuery
@@ -238,9 +239,9 @@ def _query_request(query: VectorQuery, conditions: list[Condition]) -> qe.QueryR
         return qe.QueryRequest(limit=query.limit, query=dense, filter=flt, with_payload=True)
     if query.mode == "sparse":
         return qe.QueryRequest(limit=query.limit, query=sparse, filter=flt, with_payload=True, params=sparse_params)
-    prefetches = [qe.Prefetch(limit=query.prefetch_limit, query=dense, filter=flt)]
+    prefetches = [qe.Prefetch(limit=prefetch_limit(query), query=dense, filter=flt)]
     if query.sparse is not None and query.sparse.indices:
-        prefetches.append(qe.Prefetch(limit=query.prefetch_limit, query=sparse, filter=flt, params=sparse_params))
+        prefetches.append(qe.Prefetch(limit=prefetch_limit(query), query=sparse, filter=flt, params=sparse_params))
     # The stubs declare Fusion.Rrf/Dbsf as nested classes rather than as the Fusion the runtime accepts.
     fusion: qe.Fusion = qe.Fusion.Rrf(k=RRF_K) if query.fusion == "rrf" else qe.Fusion.Dbsf()  # type: ignore[assignment]
     return qe.QueryRequest(limit=query.limit, prefetches=prefetches, query=fusion, filter=flt, with_payload=True)

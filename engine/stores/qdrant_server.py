@@ -32,6 +32,7 @@ from engine.stores._common import (
     chunk_from_payload,
     filter_conditions,
     point_payload,
+    prefetch_limit,
     workspace_conditions,
 )
 from engine.types import ChunkRecord, ScoredChunk, SearchFilters, SparseVector, VectorPoint, VectorQuery
@@ -240,12 +241,12 @@ def _query_arguments(query: VectorQuery, conditions: list[Condition]) -> dict[st
     if query.mode == "sparse":
         return {**common, "query": sparse, "using": SPARSE_VECTOR, "search_params": sparse_params}
     prefetch = [
-        models.Prefetch(query=list(query.dense or []), using=DENSE_VECTOR, filter=flt, limit=query.prefetch_limit)
+        models.Prefetch(query=list(query.dense or []), using=DENSE_VECTOR, filter=flt, limit=prefetch_limit(query))
     ]
     if sparse is not None and sparse.indices:
         prefetch.append(
             models.Prefetch(
-                query=sparse, using=SPARSE_VECTOR, filter=flt, limit=query.prefetch_limit, params=sparse_params
+                query=sparse, using=SPARSE_VECTOR, filter=flt, limit=prefetch_limit(query), params=sparse_params
             )
         )
     fusion: models.RrfQuery | models.FusionQuery = (

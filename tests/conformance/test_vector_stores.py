@@ -105,6 +105,14 @@ async def test_limit_is_respected(store: VectorStore, corpus: list[VectorPoint],
     assert hits[0].chunk.workspace_id == WS_A
 
 
+async def test_hybrid_prefetches_at_least_limit_candidates(store: VectorStore, corpus: list[VectorPoint]) -> None:
+    filters = SearchFilters(workspace_id=WS_A)
+    request = msgspec.structs.replace(
+        query("hybrid", filters, dense=corpus[0].dense, text="volcano"), limit=5, prefetch_limit=2
+    )
+    assert len(await store.search(request)) == 5
+
+
 # ---- filters ------------------------------------------------------------------------------------------------------
 
 FILTER_CASES = {

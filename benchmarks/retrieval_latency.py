@@ -1,0 +1,227 @@
+"""Search latency of the embedded vector store at several sizes, plus query-encoding latency.
+
+Builds one qdrant-edge shard per size with synthetic clustered 384-d vectors (a stand-in for MiniLM
+embeddings; uniform random vectors are HNSW's pathological case) and random Zipf-distributed sparse vectors,
+then times ``EdgeVectorStore.search`` (the call the app makes: thread hop, Rust query, payload decoding) for
+dense / sparse / hybrid queries, with only the mandatory workspace filter and with a 10 % kb filter.
+
+Usage::
+
+    .venv/bin/python benchmarks/retrieval_latency.py --sizes 1000,10000,100000 [--optimize] [--queries 200]
+
+Prints one JSON object, then a short table. Not collected by pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import engine  # noqa: I001  (first: sets BLAS/torch threads and offline flags before numpy is imported)
+import anyio
+import numpy as np
+from engine.embedders.sentence_transformer import SentenceTransformerEmbedder
+from engine.sparse import Bm25SparseEncoder
+from engine.stores.edge import EdgeVectorStore
+from engine.types import ChunkRecord, SearchFilters, SparseVector, VectorPoint, VectorQuery
+
+DIM = 384
+WORKSPACE = "bench-ws"
+KBS = 10  # the filtered case selects one of them: ~10 % of the points
+CHUNKS_PER_FILE = 50
+VOCABULARY = 30_000
+TERMS_PER_CHUNK = 60
+BATCH = 1_000
+QUERY_TEXTS = [
+    "how do I rotate the api keys for a workspace",
+    "what is the refund policy for annual plans",
+    "volcano monitoring with seismometers",
+    "quarterly revenue compared to operating costs",
+    "steps to reset a forgotten password",
+]
+
+del engine  # imported only for its process settings
+
+
+def clustered_vectors(rng: np.random.Generator, count: int, clusters: int = 200) -> np.ndarray:
+    centres = rng.normal(size=(clusters, DIM)).astype(np.float32)
+    labels = rng.integers(0, clusters, size=count)
+    vectors = centres[labels] + 0.6 * rng.normal(size=(count, DIM)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def zipf_terms(rng: np.random.Generator, size: int) -> np.ndarray:
+    return np.unique(np.minimum(rng.zipf(1.2, size=size), VOCABULARY))
+
+
+def random_sparse(rng: np.random.Generator, terms: int) -> SparseVector:
+    indices = zipf_terms(rng, terms)
+    return SparseVector(indices=indices.tolist(), values=rng.uniform(0.5, 2.0, size=len(indices)).tolist())
+
+
+def make_points(rng: np.random.Generator, start: int, dense: np.ndarray) -> list[VectorPoint]:
+    points = []
+    for offset, vector in enumerate(dense):
+        ordinal = start + offset
+        file_number = ordinal // CHUNKS_PER_FILE
+        chunk = ChunkRecord(
+            id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"bench/{ordinal}")),
+            workspace_id=WORKSPACE,
+            kb_id=f"kb-{file_number % KBS}",
+            file_id=f"file-{file_number}",
+            file_name=f"file-{file_number}.pdf",
+            file_type="pdf",
+            ordinal=ordinal % CHUNKS_PER_FILE,
+            text="synthetic chunk " * 60,  # ~1 KB payload, like a 200-token chunk
+            page=ordinal % CHUNKS_PER_FILE // 3 + 1,
+            tags=("bench",),
+            created_at=1_700_000_000.0 + file_number,
+        )
+        points.append(VectorPoint(chunk=chunk, dense=vector.tolist(), sparse=random_sparse(rng, TERMS_PER_CHUNK)))
+    return points
+
+
+async def build_shard(path: Path, size: int, seed: int) -> tuple[EdgeVectorStore, dict[str, float]]:
+    rng = np.random.default_rng(seed)
+    store = EdgeVectorStore(path, DIM)
+    started = time.perf_counter()
+    for start in range(0, size, BATCH):
+        dense = clustered_vectors(rng, min(BATCH, size - start))
+        await store.upsert(make_points(rng, start, dense))
+    upserted = time.perf_counter()
+    for file_number in range((size + CHUNKS_PER_FILE - 1) // CHUNKS_PER_FILE):
+        await store.publish_file(WORKSPACE, f"file-{file_number}")
+    published = time.perf_counter()
+    return store, {
+        "upsert_s": round(upserted - started, 2),
+        "upsert_points_per_s": round(size / (upserted - started)),
+        "publish_s": round(published - upserted, 2),
+    }
+
+
+def percentiles(samples_s: Sequence[float]) -> dict[str, float]:
+    ms = np.asarray(samples_s) * 1000
+    return {f"p{q}": round(float(np.percentile(ms, q)), 3) for q in (50, 95, 99)}
+
+
+async def time_searches(store: EdgeVectorStore, queries: int, seed: int) -> dict[str, Any]:
+    rng = np.random.default_rng(seed + 1)
+    dense_queries = clustered_vectors(rng, queries)
+    sparse_queries = [
+        SparseVector(indices=(t := zipf_terms(rng, 4)).tolist(), values=[1.0] * len(t)) for _ in range(queries)
+    ]
+    filter_cases = {
+        "workspace_only": SearchFilters(workspace_id=WORKSPACE),
+        "kb_10pct": SearchFilters(workspace_id=WORKSPACE, kb_ids=("kb-3",)),
+    }
+    results: dict[str, Any] = {}
+    for mode in ("dense", "sparse", "hybrid"):
+        for filter_name, filters in filter_cases.items():
+            samples, hits = [], 0
+            for i in range(queries):
+                request = VectorQuery(
+                    mode=mode, filters=filters, limit=10, dense=dense_queries[i].tolist(), sparse=sparse_queries[i]
+                )
+                started = time.perf_counter()
+                found = await store.search(request)
+                samples.append(time.perf_counter() - started)
+                hits += len(found)
+            results[f"{mode}/{filter_name}"] = {**percentiles(samples), "mean_hits": round(hits / queries, 1)}
+    return results
+
+
+def time_query_encoding(repeats: int) -> dict[str, Any]:
+    embedder = SentenceTransformerEmbedder(threads=1)
+    embedder.warm_up()
+    sparse = Bm25SparseEncoder()
+    dense_s, sparse_s = [], []
+    for i in range(repeats):
+        text = QUERY_TEXTS[i % len(QUERY_TEXTS)]
+        started = time.perf_counter()
+        embedder.encode_sync([text])
+        dense_s.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        sparse.encode_query(text)
+        sparse_s.append(time.perf_counter() - started)
+
+    async def through_thread() -> list[float]:
+        samples = []
+        for i in range(repeats):
+            started = time.perf_counter()
+            await embedder.embed_query(QUERY_TEXTS[i % len(QUERY_TEXTS)])
+            samples.append(time.perf_counter() - started)
+        return samples
+
+    return {
+        "dense_minilm_sync": percentiles(dense_s),
+        "dense_minilm_async": percentiles(anyio.run(through_thread)),
+        "sparse_bm25": percentiles(sparse_s),
+        "torch_threads": 1,
+    }
+
+
+async def bench_size(root: Path, size: int, queries: int, optimize: bool, seed: int) -> dict[str, Any]:
+    store, build = await build_shard(root / f"shard-{size}", size, seed)
+    try:
+        if optimize:
+            started = time.perf_counter()
+            store.optimize()
+            build["optimize_s"] = round(time.perf_counter() - started, 2)
+        build["hnsw_indexed_vectors"] = store.indexed_vectors()
+        build["hnsw_built"] = build["hnsw_indexed_vectors"] > 0
+        return {"points": size, "build": build, "search_ms": await time_searches(store, queries, seed)}
+    finally:
+        await store.close()
+
+
+def print_table(report: dict[str, Any]) -> None:
+    print()
+    print(f"{'points':>8} {'hnsw':>5} {'query':<24} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'hits':>5}")
+    for run in report["sizes"]:
+        for name, stats in run["search_ms"].items():
+            hnsw = "yes" if run["build"]["hnsw_built"] else "no"
+            print(
+                f"{run['points']:>8} {hnsw:>5} {name:<24} {stats['p50']:>8} {stats['p95']:>8} {stats['p99']:>8}"
+                f" {stats['mean_hits']:>5}"
+            )
+    if "query_encoding_ms" in report:
+        for name, stats in report["query_encoding_ms"].items():
+            if isinstance(stats, dict):
+                print(f"{'':>8} {'':>5} {'encode ' + name:<24} {stats['p50']:>8} {stats['p95']:>8} {stats['p99']:>8}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,10000", help="comma-separated point counts")
+    parser.add_argument("--queries", type=int, default=200, help="queries per mode and filter")
+    parser.add_argument("--optimize", action="store_true", help="build HNSW (optimize) before searching")
+    parser.add_argument("--no-embedder", action="store_true", help="skip the query-embedding measurement")
+    parser.add_argument("--dir", type=Path, default=None, help="where to build shards (default: a temp dir)")
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args(argv)
+
+    root = Path(tempfile.mkdtemp(prefix="ragline-bench-", dir=args.dir))
+    report: dict[str, Any] = {"dim": DIM, "queries_per_case": args.queries, "limit": 10, "sizes": []}
+    try:
+        for size in (int(s) for s in args.sizes.split(",")):
+            report["sizes"].append(anyio.run(bench_size, root, size, args.queries, args.optimize, args.seed))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    if not args.no_embedder:
+        report["query_encoding_ms"] = time_query_encoding(args.queries)
+    print(json.dumps(report))
+    print_table(report)
+
+
+if __name__ == "__main__":
+    main()
