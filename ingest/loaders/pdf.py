@@ -26,6 +26,8 @@ logging.getLogger("pypdf").setLevel(logging.ERROR)
 def _open(data: bytes) -> PdfReader:
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
+    except MemoryError:
+        raise  # the sandbox reports the memory budget
     except DependencyError as exc:
         raise InvalidInput("the PDF uses an encryption method that is not supported") from exc
     except (PyPdfError, Exception) as exc:
@@ -41,7 +43,7 @@ def _decrypt(reader: PdfReader) -> None:
         # An empty user password is common ("owner password only" PDFs); anything else we cannot open.
         if reader.decrypt("") == PasswordType.NOT_DECRYPTED:
             raise InvalidInput(PASSWORD_REASON)
-    except InvalidInput:
+    except (InvalidInput, MemoryError):
         raise
     except (FileNotDecryptedError, NotImplementedError, DependencyError) as exc:
         raise InvalidInput("the PDF uses an encryption method that is not supported") from exc
@@ -54,6 +56,8 @@ def _page_count(reader: PdfReader) -> int:
         count = len(reader.pages)
     except FileNotDecryptedError as exc:
         raise InvalidInput(PASSWORD_REASON) from exc
+    except MemoryError:
+        raise
     except Exception as exc:
         raise InvalidInput("the PDF's page tree is damaged and its pages could not be listed") from exc
     if count > MAX_PAGES:
