@@ -1,0 +1,266 @@
+"""Function- and object-level authorisation over EVERY route of the app (OWASP API1, API5, API9).
+
+``ROUTES`` lists each (method, path) of the app's route table with its minimum role (or PUBLIC) and
+how to send a valid request. Each route is called as anonymous, viewer, editor, admin and as the
+admin of another workspace (the outsider):
+
+* anonymous -> 401; below the minimum role -> 403; at or above it -> 2xx (the request is valid);
+* the outsider -> 404 when the path names an object of the first workspace, and no response to the
+  outsider ever carries an id of the first workspace.
+
+A route missing from ``ROUTES`` fails ``test_every_route_is_in_the_matrix``: add one line for it.
+Path parameters are built by name in ``PARAMS`` (a fresh object per request, so destructive routes
+cannot disturb the others); add a builder there for a new kind of object.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from litestar.routes import HTTPRoute
+
+from tests.api.conftest import Api, make_settings, open_api
+from tests.api.test_tokens import issue_user
+
+ROLES = ("viewer", "editor", "admin")
+CALLERS = ("anonymous", *ROLES, "outsider")
+_counter = itertools.count()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{next(_counter)}"
+
+
+@dataclass
+class World:
+    """One app with a first workspace (viewer, editor, admin, data) and an outsider's workspace."""
+
+    api: Api
+    tokens: dict[str, str]
+    user_ids: dict[str, str] = field(default_factory=dict)
+    first_ids: set[str] = field(default_factory=set)  # every id of the first workspace's objects
+
+    def call(self, caller: str, method: str, path: str, **kwargs: Any) -> Any:
+        if caller == "anonymous":
+            return self.api.client.request(method, path, **kwargs)
+        return self.api.request(method, path, token=self.tokens[caller], **kwargs)
+
+    def created(self, response: Any) -> str:
+        assert response.status_code == 201, response.text
+        ident = str(response.json()["data"]["id"])
+        self.first_ids.add(ident)
+        return ident
+
+    def new_kb(self) -> str:
+        return self.created(self.call("admin", "POST", "/api/v1/knowledge-bases", json={"name": unique("kb")}))
+
+    def new_file(self, kb_id: str) -> str:
+        text = f"Llamas graze in field {unique('f')} of the quarterly llama census.".encode()
+        file_id = self.created(self.call("admin", "POST", f"/api/v1/knowledge-bases/{kb_id}/files",
+                                         files={"file": (unique("notes") + ".txt", text)}))
+        assert self.api.wait_ingested(kb_id, file_id)["status"] == "ready"
+        return file_id
+
+    def new_token(self, owner: str) -> str:
+        return self.created(self.call(owner, "POST", "/api/v1/tokens", json={"name": unique("tok")}))
+
+    def new_workspace(self) -> str:
+        """A workspace where the viewer, editor and admin hold their roles (deleting it harms nothing)."""
+        ws = self.created(self.call("admin", "POST", "/api/v1/workspaces", json={"name": unique("ws")}))
+        for role in ("viewer", "editor"):
+            added = self.call("admin", "POST", f"/api/v1/workspaces/{ws}/members",
+                              json={"user_id": self.user_ids[role], "role": role})
+            assert added.status_code == 201, added.text
+        return ws
+
+    def new_user(self) -> str:
+        """A user of no workspace of ours (lives in a scratch workspace)."""
+        secret = issue_user(self.api, "scratch", unique("user"), "viewer")
+        user_id = str(self.api.request("GET", "/api/v1/me", token=secret).json()["data"]["user_id"])
+        self.first_ids.add(user_id)
+        return user_id
+
+    def new_member(self, workspace_id: str) -> str:
+        user_id = self.new_user()
+        added = self.call("admin", "POST", f"/api/v1/workspaces/{workspace_id}/members",
+                          json={"user_id": user_id, "role": "viewer"})
+        assert added.status_code == 201, added.text
+        return user_id
+
+
+Params = dict[str, str]
+Builder = Callable[[World, str, Params], Any]
+
+# path parameter name -> a fresh object of the first workspace (``caller`` may own it)
+PARAMS: dict[str, Builder] = {
+    "kb_id": lambda w, caller, p: w.new_kb(),
+    "file_id": lambda w, caller, p: w.new_file(p["kb_id"]),
+    # members manage their own tokens; anonymous and the outsider aim at the first workspace admin's
+    "token_id": lambda w, caller, p: w.new_token(caller if caller in ROLES else "admin"),
+    "workspace_id": lambda w, caller, p: w.new_workspace(),
+    "user_id": lambda w, caller, p: w.new_member(p["workspace_id"]),
+}
+
+
+def json_body(make: Callable[[World, Params], Any]) -> Builder:
+    return lambda w, caller, p: {"json": make(w, p)}
+
+
+def named(prefix: str) -> Builder:
+    return json_body(lambda w, p: {"name": unique(prefix)})
+
+
+def upload(w: World, caller: str, p: Params) -> dict[str, Any]:
+    return {"files": {"file": (unique("up") + ".txt", f"alpaca notes {unique('u')}".encode())}}
+
+
+@dataclass(frozen=True)
+class Row:
+    role: str | None  # minimum role; None: public
+    send: Builder | None = None  # extra request kwargs (json=..., files=...)
+
+
+PUBLIC = Row(None)
+
+
+def viewer(send: Builder | None = None) -> Row:
+    return Row("viewer", send)
+
+
+def editor(send: Builder | None = None) -> Row:
+    return Row("editor", send)
+
+
+def admin(send: Builder | None = None) -> Row:
+    return Row("admin", send)
+
+
+SEARCH = json_body(lambda w, p: {"query": "llama census", "top_k": 5})
+
+ROUTES: dict[tuple[str, str], Row] = {
+    ("GET", "/health"): PUBLIC,
+    # knowledge bases and files
+    ("POST", "/api/v1/knowledge-bases"): editor(named("kb")),
+    ("GET", "/api/v1/knowledge-bases"): viewer(),
+    ("GET", "/api/v1/knowledge-bases/{kb_id}"): viewer(),
+    ("PATCH", "/api/v1/knowledge-bases/{kb_id}"): editor(named("kb")),
+    ("DELETE", "/api/v1/knowledge-bases/{kb_id}"): editor(),
+    ("POST", "/api/v1/knowledge-bases/{kb_id}/files"): editor(upload),
+    ("GET", "/api/v1/knowledge-bases/{kb_id}/files"): viewer(),
+    ("GET", "/api/v1/knowledge-bases/{kb_id}/files/{file_id}"): viewer(),
+    ("GET", "/api/v1/knowledge-bases/{kb_id}/files/{file_id}/download"): viewer(),
+    ("POST", "/api/v1/knowledge-bases/{kb_id}/files/{file_id}/reprocess"): editor(),
+    ("DELETE", "/api/v1/knowledge-bases/{kb_id}/files/{file_id}"): editor(),
+    # search
+    ("POST", "/api/v1/search"): viewer(SEARCH),
+    ("POST", "/api/v1/knowledge-bases/{kb_id}/search"): viewer(SEARCH),
+    # tokens (members manage their own; the builder hands each caller a token of their own)
+    ("POST", "/api/v1/tokens"): viewer(named("tok")),
+    ("GET", "/api/v1/tokens"): viewer(),
+    ("GET", "/api/v1/tokens/validate"): viewer(),
+    ("GET", "/api/v1/tokens/audit"): admin(),
+    ("GET", "/api/v1/tokens/{token_id}"): viewer(),
+    ("PATCH", "/api/v1/tokens/{token_id}"): viewer(named("tok")),
+    ("DELETE", "/api/v1/tokens/{token_id}"): viewer(),
+    ("POST", "/api/v1/tokens/{token_id}/revoke"): viewer(),
+    ("POST", "/api/v1/tokens/{token_id}/renew"): viewer(json_body(lambda w, p: {"expires_in_days": 7})),
+    ("POST", "/api/v1/tokens/{token_id}/regenerate"): viewer(),
+    ("GET", "/api/v1/tokens/{token_id}/audit"): viewer(),
+    # workspaces and members
+    ("GET", "/api/v1/me"): viewer(),
+    ("GET", "/api/v1/workspaces"): viewer(),
+    ("POST", "/api/v1/workspaces"): admin(named("ws")),
+    ("GET", "/api/v1/workspaces/{workspace_id}"): viewer(),
+    ("PATCH", "/api/v1/workspaces/{workspace_id}"): admin(named("ws")),
+    ("DELETE", "/api/v1/workspaces/{workspace_id}"): admin(),
+    ("GET", "/api/v1/workspaces/{workspace_id}/members"): admin(),
+    ("POST", "/api/v1/workspaces/{workspace_id}/members"): admin(
+        json_body(lambda w, p: {"user_id": w.new_user(), "role": "viewer"})),
+    ("PATCH", "/api/v1/workspaces/{workspace_id}/members/{user_id}"): admin(json_body(lambda w, p: {"role": "editor"})),
+    ("DELETE", "/api/v1/workspaces/{workspace_id}/members/{user_id}"): admin(),
+}
+
+FRAMEWORK_METHODS = {"OPTIONS", "HEAD"}  # Litestar adds OPTIONS to every path itself
+_PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\}")
+
+
+def route_inventory(app: Any) -> set[tuple[str, str]]:
+    """(method, path) for every route of the app except Litestar's own OpenAPI pages (public)."""
+    found = set()
+    for route in app.routes:
+        if route.path == "/schema" or route.path.startswith("/schema/"):
+            continue
+        methods = route.methods - FRAMEWORK_METHODS if isinstance(route, HTTPRoute) else {route.scope_type.upper()}
+        found |= {(method, _PARAM.sub(r"{\1}", route.path)) for method in methods}
+    return found
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[World]:
+    settings = make_settings(tmp_path_factory.mktemp("matrix") / "data", rate_limit_per_minute=1_000_000)
+    with open_api(settings, embedder) as api:
+        w = World(api=api, tokens={"admin": api.token})
+        for role in ("viewer", "editor"):
+            w.tokens[role] = issue_user(api, "default", unique(role), role)
+        w.tokens["outsider"] = issue_user(api, "elsewhere", "outsider", "admin")
+        for caller in ("viewer", "editor", "admin"):
+            me = api.request("GET", "/api/v1/me", token=w.tokens[caller]).json()["data"]
+            w.user_ids[caller] = me["user_id"]
+            w.first_ids |= {me["user_id"], me["workspace_id"], me["token"]["id"]}
+        # searchable data in the first workspace, which the outsider must never see
+        w.new_file(w.new_kb())
+        yield w
+
+
+def test_every_route_is_in_the_matrix(world: World) -> None:
+    inventory = route_inventory(world.api.client.app)
+    missing = sorted(inventory - ROUTES.keys())
+    stale = sorted(ROUTES.keys() - inventory)
+    assert not missing, f"routes without an authorisation row (add them to ROUTES): {missing}"
+    assert not stale, f"rows for routes that no longer exist: {stale}"
+
+
+def build_request(world: World, caller: str, path: str, row: Row) -> tuple[str, dict[str, Any]]:
+    params: Params = {}
+    for name in _PARAM.findall(path):
+        builder = PARAMS.get(name)
+        assert builder is not None, f"no builder for path parameter {{{name}}}: add one to PARAMS"
+        params[name] = str(builder(world, caller, params))
+    kwargs = row.send(world, caller, params) if row.send else {}
+    return path.format(**params), kwargs
+
+
+def expected(row: Row, caller: str, addresses_object: bool) -> str:
+    if row.role is None:
+        return "ok"
+    if caller == "anonymous":
+        return "401"
+    if caller == "outsider":
+        return "404" if addresses_object else "ok"
+    return "ok" if ROLES.index(caller) >= ROLES.index(row.role) else "403"
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(ROUTES), ids=[f"{m} {p}" for m, p in sorted(ROUTES)])
+def test_route_authorisation(world: World, method: str, path: str) -> None:
+    row = ROUTES[(method, path)]
+    addresses_object = bool(_PARAM.search(path))
+    for caller in CALLERS:
+        url, kwargs = build_request(world, caller, path, row)
+        response = world.call(caller, method, url, **kwargs)
+        want = expected(row, caller, addresses_object)
+        where = f"{caller} {method} {url}: {response.status_code} {response.text[:300]}"
+        assert response.status_code < 500, where
+        if want == "ok":
+            assert 200 <= response.status_code < 300, where
+        else:
+            assert response.status_code == int(want), where
+            body = response.json()
+            assert body["data"] is None and body["error"] and body["message"], where
+        if caller == "outsider":
+            leaked = sorted(i for i in world.first_ids if i in response.text)
+            assert not leaked, f"{where}: carries ids of the first workspace {leaked}"
