@@ -21,6 +21,9 @@ from engine.ports import Embedder
 from api.errors import EXCEPTION_HANDLERS
 from api.routes.health import health
 from api.routes.knowledge import UPLOAD_OVERHEAD, FileController, KnowledgeBaseController
+from api.routes.agents import AgentController
+from api.routes.chat import AssistantController, ChatController
+from api.routes.executions import ExecutionController
 from api.routes.search import SearchController
 from api.routes.tokens import TokenController
 from api.routes.workspaces import WorkspaceController, me
@@ -55,6 +58,7 @@ def create_app(
             print(f"ragline: bootstrap admin token (shown once): {issued.secret}", flush=True)
         await built.worker.recover()
         built.worker.start()
+        await built.open_runs()
         warm = asyncio.create_task(_warm_up(built))
         try:
             yield
@@ -68,7 +72,8 @@ def create_app(
         path="/", route_handlers=[FileController], request_max_body_size=settings.max_upload_bytes + UPLOAD_OVERHEAD
     )
     return Litestar(
-        route_handlers=[health, KnowledgeBaseController, SearchController, upload_router,
+        route_handlers=[health, KnowledgeBaseController, SearchController, upload_router, AgentController,
+                        ExecutionController, ChatController, AssistantController,
                         TokenController, WorkspaceController, me, *extra_handlers],
         dependencies={"services": Provide(_provide_services, sync_to_thread=False),
                       "principal": Provide(provide_principal, sync_to_thread=False)},

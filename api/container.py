@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.services.access import AccessService
+from api.services.agents import AgentService
+from api.services.chat import ChatService
+from api.services.executions import ExecutionService
+from engine.db.run_store import SqlRunStore
+from engine.runs import FinishedHook, RunManager
 from engine.db.session import create_engine, migrate, session_factory
 from engine.embedders import create_embedder
 from engine.ports import Embedder, SparseEncoder, VectorStore
@@ -35,9 +41,28 @@ class Services:
     knowledge: KnowledgeService
     worker: IngestWorker
     access: AccessService
+    runs: RunManager
+    agents: AgentService
+    chat: ChatService
+    executions: ExecutionService
+    hook_factories: list[Callable[[str | None, str | None], list[FinishedHook]]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+    _runs_open: bool = False
+
+    def run_hooks(self, agent_id: str | None = None, trigger_id: str | None = None) -> list[FinishedHook]:
+        """Hooks to call when a run of this agent/trigger ends (e.g. signed outbound callbacks)."""
+        return [hook for factory in self.hook_factories for hook in factory(agent_id, trigger_id)]
+
+    async def open_runs(self) -> None:
+        """Start the run manager (its task group lives until ``close``); close what a crash left running."""
+        await SqlRunStore(self.sessions).fail_unfinished()
+        await self.runs.__aenter__()
+        self._runs_open = True
 
     async def close(self) -> None:
+        if self._runs_open:
+            self._runs_open = False
+            await self.runs.__aexit__(None, None, None)
         await self.worker.stop()
         await self.store.close()
         await self.db.dispose()
@@ -66,7 +91,11 @@ async def build_services(settings: Settings, *, embedder: Embedder | None = None
         sessions=sessions, blobs=blobs, store=store, max_upload_bytes=settings.max_upload_bytes, notify=worker.notify
     )
     retriever = Retriever(embedder=embedder, sparse=sparse, store=store, max_top_k=settings.search_max_top_k)
+    runs = RunManager(SqlRunStore(sessions), max_running_per_workspace=settings.max_runs_per_workspace)
+    agents = AgentService(sessions=sessions, runs=runs, retriever=retriever, settings=settings)
     return Services(
         settings=settings, db=db, sessions=sessions, embedder=embedder, sparse=sparse, store=store,
-        retriever=retriever, knowledge=knowledge, worker=worker, access=AccessService(sessions),
+        retriever=retriever, knowledge=knowledge, worker=worker, access=AccessService(sessions), runs=runs,
+        agents=agents, chat=ChatService(sessions=sessions, agents=agents),
+        executions=ExecutionService(sessions=sessions, runs=runs),
     )

@@ -32,6 +32,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ingest_max_attempts: int = 3
     search_max_top_k: int = 100
     default_model: str = "ragline/extractive"
+    model_api_base: str = ""  # provider base URL for agents' models (never taken from a request)
+    model_api_key: str = ""  # provider key; write-only, never in responses or logs
+    max_runs_per_workspace: int = 8
     rate_limit_per_minute: int = 600
     cors_origins: tuple[str, ...] = ()
     log_level: str = "INFO"

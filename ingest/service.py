@@ -10,7 +10,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 from typing import BinaryIO
 
 import anyio.to_thread
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -135,8 +135,8 @@ class KnowledgeService:
         async with self.sessions() as session:
             await self._kb(session, workspace_id, kb_id)
             shas = list(await session.scalars(select(File.sha256).where(File.kb_id == kb_id)))
-            await session.execute(File.__table__.delete().where(File.kb_id == kb_id))
-            await session.execute(KnowledgeBase.__table__.delete().where(KnowledgeBase.id == kb_id))
+            await session.execute(delete(File).where(File.kb_id == kb_id))
+            await session.execute(delete(KnowledgeBase).where(KnowledgeBase.id == kb_id))
             await session.commit()
         await self.store.delete_kb(workspace_id, kb_id)
         for sha in shas:

@@ -1,0 +1,108 @@
+"""Agents: CRUD and starting runs (202 + run id, or streamed over SSE)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, delete, get, patch, post
+from litestar.response import ServerSentEvent
+from msgspec import Meta
+
+from api.auth import EDITOR, VIEWER
+from api.container import Services
+from api.envelope import Envelope, ListEnvelope, ok, page_of
+from api.routes.common import Limit, PageNo
+from api.schemas import Body
+from api.services.access import Principal
+from api.services.agents import AgentFields, AgentInfo
+from api.sse import event_stream_response
+
+ModelName = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/@-]+$")]
+ToolName = Annotated[str, Meta(min_length=1, max_length=64)]
+KbId = Annotated[str, Meta(min_length=1, max_length=64)]
+Url = Annotated[str, Meta(min_length=8, max_length=2000)]
+
+
+class AgentCreate(Body):
+    name: Annotated[str, Meta(min_length=1, max_length=200)]
+    description: Annotated[str, Meta(max_length=10_000)] = ""
+    model: ModelName | None = None
+    instructions: Annotated[str, Meta(max_length=100_000)] = ""
+    tools: Annotated[list[ToolName], Meta(max_length=20)] | None = None
+    kb_ids: Annotated[list[KbId], Meta(max_length=100)] = []
+    max_steps: Annotated[int, Meta(ge=1, le=50)] = 8
+    max_tokens: Annotated[int, Meta(ge=1, le=2_000_000)] | None = None
+    timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 120.0
+    temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
+    http_fetch_enabled: bool = False
+    callback_url: Url | None = None
+
+
+class AgentUpdate(Body):
+    name: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
+    description: Annotated[str, Meta(max_length=10_000)] | None = None
+    model: ModelName | None = None
+    instructions: Annotated[str, Meta(max_length=100_000)] | None = None
+    tools: Annotated[list[ToolName], Meta(max_length=20)] | None = None
+    kb_ids: Annotated[list[KbId], Meta(max_length=100)] | None = None
+    max_steps: Annotated[int, Meta(ge=1, le=50)] | None = None
+    max_tokens: Annotated[int, Meta(ge=1, le=2_000_000)] | None = None
+    timeout_s: Annotated[float, Meta(gt=0, le=3600)] | None = None
+    temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
+    http_fetch_enabled: bool | None = None
+    callback_url: Url | None = None
+
+
+class RunBody(Body):
+    """Only the input: model, api_base and credentials come from the agent and the server's configuration."""
+
+    input: Annotated[str, Meta(min_length=1, max_length=100_000)]
+
+
+class RunStarted(msgspec.Struct, frozen=True):
+    run_id: str
+    execution_id: str
+    status: str = "running"
+
+
+def _fields(data: msgspec.Struct) -> AgentFields:
+    return msgspec.convert(msgspec.structs.asdict(data), AgentFields)
+
+
+class AgentController(Controller):
+    path = "/api/v1/agents"
+    tags = ["agents"]
+
+    @post("/", opt=EDITOR, summary="Create an agent")
+    async def create_agent(self, data: AgentCreate, services: Services, principal: Principal) -> Envelope[AgentInfo]:
+        return ok(await services.agents.create(principal, _fields(data)), "Agent created")
+
+    @get("/", opt=VIEWER, summary="List agents")
+    async def list_agents(self, services: Services, principal: Principal, page: PageNo = 1, limit: Limit = 20) -> ListEnvelope[AgentInfo]:
+        result = await services.agents.list(principal, page=page, limit=limit)
+        return page_of(result.items, page=page, limit=limit, total=result.total)
+
+    @get("/{agent_id:str}", opt=VIEWER, summary="Get an agent")
+    async def get_agent(self, agent_id: str, services: Services, principal: Principal) -> Envelope[AgentInfo]:
+        return ok(await services.agents.get(principal, agent_id))
+
+    @patch("/{agent_id:str}", opt=EDITOR, summary="Update an agent")
+    async def update_agent(self, agent_id: str, data: AgentUpdate, services: Services, principal: Principal) -> Envelope[AgentInfo]:
+        return ok(await services.agents.update(principal, agent_id, _fields(data)), "Agent updated")
+
+    @delete("/{agent_id:str}", opt=EDITOR, status_code=200, summary="Delete an agent")
+    async def delete_agent(self, agent_id: str, services: Services, principal: Principal) -> Envelope[None]:
+        await services.agents.delete(principal, agent_id)
+        return ok(None, "Agent deleted")
+
+    @post("/{agent_id:str}/run", opt=VIEWER, status_code=202, summary="Start a run (follow it at /executions/{id}/stream)")
+    async def run_agent(self, agent_id: str, data: RunBody, services: Services, principal: Principal) -> Envelope[RunStarted]:
+        run_id = await services.agents.start_run(principal, agent_id, data.input, hooks=services.run_hooks(agent_id))
+        return ok(RunStarted(run_id=run_id, execution_id=run_id), "Run started")
+
+    @post("/{agent_id:str}/run/stream", opt=VIEWER, status_code=200, summary="Start a run and stream its events (SSE)")
+    async def run_agent_stream(self, agent_id: str, data: RunBody, request: Request[Any, Any, Any], services: Services,
+                               principal: Principal) -> ServerSentEvent:
+        run_id = await services.agents.start_run(principal, agent_id, data.input, hooks=services.run_hooks(agent_id))
+        return event_stream_response(services.runs.subscribe(run_id, 0, workspace_id=principal.workspace_id))

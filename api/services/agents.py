@@ -1,0 +1,181 @@
+"""Agents: definitions in the workspace, and starting their runs through the RunManager."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.services.access import Principal
+from engine.agent.registry import build_tools
+from engine.agent.spec import HTTP_FETCH, KNOWLEDGE_SEARCH, AgentSpec
+from engine.db.models import Agent, KnowledgeBase, new_id, now
+from engine.errors import InvalidInput, NotFound
+from engine.models.litellm_client import LiteLLMModelClient
+from engine.retrieval import Retriever
+from engine.runs import FinishedHook, RunManager
+from engine.settings import Settings
+from ingest.views import Page
+
+KNOWN_TOOLS = (KNOWLEDGE_SEARCH, HTTP_FETCH)
+
+
+class AgentInfo(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    name: str
+    description: str
+    model: str
+    instructions: str
+    tools: list[str]
+    kb_ids: list[str]
+    max_steps: int
+    max_tokens: int | None
+    timeout_s: float
+    temperature: float | None
+    http_fetch_enabled: bool
+    callback_url: str | None
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def of(cls, row: Agent) -> AgentInfo:
+        return cls(**{f: getattr(row, f) for f in cls.__struct_fields__})
+
+
+class AgentFields(msgspec.Struct, kw_only=True):
+    """Editable fields; ``None`` leaves a field unchanged on update."""
+
+    name: str | None = None
+    description: str | None = None
+    model: str | None = None
+    instructions: str | None = None
+    tools: list[str] | None = None
+    kb_ids: list[str] | None = None
+    max_steps: int | None = None
+    max_tokens: int | None = None
+    timeout_s: float | None = None
+    temperature: float | None = None
+    http_fetch_enabled: bool | None = None
+    callback_url: str | None = None
+
+
+class AgentService:
+    def __init__(
+        self, *, sessions: async_sessionmaker[AsyncSession], runs: RunManager, retriever: Retriever, settings: Settings
+    ) -> None:
+        self.sessions = sessions
+        self.runs = runs
+        self.retriever = retriever
+        self.settings = settings
+        self._clients: dict[str, LiteLLMModelClient] = {}
+
+    # -- definitions -----------------------------------------------------------------------------
+
+    async def _check_kbs(self, session: AsyncSession, workspace_id: str, kb_ids: Sequence[str]) -> None:
+        found = set(await session.scalars(
+            select(KnowledgeBase.id).where(KnowledgeBase.workspace_id == workspace_id, KnowledgeBase.id.in_(list(kb_ids)))
+        ))
+        missing = [kb for kb in kb_ids if kb not in found]
+        if missing:
+            raise InvalidInput(f"unknown knowledge base: {missing[0]}")
+
+    def _check_fields(self, fields: AgentFields) -> None:
+        unknown = [t for t in fields.tools or [] if t not in KNOWN_TOOLS]
+        if unknown:
+            raise InvalidInput(f"unknown tool {unknown[0]!r}; available: {', '.join(KNOWN_TOOLS)}")
+        if fields.callback_url:
+            from engine.net import check_url
+
+            check_url(fields.callback_url)
+
+    async def create(self, principal: Principal, fields: AgentFields) -> AgentInfo:
+        self._check_fields(fields)
+        values = {k: v for k, v in msgspec.structs.asdict(fields).items() if v is not None}
+        values.setdefault("model", self.settings.default_model)
+        values.setdefault("tools", [KNOWLEDGE_SEARCH])
+        row = Agent(id=new_id("agt"), workspace_id=principal.workspace_id, **values)
+        async with self.sessions() as session:
+            await self._check_kbs(session, principal.workspace_id, row.kb_ids or [])
+            session.add(row)
+            await session.commit()
+        return AgentInfo.of(row)
+
+    async def _row(self, session: AsyncSession, workspace_id: str, agent_id: str) -> Agent:
+        row = await session.get(Agent, agent_id)
+        if row is None or row.workspace_id != workspace_id:
+            raise NotFound("agent", agent_id)
+        return row
+
+    async def get(self, principal: Principal, agent_id: str) -> AgentInfo:
+        async with self.sessions() as session:
+            return AgentInfo.of(await self._row(session, principal.workspace_id, agent_id))
+
+    async def list(self, principal: Principal, *, page: int, limit: int) -> Page[AgentInfo]:
+        where = Agent.workspace_id == principal.workspace_id
+        async with self.sessions() as session:
+            total = await session.scalar(select(func.count()).select_from(Agent).where(where)) or 0
+            rows = await session.scalars(
+                select(Agent).where(where).order_by(Agent.created_at, Agent.id).offset((page - 1) * limit).limit(limit)
+            )
+            return Page(items=[AgentInfo.of(r) for r in rows], page=page, limit=limit, total=total)
+
+    async def update(self, principal: Principal, agent_id: str, fields: AgentFields) -> AgentInfo:
+        self._check_fields(fields)
+        async with self.sessions() as session:
+            row = await self._row(session, principal.workspace_id, agent_id)
+            if fields.kb_ids is not None:
+                await self._check_kbs(session, principal.workspace_id, fields.kb_ids)
+            for key, value in msgspec.structs.asdict(fields).items():
+                if value is not None:
+                    setattr(row, key, value)
+            row.updated_at = now()
+            await session.commit()
+            return AgentInfo.of(row)
+
+    async def delete(self, principal: Principal, agent_id: str) -> None:
+        async with self.sessions() as session:
+            await session.delete(await self._row(session, principal.workspace_id, agent_id))
+            await session.commit()
+
+    # -- runs ------------------------------------------------------------------------------------
+
+    def model_client(self) -> LiteLLMModelClient:
+        key = "default"
+        if key not in self._clients:
+            self._clients[key] = LiteLLMModelClient(
+                api_base=self.settings.model_api_base or None, api_key=self.settings.model_api_key or None
+            )
+        return self._clients[key]
+
+    def spec_of(self, agent: AgentInfo, kb_ids: Sequence[str]) -> AgentSpec:
+        return AgentSpec(
+            name=agent.name, model=agent.model, instructions=agent.instructions, tools=tuple(agent.tools),
+            kb_ids=tuple(kb_ids), max_steps=agent.max_steps, max_tokens=agent.max_tokens,
+            timeout_s=agent.timeout_s, temperature=agent.temperature,
+        )
+
+    async def start_run(
+        self,
+        principal: Principal,
+        agent_id: str,
+        user_input: str,
+        *,
+        kind: str = "agent",
+        history: Sequence[Any] = (),
+        session_id: str | None = None,
+        trigger_id: str | None = None,
+        hooks: Sequence[FinishedHook] = (),
+    ) -> str:
+        """Start an agent run; its knowledge is the agent's KBs that the caller's token may read."""
+        agent = await self.get(principal, agent_id)
+        kb_ids = tuple(kb for kb in agent.kb_ids if principal.allows_kb(kb))
+        spec = self.spec_of(agent, kb_ids)
+        tools = build_tools(spec, searcher=self.retriever, http_fetch_enabled=agent.http_fetch_enabled)
+        return await self.runs.start(
+            spec, model=self.model_client(), tools=tools, user_input=user_input, workspace_id=principal.workspace_id,
+            history=history, kind=kind, agent_id=agent.id, session_id=session_id, trigger_id=trigger_id,
+            kb_ids=kb_ids, hooks=hooks,
+        )

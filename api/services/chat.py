@@ -1,0 +1,181 @@
+"""Chat sessions and the built-in assistant: history in the metadata store, answers as recorded runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.services.access import Principal
+from api.services.agents import AgentService
+from engine.agent.registry import build_tools
+from engine.agent.spec import KNOWLEDGE_SEARCH, AgentSpec
+from engine.db.models import ChatMessage, ChatSession, KnowledgeBase, new_id, now
+from engine.db.run_store import SqlRunStore
+from engine.errors import InvalidInput, NotFound
+from engine.events import CitationEvent
+from engine.llm import Message
+from engine.runs import RunRecord
+from ingest.views import Page
+
+ASSISTANT_INSTRUCTIONS = (
+    "You are Ragline's knowledge assistant. Answer from the knowledge bases only: call knowledge_search, "
+    "then answer concisely and cite the passages you used with their numbers in square brackets, like [1]. "
+    "If the passages do not contain the answer, say so."
+)
+MAX_HISTORY_MESSAGES = 40
+
+
+class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    agent_id: str | None
+    title: str
+    kb_ids: list[str]
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def of(cls, row: ChatSession) -> SessionInfo:
+        return cls(id=row.id, agent_id=row.agent_id, title=row.title, kb_ids=list(row.kb_ids or []),
+                   created_at=row.created_at, updated_at=row.updated_at)
+
+
+class MessageInfo(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    role: str
+    content: str
+    run_id: str | None
+    citations: list[Any]
+    created_at: float
+
+    @classmethod
+    def of(cls, row: ChatMessage) -> MessageInfo:
+        return cls(id=row.id, role=row.role, content=row.content, run_id=row.run_id,
+                   citations=list(row.citations or []), created_at=row.created_at)
+
+
+class ChatService:
+    def __init__(self, *, sessions: async_sessionmaker[AsyncSession], agents: AgentService) -> None:
+        self.sessions = sessions
+        self.agents = agents
+        self.run_store = SqlRunStore(sessions)
+
+    async def _readable_kbs(self, principal: Principal, requested: Sequence[str] | None) -> list[str]:
+        """Requested knowledge bases, checked; or every one the caller may read."""
+        async with self.sessions() as session:
+            ids = list(await session.scalars(
+                select(KnowledgeBase.id).where(KnowledgeBase.workspace_id == principal.workspace_id)
+            ))
+        readable = [kb for kb in ids if principal.allows_kb(kb)]
+        if requested is None:
+            return readable
+        for kb in requested:
+            if kb not in readable:
+                raise NotFound("knowledge base", kb)
+        return list(dict.fromkeys(requested))
+
+    async def create_session(
+        self, principal: Principal, *, agent_id: str | None, title: str, kb_ids: Sequence[str] | None
+    ) -> SessionInfo:
+        if agent_id is not None:
+            await self.agents.get(principal, agent_id)
+        kbs = await self._readable_kbs(principal, kb_ids) if kb_ids is not None else []
+        row = ChatSession(id=new_id("chat"), workspace_id=principal.workspace_id, agent_id=agent_id,
+                          title=title, kb_ids=kbs)
+        async with self.sessions() as session:
+            session.add(row)
+            await session.commit()
+        return SessionInfo.of(row)
+
+    async def _session(self, session: AsyncSession, principal: Principal, session_id: str) -> ChatSession:
+        row = await session.get(ChatSession, session_id)
+        if row is None or row.workspace_id != principal.workspace_id:
+            raise NotFound("chat session", session_id)
+        return row
+
+    async def get_session(self, principal: Principal, session_id: str) -> SessionInfo:
+        async with self.sessions() as session:
+            return SessionInfo.of(await self._session(session, principal, session_id))
+
+    async def list_sessions(self, principal: Principal, *, page: int, limit: int) -> Page[SessionInfo]:
+        where = ChatSession.workspace_id == principal.workspace_id
+        async with self.sessions() as session:
+            total = await session.scalar(select(func.count()).select_from(ChatSession).where(where)) or 0
+            rows = await session.scalars(select(ChatSession).where(where).order_by(ChatSession.updated_at.desc())
+                                         .offset((page - 1) * limit).limit(limit))
+            return Page(items=[SessionInfo.of(r) for r in rows], page=page, limit=limit, total=total)
+
+    async def delete_session(self, principal: Principal, session_id: str) -> None:
+        async with self.sessions() as session:
+            await session.delete(await self._session(session, principal, session_id))
+            await session.commit()
+
+    async def messages(self, principal: Principal, session_id: str, *, page: int, limit: int) -> Page[MessageInfo]:
+        async with self.sessions() as session:
+            await self._session(session, principal, session_id)
+            where = ChatMessage.session_id == session_id
+            total = await session.scalar(select(func.count()).select_from(ChatMessage).where(where)) or 0
+            rows = await session.scalars(select(ChatMessage).where(where).order_by(ChatMessage.id)
+                                         .offset((page - 1) * limit).limit(limit))
+            return Page(items=[MessageInfo.of(r) for r in rows], page=page, limit=limit, total=total)
+
+    async def _history(self, session: AsyncSession, session_id: str) -> list[Message]:
+        rows = list(await session.scalars(
+            select(ChatMessage).where(ChatMessage.session_id == session_id)
+            .order_by(ChatMessage.id.desc()).limit(MAX_HISTORY_MESSAGES)
+        ))
+        return [Message(role="user" if r.role == "user" else "assistant", content=r.content) for r in reversed(rows)]
+
+    async def post_message(self, principal: Principal, session_id: str, content: str) -> str:
+        """Store the user's message and start the run that answers it; returns the run id."""
+        if not content.strip():
+            raise InvalidInput("message must not be empty")
+        async with self.sessions() as session:
+            chat = await self._session(session, principal, session_id)
+            history = await self._history(session, session_id)
+            session.add(ChatMessage(session_id=session_id, role="user", content=content))
+            chat.updated_at = now()
+            if not chat.title:
+                chat.title = content.strip()[:80]
+            await session.commit()
+            agent_id, kb_ids = chat.agent_id, list(chat.kb_ids or [])
+        hook = self._store_answer(session_id)
+        if agent_id is not None:
+            return await self.agents.start_run(principal, agent_id, content, kind="chat", history=history,
+                                               session_id=session_id, hooks=[hook])
+        kbs = tuple(await self._readable_kbs(principal, kb_ids or None))
+        spec = AgentSpec(name="assistant", model=self.agents.settings.default_model,
+                         instructions=ASSISTANT_INSTRUCTIONS, tools=(KNOWLEDGE_SEARCH,), kb_ids=kbs)
+        tools = build_tools(spec, searcher=self.agents.retriever)
+        return await self.agents.runs.start(
+            spec, model=self.agents.model_client(), tools=tools, user_input=content,
+            workspace_id=principal.workspace_id, history=history, kind="chat", session_id=session_id,
+            kb_ids=kbs, hooks=[hook],
+        )
+
+    def _store_answer(self, session_id: str) -> Any:
+        async def hook(record: RunRecord) -> None:
+            if record.status != "succeeded" or record.output is None:
+                return
+            events = await self.run_store.list_events(record.id)
+            citations = [msgspec.to_builtins(e) for e in events if isinstance(e, CitationEvent)]
+            async with self.sessions() as session:
+                if await session.get(ChatSession, session_id) is None:
+                    return  # the session was deleted meanwhile
+                session.add(ChatMessage(session_id=session_id, role="assistant", content=record.output,
+                                        run_id=record.id, citations=citations))
+                await session.commit()
+
+        return hook
+
+    async def assistant_message(
+        self, principal: Principal, content: str, *, session_id: str | None, kb_ids: Sequence[str] | None
+    ) -> tuple[str, str]:
+        """The assistant: continue a session or open one; returns (session id, run id)."""
+        if session_id is None:
+            created = await self.create_session(principal, agent_id=None, title="", kb_ids=kb_ids)
+            session_id = created.id
+        return session_id, await self.post_message(principal, session_id, content)
