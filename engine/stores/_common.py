@@ -25,6 +25,11 @@ VISIBILITY_FIELD = "visibility"
 PENDING = "pending"
 PUBLISHED = "published"
 
+# BM25 IDF statistics: over the querying workspace only (another tenant's documents never shift scores, so
+# scores cannot reveal which terms other workspaces contain), or over the whole collection. Workspace scope
+# recounts document frequencies per query: measured +6 ms p50 per sparse query at 10k points.
+IdfScope = Literal["workspace", "global"]
+
 IndexKind = Literal["tenant", "keyword", "integer", "float"]
 PAYLOAD_INDEXES: dict[str, IndexKind] = {
     "workspace_id": "tenant",

@@ -25,6 +25,7 @@ from engine.stores._common import (
     SPARSE_VECTOR,
     VISIBILITY_FIELD,
     Condition,
+    IdfScope,
     IndexKind,
     MatchCondition,
     RangeCondition,
@@ -49,15 +50,17 @@ class EdgeVectorStore:
     Args:
         path: Shard directory; created (with its parents) when it holds no shard yet.
         dim: Dense vector dimension; an existing shard with another dimension is refused.
+        idf_scope: BM25 IDF over the querying workspace (default, no cross-tenant signal) or the whole shard.
 
     Raises:
         Conflict: Another process (or another store in this process) has the shard open.
         EngineError: The directory holds an incompatible or unreadable shard.
     """
 
-    def __init__(self, path: Path, dim: int) -> None:
+    def __init__(self, path: Path, dim: int, *, idf_scope: IdfScope = "workspace") -> None:
         self.path = Path(path)
         self.dim = dim
+        self.idf_scope = idf_scope
         self._write_lock = threading.Lock()
         self._closed = False
         self._shard = _open_shard(self.path, dim)
@@ -86,7 +89,7 @@ class EdgeVectorStore:
         conditions = filter_conditions(query.filters)
         if conditions is None or (query.mode == "sparse" and query.sparse is not None and not query.sparse.indices):
             return []
-        request = _query_request(query, conditions)
+        request = _query_request(query, conditions, self.idf_scope)
         hits = await self._read(self._shard.query, request)
         return [ScoredChunk(chunk=chunk_from_payload(hit.payload), score=hit.score) for hit in hits]
 
@@ -147,7 +150,8 @@ class EdgeVectorStore:
             return bool(self._shard.optimize())
 
     def indexed_vectors(self) -> int:
-        """How many vectors sit in HNSW-indexed segments (0 until ``optimize`` has run)."""
+        """Vectors held in index structures: every sparse vector (its inverted index is always built) plus the
+        dense vectors of HNSW-indexed segments, which exist only after ``optimize``."""
         self._require_open()
         return int(self._shard.info().indexed_vectors_count)
 
@@ -223,12 +227,12 @@ def _edge_point(point: VectorPoint) -> qe.Point:
     return qe.Point(point.chunk.id, vectors, point_payload(point))  # type: ignore[arg-type]
 
 
-def _query_request(query: VectorQuery, conditions: list[Condition]) -> qe.QueryRequest:
+def _query_request(query: VectorQuery, conditions: list[Condition], idf_scope: IdfScope) -> qe.QueryRequest:
     flt = _edge_filter(conditions)
-    # IDF statistics over the caller's workspace only: another tenant's corpus never shifts BM25 scores.
-    sparse_params = qe.SearchParams(
-        idf=qe.IdfParams(corpus=_edge_filter(workspace_conditions(query.filters.workspace_id)))
-    )
+    sparse_params = None
+    if idf_scope == "workspace":
+        corpus = _edge_filter(workspace_conditions(query.filters.workspace_id))
+        sparse_params = qe.SearchParams(idf=qe.IdfParams(corpus=corpus))
     dense = qe.Query.Nearest(list(query.dense or []), using=DENSE_VECTOR)
     sparse = None
     if query.sparse is not None:

@@ -24,6 +24,7 @@ from engine.stores._common import (
     SPARSE_VECTOR,
     VISIBILITY_FIELD,
     Condition,
+    IdfScope,
     IndexKind,
     MatchCondition,
     RangeCondition,
@@ -47,6 +48,7 @@ class QdrantServerVectorStore:
         api_key: Server API key, if the server requires one.
         collection: Collection name.
         dim: Dense vector dimension; an existing collection with another size is refused.
+        idf_scope: BM25 IDF over the querying workspace (default, no cross-tenant signal) or the collection.
     """
 
     def __init__(
@@ -57,11 +59,13 @@ class QdrantServerVectorStore:
         *,
         collection: str,
         dim: int,
+        idf_scope: IdfScope = "workspace",
     ) -> None:
         if (location is None) == (url is None):
             raise ValueError("give exactly one of location or url")
         self.collection = collection
         self.dim = dim
+        self.idf_scope = idf_scope
         self._local = location is not None
         # No server version probe here: it would be blocking network I/O in a constructor. A mismatch shows
         # up as a failed request on first use instead.
@@ -98,7 +102,9 @@ class QdrantServerVectorStore:
         if conditions is None or (query.mode == "sparse" and query.sparse is not None and not query.sparse.indices):
             return []
         response = await self._call(
-            self._client.query_points, collection_name=self.collection, **_query_arguments(query, conditions)
+            self._client.query_points,
+            collection_name=self.collection,
+            **_query_arguments(query, conditions, self.idf_scope),
         )
         return [ScoredChunk(chunk=chunk_from_payload(hit.payload), score=hit.score) for hit in response.points]
 
@@ -229,11 +235,12 @@ def _sparse(vector: SparseVector) -> models.SparseVector:
     return models.SparseVector(indices=list(vector.indices), values=list(vector.values))
 
 
-def _query_arguments(query: VectorQuery, conditions: list[Condition]) -> dict[str, Any]:
+def _query_arguments(query: VectorQuery, conditions: list[Condition], idf_scope: IdfScope) -> dict[str, Any]:
     flt = _filter(conditions)
-    # IDF statistics over the caller's workspace only: another tenant's corpus never shifts BM25 scores.
-    idf_scope = models.IdfCorpusParams(corpus=_filter(workspace_conditions(query.filters.workspace_id)))
-    sparse_params = models.SearchParams(idf=idf_scope)
+    sparse_params = None
+    if idf_scope == "workspace":
+        corpus = models.IdfCorpusParams(corpus=_filter(workspace_conditions(query.filters.workspace_id)))
+        sparse_params = models.SearchParams(idf=corpus)
     common: dict[str, Any] = {"query_filter": flt, "limit": query.limit, "with_payload": True, "with_vectors": False}
     if query.mode == "dense":
         return {**common, "query": list(query.dense or []), "using": DENSE_VECTOR}

@@ -14,7 +14,7 @@ from engine.sparse import Bm25SparseEncoder
 from engine.stores.edge import EdgeVectorStore
 from engine.stores.qdrant_server import QdrantServerVectorStore
 from engine.types import Fusion, SearchFilters, SearchMode, VectorPoint, VectorQuery
-from tests.conformance.corpus import DIM, WS_A, publish_corpus
+from tests.conformance.corpus import DIM, WS_A, WS_B, publish_corpus
 
 pytestmark = pytest.mark.anyio
 
@@ -50,3 +50,29 @@ async def test_both_adapters_rank_alike(tmp_path: Path, corpus: list[VectorPoint
     finally:
         await edge.close()
         await server.close()
+
+
+async def test_global_idf_scope_scores_alike_across_workspaces(
+    tmp_path: Path, corpus: list[VectorPoint], edge_template: Path
+) -> None:
+    shutil.copytree(edge_template, tmp_path / "shard")
+    stores = [
+        EdgeVectorStore(tmp_path / "shard", DIM, idf_scope="global"),
+        QdrantServerVectorStore(location=":memory:", collection="global-idf", dim=DIM, idf_scope="global"),
+    ]
+    sparse = Bm25SparseEncoder().encode_query("volcano")
+    try:
+        for store in stores:
+            await publish_corpus(store, corpus)
+            scores = []
+            for workspace in (WS_A, WS_B):
+                request = VectorQuery(
+                    mode="sparse", filters=SearchFilters(workspace_id=workspace), limit=5, sparse=sparse
+                )
+                hits = await store.search(request)
+                scores.append(next(h.score for h in hits if h.chunk.text.startswith("A volcano erupts")))
+            # The same text scores the same in both workspaces: document frequencies are collection-wide.
+            assert scores[0] == pytest.approx(scores[1], rel=1e-6)
+    finally:
+        for store in stores:
+            await store.close()
