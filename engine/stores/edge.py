@@ -75,13 +75,13 @@ class EdgeVectorStore:
         if not points:
             return
         check_points(points, self.dim)
-        edge_points = [_edge_point(point) for point in points]
-        await self._write(qe.UpdateOperation.upsert_points(edge_points))
+        # Converting 1000 points to edge objects takes ~0.2 s of CPU: do it in the worker, off the event loop.
+        await self._write(lambda: qe.UpdateOperation.upsert_points([_edge_point(point) for point in points]))
 
     async def publish_file(self, workspace_id: str, file_id: str) -> None:
         """Make all chunks of one file searchable in a single WAL operation."""
         target = _edge_filter([*workspace_conditions(workspace_id, published_only=False), _file(file_id)])
-        await self._write(qe.UpdateOperation.set_payload_by_filter(target, {VISIBILITY_FIELD: PUBLISHED}))
+        await self._write(lambda: qe.UpdateOperation.set_payload_by_filter(target, {VISIBILITY_FIELD: PUBLISHED}))
 
     async def search(self, query: VectorQuery) -> list[ScoredChunk]:
         """Dense, sparse or fused hybrid search over published chunks matching ``query.filters``."""
@@ -113,12 +113,12 @@ class EdgeVectorStore:
     async def delete_file(self, workspace_id: str, file_id: str) -> None:
         """Delete every point of one file, published or not."""
         target = [*workspace_conditions(workspace_id, published_only=False), _file(file_id)]
-        await self._write(qe.UpdateOperation.delete_points_by_filter(_edge_filter(target)))
+        await self._write(lambda: qe.UpdateOperation.delete_points_by_filter(_edge_filter(target)))
 
     async def delete_kb(self, workspace_id: str, kb_id: str) -> None:
         """Delete every point of one knowledge base, published or not."""
         target = [*workspace_conditions(workspace_id, published_only=False), MatchCondition("kb_id", (kb_id,))]
-        await self._write(qe.UpdateOperation.delete_points_by_filter(_edge_filter(target)))
+        await self._write(lambda: qe.UpdateOperation.delete_points_by_filter(_edge_filter(target)))
 
     async def file_ids(self) -> set[str]:
         """Every file id with at least one point, published or not, across all workspaces."""
@@ -167,14 +167,15 @@ class EdgeVectorStore:
         self._require_open()
         return await anyio.to_thread.run_sync(_translate_errors, call, *args)
 
-    async def _write(self, operation: qe.UpdateOperation) -> None:
+    async def _write(self, operation: Callable[[], qe.UpdateOperation]) -> None:
         self._require_open()
         await anyio.to_thread.run_sync(self._write_sync, operation)
 
-    def _write_sync(self, operation: qe.UpdateOperation) -> None:
+    def _write_sync(self, operation: Callable[[], qe.UpdateOperation]) -> None:
+        update = _translate_errors(operation)
         with self._write_lock:
             self._require_open()
-            _translate_errors(self._shard.update, operation)
+            _translate_errors(self._shard.update, update)
 
     def _require_open(self) -> None:
         if self._closed:

@@ -287,6 +287,8 @@ async def test_invalid_input_is_rejected(empty_store: VectorStore, corpus: list[
         await empty_store.upsert([msgspec.structs.replace(good, dense=[1.0, 0.0])])
     with pytest.raises(InvalidInput):
         await empty_store.upsert([msgspec.structs.replace(good, chunk=_in_workspace(good.chunk, ""))])
+    with pytest.raises(InvalidInput):  # point ids are UUIDs
+        await empty_store.upsert([msgspec.structs.replace(good, chunk=msgspec.structs.replace(good.chunk, id="c-1"))])
     with pytest.raises(InvalidInput):
         await empty_store.search(VectorQuery(mode="dense", filters=SearchFilters(workspace_id=WS_A), limit=5))
     with pytest.raises(InvalidInput):
