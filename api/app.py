@@ -17,16 +17,16 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from api.auth import TokenBucket, access_guard, provide_principal
 from api.container import Services, build_services
-from engine.ports import Embedder
 from api.errors import EXCEPTION_HANDLERS
-from api.routes.health import health
-from api.routes.knowledge import UPLOAD_OVERHEAD, FileController, KnowledgeBaseController
 from api.routes.agents import AgentController
 from api.routes.chat import AssistantController, ChatController
 from api.routes.executions import ExecutionController
+from api.routes.health import health
+from api.routes.knowledge import UPLOAD_OVERHEAD, FileController, KnowledgeBaseController
 from api.routes.search import SearchController
 from api.routes.tokens import TokenController
 from api.routes.workspaces import WorkspaceController, me
+from engine.ports import Embedder
 from engine.settings import Settings
 
 log = logging.getLogger("ragline")
@@ -95,10 +95,12 @@ def create_app(
 
 
 async def _warm_up(services: Services) -> None:
-    """Load the embedding model in the background so the first search does not pay for it."""
+    """Load the embedding model and litellm in the background so the first search or run does not pay."""
     warm = getattr(services.embedder, "warm_up", None)
-    if warm is not None:
+    for step in (warm, services.agents.model_client):
+        if step is None:
+            continue
         try:
-            await anyio.to_thread.run_sync(warm)
+            await anyio.to_thread.run_sync(step)
         except Exception:
-            log.exception("embedder warm-up failed")
+            log.exception("warm-up step failed")

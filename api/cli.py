@@ -128,16 +128,23 @@ async def _drain_with_progress(services: Services, ids: list[str] | None) -> int
     while True:
         async with services.sessions() as session:
             where = [File.id.in_(ids)] if ids is not None else []
-            rows = (await session.execute(
-                select(File.status, func.count(), func.sum(File.chunks_done)).where(*where).group_by(File.status)
-            )).all()
+            rows = (
+                await session.execute(
+                    select(File.status, func.count(), func.sum(File.chunks_done)).where(*where).group_by(File.status)
+                )
+            ).all()
         counts = {status: n for status, n, _ in rows}
         total = sum(counts.values()) or 1
         finished = counts.get("ready", 0) + counts.get("failed", 0)
         chunks = sum(c or 0 for _, _, c in rows)
         bar = "#" * int(30 * finished / total)
-        print(f"\r[{bar:<30}] {finished}/{total} files, {chunks} chunks, {counts.get('failed', 0)} failed, "
-              f"{time.monotonic() - started:.0f}s", end="", file=sys.stderr, flush=True)
+        print(
+            f"\r[{bar:<30}] {finished}/{total} files, {chunks} chunks, {counts.get('failed', 0)} failed, "
+            f"{time.monotonic() - started:.0f}s",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
         if drain.done():
             break
         await asyncio.sleep(0.5)
@@ -158,9 +165,11 @@ async def _search(services: Services, args: argparse.Namespace) -> int:
     kb = await services.knowledge.find_kb_by_name(ws, args.kb)
     if kb is None:
         raise EngineError(f"no knowledge base named {args.kb!r}")
-    hits = await services.retriever.retrieve(SearchRequest(
-        query=args.query, filters=SearchFilters(workspace_id=ws, kb_ids=(kb.id,)), top_k=args.top_k, mode=args.mode
-    ))
+    hits = await services.retriever.retrieve(
+        SearchRequest(
+            query=args.query, filters=SearchFilters(workspace_id=ws, kb_ids=(kb.id,)), top_k=args.top_k, mode=args.mode
+        )
+    )
     for n, hit in enumerate(hits, 1):
         page = f" p.{hit.chunk.page}" if hit.chunk.page else ""
         text = " ".join(hit.chunk.text.split())[:200]

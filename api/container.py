@@ -14,11 +14,11 @@ from api.services.agents import AgentService
 from api.services.chat import ChatService
 from api.services.executions import ExecutionService
 from engine.db.run_store import SqlRunStore
-from engine.runs import FinishedHook, RunManager
 from engine.db.session import create_engine, migrate, session_factory
 from engine.embedders import create_embedder
 from engine.ports import Embedder, SparseEncoder, VectorStore
 from engine.retrieval import Retriever
+from engine.runs import FinishedHook, RunManager
 from engine.settings import Settings
 from engine.sparse import Bm25SparseEncoder
 from engine.stores import create_vector_store
@@ -79,11 +79,18 @@ async def build_services(settings: Settings, *, embedder: Embedder | None = None
     store = create_vector_store(settings, embedder.dim)
     blobs = BlobStore(settings.files_dir)
     worker = IngestWorker(
-        sessions=sessions, blobs=blobs, store=store, embedder=embedder, sparse=sparse,
+        sessions=sessions,
+        blobs=blobs,
+        store=store,
+        embedder=embedder,
+        sparse=sparse,
         config=IngestConfig(
-            chunk_tokens=settings.chunk_tokens, chunk_overlap=settings.chunk_overlap,
-            max_chunks=settings.max_chunks_per_file, parse_timeout_s=settings.parse_timeout_s,
-            parse_memory_mb=settings.parse_memory_mb, max_attempts=settings.ingest_max_attempts,
+            chunk_tokens=settings.chunk_tokens,
+            chunk_overlap=settings.chunk_overlap,
+            max_chunks=settings.max_chunks_per_file,
+            parse_timeout_s=settings.parse_timeout_s,
+            parse_memory_mb=settings.parse_memory_mb,
+            max_attempts=settings.ingest_max_attempts,
             workers=settings.ingest_workers,
         ),
     )
@@ -94,8 +101,18 @@ async def build_services(settings: Settings, *, embedder: Embedder | None = None
     runs = RunManager(SqlRunStore(sessions), max_running_per_workspace=settings.max_runs_per_workspace)
     agents = AgentService(sessions=sessions, runs=runs, retriever=retriever, settings=settings)
     return Services(
-        settings=settings, db=db, sessions=sessions, embedder=embedder, sparse=sparse, store=store,
-        retriever=retriever, knowledge=knowledge, worker=worker, access=AccessService(sessions), runs=runs,
-        agents=agents, chat=ChatService(sessions=sessions, agents=agents),
+        settings=settings,
+        db=db,
+        sessions=sessions,
+        embedder=embedder,
+        sparse=sparse,
+        store=store,
+        retriever=retriever,
+        knowledge=knowledge,
+        worker=worker,
+        access=AccessService(sessions),
+        runs=runs,
+        agents=agents,
+        chat=ChatService(sessions=sessions, agents=agents),
         executions=ExecutionService(sessions=sessions, runs=runs),
     )

@@ -42,7 +42,9 @@ def ok(data: T, message: str = "") -> Envelope[T]:
 def page_of(items: list[T], *, page: int, limit: int, total: int, message: str = "") -> ListEnvelope[T]:
     return ListEnvelope(
         data=items,
-        pagination=Pagination(page=page, limit=limit, total=total, total_pages=math.ceil(total / limit) if limit else 0),
+        pagination=Pagination(
+            page=page, limit=limit, total=total, total_pages=math.ceil(total / limit) if limit else 0
+        ),
         message=message,
     )
 

@@ -35,6 +35,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     model_api_base: str = ""  # provider base URL for agents' models (never taken from a request)
     model_api_key: str = ""  # provider key; write-only, never in responses or logs
     max_runs_per_workspace: int = 8
+    sse_ping_interval_s: float = 15.0
     rate_limit_per_minute: int = 600
     cors_origins: tuple[str, ...] = ()
     log_level: str = "INFO"
@@ -63,11 +64,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         raw: dict[str, Any] = {}
         for field in msgspec.structs.fields(cls):
             name = field.name
-            key = name.upper() if name in ("database_url", "qdrant_url", "qdrant_api_key") else f"RAGLINE_{name.upper()}"
+            key = (
+                name.upper() if name in ("database_url", "qdrant_url", "qdrant_api_key") else f"RAGLINE_{name.upper()}"
+            )
             if key in env and env[key] != "":
                 raw[name] = env[key].split(",") if name == "cors_origins" else env[key]
         raw.update(overrides)
         try:
-            return msgspec.convert(raw, cls, strict=False)
+            return msgspec.convert(raw, cls, strict=False, dec_hook=_decode)
         except msgspec.ValidationError as exc:
             raise ValueError(f"invalid configuration: {exc}") from exc
+
+
+def _decode(kind: type, value: Any) -> Any:
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError(f"cannot read {kind} from the environment")

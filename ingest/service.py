@@ -107,8 +107,11 @@ class KnowledgeService:
         async with self.sessions() as session:
             total = await session.scalar(select(func.count()).select_from(KnowledgeBase).where(*where)) or 0
             rows = await session.scalars(
-                select(KnowledgeBase).where(*where).order_by(KnowledgeBase.created_at, KnowledgeBase.id)
-                .offset((page - 1) * limit).limit(limit)
+                select(KnowledgeBase)
+                .where(*where)
+                .order_by(KnowledgeBase.created_at, KnowledgeBase.id)
+                .offset((page - 1) * limit)
+                .limit(limit)
             )
             return Page(items=[KnowledgeBaseInfo.of(r) for r in rows], page=page, limit=limit, total=total)
 
@@ -172,8 +175,17 @@ class KnowledgeService:
             raise
         mime = mimetypes.guess_type(f"x.{file_type}")[0] or declared_mime or "application/octet-stream"
         row = File(
-            id=new_id("file"), workspace_id=workspace_id, kb_id=kb_id, name=name, size=size, sha256=sha,
-            mime=mime, file_type=file_type, tags=clean_tags, status="queued", warnings=[],
+            id=new_id("file"),
+            workspace_id=workspace_id,
+            kb_id=kb_id,
+            name=name,
+            size=size,
+            sha256=sha,
+            mime=mime,
+            file_type=file_type,
+            tags=clean_tags,
+            status="queued",
+            warnings=[],
         )
         async with self.sessions() as session:
             existing = await self._file_by_sha(session, kb_id, sha)

@@ -206,8 +206,13 @@ class IngestWorker:
             raise PermanentFailure("the file contains no text")
         parse_ms = (time.perf_counter() - started) * 1000
         await self._progress(
-            file.id, pages_total=parsed.pages_total, pages_done=parsed.pages_total, chunks_total=len(drafts),
-            chunks_done=0, parse_ms=parse_ms, warnings=list(parsed.warnings),
+            file.id,
+            pages_total=parsed.pages_total,
+            pages_done=parsed.pages_total,
+            chunks_total=len(drafts),
+            chunks_done=0,
+            parse_ms=parse_ms,
+            warnings=list(parsed.warnings),
         )
         # a previous attempt may have left points with higher ordinals: start clean
         await self.store.delete_file(file.workspace_id, file.id)
@@ -230,10 +235,19 @@ class IngestWorker:
         points = []
         for draft, vector, sparse_vector in zip(batch, dense, sparse, strict=True):
             record = ChunkRecord(
-                id=chunk_id(file.id, draft.ordinal), workspace_id=file.workspace_id, kb_id=file.kb_id,
-                file_id=file.id, file_name=file.name, file_type=file.file_type, ordinal=draft.ordinal,
-                text=draft.text, page=draft.page, heading_path=tuple(draft.heading_path),
-                char_start=draft.char_start, char_end=draft.char_end, tags=tuple(file.tags),
+                id=chunk_id(file.id, draft.ordinal),
+                workspace_id=file.workspace_id,
+                kb_id=file.kb_id,
+                file_id=file.id,
+                file_name=file.name,
+                file_type=file.file_type,
+                ordinal=draft.ordinal,
+                text=draft.text,
+                page=draft.page,
+                heading_path=tuple(draft.heading_path),
+                char_start=draft.char_start,
+                char_end=draft.char_end,
+                tags=tuple(file.tags),
                 created_at=file.created_at,
             )
             points.append(VectorPoint(chunk=record, dense=vector, sparse=sparse_vector))
@@ -259,7 +273,7 @@ class IngestWorker:
             if row is None:
                 return
             if retry and row.attempts < self.config.max_attempts:
-                row.status, row.next_attempt_at = "queued", now() + 2.0 ** row.attempts
+                row.status, row.next_attempt_at = "queued", now() + 2.0**row.attempts
             else:
                 row.status, row.finished_at = "failed", now()
             row.error, row.updated_at = reason, now()

@@ -12,11 +12,10 @@ from msgspec import Meta
 from api.auth import EDITOR, VIEWER
 from api.container import Services
 from api.envelope import Envelope, ListEnvelope, ok, page_of
-from api.routes.common import Limit, PageNo
+from api.routes.common import Limit, PageNo, stream_run
 from api.schemas import Body
 from api.services.access import Principal
 from api.services.agents import AgentFields, AgentInfo
-from api.sse import event_stream_response
 
 ModelName = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/@-]+$")]
 ToolName = Annotated[str, Meta(min_length=1, max_length=64)]
@@ -79,7 +78,9 @@ class AgentController(Controller):
         return ok(await services.agents.create(principal, _fields(data)), "Agent created")
 
     @get("/", opt=VIEWER, summary="List agents")
-    async def list_agents(self, services: Services, principal: Principal, page: PageNo = 1, limit: Limit = 20) -> ListEnvelope[AgentInfo]:
+    async def list_agents(
+        self, services: Services, principal: Principal, page: PageNo = 1, limit: Limit = 20
+    ) -> ListEnvelope[AgentInfo]:
         result = await services.agents.list(principal, page=page, limit=limit)
         return page_of(result.items, page=page, limit=limit, total=result.total)
 
@@ -88,7 +89,9 @@ class AgentController(Controller):
         return ok(await services.agents.get(principal, agent_id))
 
     @patch("/{agent_id:str}", opt=EDITOR, summary="Update an agent")
-    async def update_agent(self, agent_id: str, data: AgentUpdate, services: Services, principal: Principal) -> Envelope[AgentInfo]:
+    async def update_agent(
+        self, agent_id: str, data: AgentUpdate, services: Services, principal: Principal
+    ) -> Envelope[AgentInfo]:
         return ok(await services.agents.update(principal, agent_id, _fields(data)), "Agent updated")
 
     @delete("/{agent_id:str}", opt=EDITOR, status_code=200, summary="Delete an agent")
@@ -96,13 +99,18 @@ class AgentController(Controller):
         await services.agents.delete(principal, agent_id)
         return ok(None, "Agent deleted")
 
-    @post("/{agent_id:str}/run", opt=VIEWER, status_code=202, summary="Start a run (follow it at /executions/{id}/stream)")
-    async def run_agent(self, agent_id: str, data: RunBody, services: Services, principal: Principal) -> Envelope[RunStarted]:
+    @post(
+        "/{agent_id:str}/run", opt=VIEWER, status_code=202, summary="Start a run (follow it at /executions/{id}/stream)"
+    )
+    async def run_agent(
+        self, agent_id: str, data: RunBody, services: Services, principal: Principal
+    ) -> Envelope[RunStarted]:
         run_id = await services.agents.start_run(principal, agent_id, data.input, hooks=services.run_hooks(agent_id))
         return ok(RunStarted(run_id=run_id, execution_id=run_id), "Run started")
 
     @post("/{agent_id:str}/run/stream", opt=VIEWER, status_code=200, summary="Start a run and stream its events (SSE)")
-    async def run_agent_stream(self, agent_id: str, data: RunBody, request: Request[Any, Any, Any], services: Services,
-                               principal: Principal) -> ServerSentEvent:
+    async def run_agent_stream(
+        self, agent_id: str, data: RunBody, request: Request[Any, Any, Any], services: Services, principal: Principal
+    ) -> ServerSentEvent:
         run_id = await services.agents.start_run(principal, agent_id, data.input, hooks=services.run_hooks(agent_id))
-        return event_stream_response(services.runs.subscribe(run_id, 0, workspace_id=principal.workspace_id))
+        return stream_run(services, principal, run_id, 0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 from litestar import Controller, delete, get, post
@@ -12,11 +12,10 @@ from msgspec import Meta
 from api.auth import VIEWER
 from api.container import Services
 from api.envelope import Envelope, ListEnvelope, ok, page_of
-from api.routes.common import Limit, PageNo
+from api.routes.common import Limit, PageNo, stream_run
 from api.schemas import Body
 from api.services.access import Principal
 from api.services.chat import MessageInfo, SessionInfo
-from api.sse import event_stream_response
 
 Text = Annotated[str, Meta(min_length=1, max_length=100_000)]
 KbIds = Annotated[list[Annotated[str, Meta(min_length=1, max_length=64)]], Meta(max_length=100)]
@@ -49,12 +48,18 @@ class ChatController(Controller):
     tags = ["chat"]
 
     @post("/", opt=VIEWER, summary="Open a chat session (with an agent, or the built-in assistant)")
-    async def create_session(self, data: SessionCreate, services: Services, principal: Principal) -> Envelope[SessionInfo]:
-        return ok(await services.chat.create_session(principal, agent_id=data.agent_id, title=data.title,
-                                                     kb_ids=data.kb_ids), "Session created")
+    async def create_session(
+        self, data: SessionCreate, services: Services, principal: Principal
+    ) -> Envelope[SessionInfo]:
+        return ok(
+            await services.chat.create_session(principal, agent_id=data.agent_id, title=data.title, kb_ids=data.kb_ids),
+            "Session created",
+        )
 
     @get("/", opt=VIEWER, summary="List chat sessions")
-    async def list_sessions(self, services: Services, principal: Principal, page: PageNo = 1, limit: Limit = 20) -> ListEnvelope[SessionInfo]:
+    async def list_sessions(
+        self, services: Services, principal: Principal, page: PageNo = 1, limit: Limit = 20
+    ) -> ListEnvelope[SessionInfo]:
         result = await services.chat.list_sessions(principal, page=page, limit=limit)
         return page_of(result.items, page=page, limit=limit, total=result.total)
 
@@ -68,34 +73,58 @@ class ChatController(Controller):
         return ok(None, "Session deleted")
 
     @get("/{session_id:str}/messages", opt=VIEWER, summary="The session's history, oldest first")
-    async def list_messages(self, session_id: str, services: Services, principal: Principal, page: PageNo = 1,
-                            limit: Limit = 50) -> ListEnvelope[MessageInfo]:
+    async def list_messages(
+        self, session_id: str, services: Services, principal: Principal, page: PageNo = 1, limit: Limit = 50
+    ) -> ListEnvelope[MessageInfo]:
         result = await services.chat.messages(principal, session_id, page=page, limit=limit)
         return page_of(result.items, page=page, limit=limit, total=result.total)
 
-    @post("/{session_id:str}/messages", opt=VIEWER, status_code=202, summary="Post a message; the answer runs in the background")
-    async def post_message(self, session_id: str, data: MessageBody, services: Services, principal: Principal) -> Envelope[MessageAccepted]:
+    @post(
+        "/{session_id:str}/messages",
+        opt=VIEWER,
+        status_code=202,
+        summary="Post a message; the answer runs in the background",
+    )
+    async def post_message(
+        self, session_id: str, data: MessageBody, services: Services, principal: Principal
+    ) -> Envelope[MessageAccepted]:
         run_id = await services.chat.post_message(principal, session_id, data.content)
         return ok(MessageAccepted(session_id=session_id, run_id=run_id, execution_id=run_id), "Message accepted")
 
-    @post("/{session_id:str}/messages/stream", opt=VIEWER, status_code=200, summary="Post a message and stream the answer (SSE)")
-    async def stream_message(self, session_id: str, data: MessageBody, services: Services, principal: Principal) -> ServerSentEvent:
+    @post(
+        "/{session_id:str}/messages/stream",
+        opt=VIEWER,
+        status_code=200,
+        summary="Post a message and stream the answer (SSE)",
+    )
+    async def stream_message(
+        self, session_id: str, data: MessageBody, services: Services, principal: Principal
+    ) -> ServerSentEvent:
         run_id = await services.chat.post_message(principal, session_id, data.content)
-        return event_stream_response(services.runs.subscribe(run_id, 0, workspace_id=principal.workspace_id))
+        return stream_run(services, principal, run_id, 0)
 
 
 class AssistantController(Controller):
     path = "/api/v1/assistant"
     tags = ["assistant"]
 
-    @post("/chat", opt=VIEWER, status_code=200, summary="Ask the knowledge assistant; the answer streams (SSE) with citations")
+    @post(
+        "/chat",
+        opt=VIEWER,
+        status_code=200,
+        summary="Ask the knowledge assistant; the answer streams (SSE) with citations",
+    )
     async def assistant_chat(self, data: AssistantBody, services: Services, principal: Principal) -> ServerSentEvent:
-        _, run_id = await services.chat.assistant_message(principal, data.message, session_id=data.session_id,
-                                                          kb_ids=data.kb_ids)
-        return event_stream_response(services.runs.subscribe(run_id, 0, workspace_id=principal.workspace_id))
+        _, run_id = await services.chat.assistant_message(
+            principal, data.message, session_id=data.session_id, kb_ids=data.kb_ids
+        )
+        return stream_run(services, principal, run_id, 0)
 
     @post("/messages", opt=VIEWER, status_code=202, summary="Ask the assistant without streaming; follow the run by id")
-    async def assistant_message(self, data: AssistantBody, services: Services, principal: Principal) -> Envelope[MessageAccepted]:
-        session_id, run_id = await services.chat.assistant_message(principal, data.message, session_id=data.session_id,
-                                                                   kb_ids=data.kb_ids)
+    async def assistant_message(
+        self, data: AssistantBody, services: Services, principal: Principal
+    ) -> Envelope[MessageAccepted]:
+        session_id, run_id = await services.chat.assistant_message(
+            principal, data.message, session_id=data.session_id, kb_ids=data.kb_ids
+        )
         return ok(MessageAccepted(session_id=session_id, run_id=run_id, execution_id=run_id), "Message accepted")

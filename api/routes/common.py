@@ -5,6 +5,17 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar.params import Parameter
+from litestar.response import ServerSentEvent
+
+from api.container import Services
+from api.services.access import Principal
+from api.sse import event_stream_response
 
 PageNo = Annotated[int, Parameter(ge=1, le=1_000_000, query="page")]
 Limit = Annotated[int, Parameter(ge=1, le=100, query="limit")]
+
+
+def stream_run(services: Services, principal: Principal, run_id: str, after_seq: int = 0) -> ServerSentEvent:
+    """The run's events as SSE (replay after ``after_seq``, then live), with keepalive pings."""
+    events = services.runs.subscribe(run_id, after_seq, workspace_id=principal.workspace_id)
+    return event_stream_response(events, services.settings.sse_ping_interval_s)

@@ -11,9 +11,9 @@ from litestar.response import ServerSentEvent
 from api.auth import VIEWER
 from api.container import Services
 from api.envelope import Envelope, ListEnvelope, ok, page_of
-from api.routes.common import Limit, PageNo
+from api.routes.common import Limit, PageNo, stream_run
 from api.services.access import Principal
-from api.sse import event_stream_response, parse_last_event_id
+from api.sse import parse_last_event_id
 from engine.events import RunEvent
 from engine.runs import RunRecord
 
@@ -26,14 +26,21 @@ class ExecutionController(Controller):
 
     @get("/", opt=VIEWER, summary="List runs, newest first")
     async def list_executions(
-        self, services: Services, principal: Principal, page: PageNo = 1, limit: Limit = 20,
+        self,
+        services: Services,
+        principal: Principal,
+        page: PageNo = 1,
+        limit: Limit = 20,
         agent_id: Annotated[str | None, Parameter(query="agent_id", max_length=64)] = None,
         session_id: Annotated[str | None, Parameter(query="session_id", max_length=64)] = None,
-        status: Annotated[Literal["running", "succeeded", "failed", "cancelled"] | None, Parameter(query="status")] = None,
+        status: Annotated[
+            Literal["running", "succeeded", "failed", "cancelled"] | None, Parameter(query="status")
+        ] = None,
         kind: Annotated[Literal["chat", "agent", "trigger"] | None, Parameter(query="kind")] = None,
     ) -> ListEnvelope[RunRecord]:
-        result = await services.executions.list(principal, page=page, limit=limit, agent_id=agent_id, status=status,
-                                                kind=kind, session_id=session_id)
+        result = await services.executions.list(
+            principal, page=page, limit=limit, agent_id=agent_id, status=status, kind=kind, session_id=session_id
+        )
         return page_of(result.items, page=page, limit=limit, total=result.total)
 
     @get("/{run_id:str}", opt=VIEWER, summary="Get a run with its steps, usage and timing")
@@ -41,18 +48,28 @@ class ExecutionController(Controller):
         return ok(await services.executions.get(principal, run_id))
 
     @get("/{run_id:str}/events", opt=VIEWER, summary="The run's events as stored (JSON)")
-    async def execution_events(self, run_id: str, services: Services, principal: Principal, after: After = None) -> Envelope[list[RunEvent]]:
+    async def execution_events(
+        self, run_id: str, services: Services, principal: Principal, after: After = None
+    ) -> Envelope[list[RunEvent]]:
         return ok(await services.executions.events(principal, run_id, after or 0))
 
     @get("/{run_id:str}/stream", opt=VIEWER, summary="Stream the run's events (SSE); resume with Last-Event-ID")
-    async def stream_execution(self, run_id: str, request: Request[Any, Any, Any], services: Services,
-                               principal: Principal, after: After = None) -> ServerSentEvent:
+    async def stream_execution(
+        self,
+        run_id: str,
+        request: Request[Any, Any, Any],
+        services: Services,
+        principal: Principal,
+        after: After = None,
+    ) -> ServerSentEvent:
         await services.executions.get(principal, run_id)  # 404 before the stream starts
         after_seq = after if after is not None else parse_last_event_id(request.headers.get("last-event-id"))
-        return event_stream_response(services.runs.subscribe(run_id, after_seq, workspace_id=principal.workspace_id))
+        return stream_run(services, principal, run_id, after_seq)
 
     @post("/{run_id:str}/cancel", opt=VIEWER, status_code=202, summary="Cancel a running run")
     async def cancel_execution(self, run_id: str, services: Services, principal: Principal) -> Envelope[dict[str, Any]]:
         cancelled = await services.executions.cancel(principal, run_id)
-        return ok({"run_id": run_id, "cancelled": cancelled},
-                  "Cancellation requested" if cancelled else "Run had already finished")
+        return ok(
+            {"run_id": run_id, "cancelled": cancelled},
+            "Cancellation requested" if cancelled else "Run had already finished",
+        )

@@ -34,13 +34,19 @@ class KnowledgeBaseController(Controller):
     tags = ["knowledge"]
 
     @post("/", opt=EDITOR, summary="Create a knowledge base")
-    async def create(self, data: KnowledgeBaseCreate, services: Services, principal: Principal) -> Envelope[KnowledgeBaseInfo]:
+    async def create(
+        self, data: KnowledgeBaseCreate, services: Services, principal: Principal
+    ) -> Envelope[KnowledgeBaseInfo]:
         kb = await services.knowledge.create_kb(principal.workspace_id, data.name, data.description)
         return ok(kb, "Knowledge base created")
 
     @get("/", opt=VIEWER, summary="List knowledge bases")
-    async def list_kbs(self, services: Services, principal: Principal, page: PageNo = 1, limit: Limit = 20) -> ListEnvelope[KnowledgeBaseInfo]:
-        result = await services.knowledge.list_kbs(principal.workspace_id, page=page, limit=limit, only=principal.kb_ids)
+    async def list_kbs(
+        self, services: Services, principal: Principal, page: PageNo = 1, limit: Limit = 20
+    ) -> ListEnvelope[KnowledgeBaseInfo]:
+        result = await services.knowledge.list_kbs(
+            principal.workspace_id, page=page, limit=limit, only=principal.kb_ids
+        )
         return page_of(result.items, page=page, limit=limit, total=result.total)
 
     @get("/{kb_id:str}", opt=VIEWER, summary="Get a knowledge base")
@@ -49,9 +55,13 @@ class KnowledgeBaseController(Controller):
         return ok(await services.knowledge.get_kb(principal.workspace_id, kb_id))
 
     @patch("/{kb_id:str}", opt=EDITOR, summary="Rename or describe a knowledge base")
-    async def update(self, kb_id: str, data: KnowledgeBaseUpdate, services: Services, principal: Principal) -> Envelope[KnowledgeBaseInfo]:
+    async def update(
+        self, kb_id: str, data: KnowledgeBaseUpdate, services: Services, principal: Principal
+    ) -> Envelope[KnowledgeBaseInfo]:
         visible_kb(principal, kb_id)
-        kb = await services.knowledge.update_kb(principal.workspace_id, kb_id, name=data.name, description=data.description)
+        kb = await services.knowledge.update_kb(
+            principal.workspace_id, kb_id, name=data.name, description=data.description
+        )
         return ok(kb, "Knowledge base updated")
 
     @delete("/{kb_id:str}", opt=EDITOR, status_code=200, summary="Delete a knowledge base with all its files")
@@ -66,8 +76,12 @@ class FileController(Controller):
     tags = ["files"]
 
     # the body limit (RAGLINE_MAX_UPLOAD_BYTES) is set on the router that mounts this controller
-    @post("/", opt=EDITOR, status_code=201, summary="Upload files (multipart field 'file', repeatable; optional 'tags')")
-    async def upload(self, kb_id: str, request: Request[Any, Any, Any], services: Services, principal: Principal) -> Envelope[Any]:
+    @post(
+        "/", opt=EDITOR, status_code=201, summary="Upload files (multipart field 'file', repeatable; optional 'tags')"
+    )
+    async def upload(
+        self, kb_id: str, request: Request[Any, Any, Any], services: Services, principal: Principal
+    ) -> Envelope[Any]:
         visible_kb(principal, kb_id)
         form = await _read_form(request)
         uploads = [v for k, v in form.multi_items() if isinstance(v, UploadFile) and k in ("file", "files")]
@@ -82,16 +96,27 @@ class FileController(Controller):
         results = []
         for upload in uploads:
             try:
-                results.append(UploadResult(name=upload.filename, file=await _store_one(services, principal, kb_id, upload, tags)))
+                results.append(
+                    UploadResult(name=upload.filename, file=await _store_one(services, principal, kb_id, upload, tags))
+                )
             except EngineError as exc:
                 results.append(UploadResult(name=upload.filename, error=exc.message, code=exc.code))
         return ok(results, f"{sum(r.file is not None for r in results)} of {len(results)} files queued")
 
     @get("/", opt=VIEWER, summary="List files with their ingest status")
-    async def list_files(self, kb_id: str, services: Services, principal: Principal, page: PageNo = 1, limit: Limit = 20,
-                   status: Annotated[str | None, Parameter(query="status", max_length=16)] = None) -> ListEnvelope[FileInfo]:
+    async def list_files(
+        self,
+        kb_id: str,
+        services: Services,
+        principal: Principal,
+        page: PageNo = 1,
+        limit: Limit = 20,
+        status: Annotated[str | None, Parameter(query="status", max_length=16)] = None,
+    ) -> ListEnvelope[FileInfo]:
         visible_kb(principal, kb_id)
-        result = await services.knowledge.list_files(principal.workspace_id, kb_id, page=page, limit=limit, status=status)
+        result = await services.knowledge.list_files(
+            principal.workspace_id, kb_id, page=page, limit=limit, status=status
+        )
         return page_of(result.items, page=page, limit=limit, total=result.total)
 
     @get("/{file_id:str}", opt=VIEWER, summary="Get a file with status and progress")
@@ -104,8 +129,11 @@ class FileController(Controller):
         visible_kb(principal, kb_id)
         info, path = await services.knowledge.file_path(principal.workspace_id, file_id, kb_id)
         return FileResponse(
-            path=path, filename=info.name, media_type="application/octet-stream",
-            content_disposition_type="attachment", headers={"X-Content-Type-Options": "nosniff"},
+            path=path,
+            filename=info.name,
+            media_type="application/octet-stream",
+            content_disposition_type="attachment",
+            headers={"X-Content-Type-Options": "nosniff"},
         )
 
     @post("/{file_id:str}/reprocess", opt=EDITOR, status_code=202, summary="Queue a file for ingestion again")
@@ -127,11 +155,17 @@ async def _read_form(request: Request[Any, Any, Any]) -> Any:
     return await request.form()
 
 
-async def _store_one(services: Services, principal: Principal, kb_id: str, upload: UploadFile, tags: list[str]) -> FileInfo:
+async def _store_one(
+    services: Services, principal: Principal, kb_id: str, upload: UploadFile, tags: list[str]
+) -> FileInfo:
     try:
         return await services.knowledge.add_file(
-            principal.workspace_id, kb_id, filename=upload.filename or "unnamed", source=upload.file,
-            tags=tags, declared_mime=upload.content_type,
+            principal.workspace_id,
+            kb_id,
+            filename=upload.filename or "unnamed",
+            source=upload.file,
+            tags=tags,
+            declared_mime=upload.content_type,
         )
     finally:
         await upload.close()

@@ -25,29 +25,58 @@ def _scoped_kbs(principal: Principal, requested: list[str] | None) -> tuple[str,
 def to_result(hit: SearchHit) -> SearchResult:
     c = hit.chunk
     return SearchResult(
-        chunk_id=c.id, text=c.text, score=hit.score, file_id=c.file_id, file_name=c.file_name,
-        file_type=c.file_type, kb_id=c.kb_id, page=c.page, heading_path=list(c.heading_path),
-        ordinal=c.ordinal, char_start=c.char_start, char_end=c.char_end, tags=list(c.tags),
-        citation=Citation(file_id=c.file_id, file_name=c.file_name, page=c.page, chunk_id=c.id,
-                          ordinal=c.ordinal, heading_path=list(c.heading_path),
-                          char_start=c.char_start, char_end=c.char_end),
-        before=[b.text for b in hit.before], after=[a.text for a in hit.after],
+        chunk_id=c.id,
+        text=c.text,
+        score=hit.score,
+        file_id=c.file_id,
+        file_name=c.file_name,
+        file_type=c.file_type,
+        kb_id=c.kb_id,
+        page=c.page,
+        heading_path=list(c.heading_path),
+        ordinal=c.ordinal,
+        char_start=c.char_start,
+        char_end=c.char_end,
+        tags=list(c.tags),
+        citation=Citation(
+            file_id=c.file_id,
+            file_name=c.file_name,
+            page=c.page,
+            chunk_id=c.id,
+            ordinal=c.ordinal,
+            heading_path=list(c.heading_path),
+            char_start=c.char_start,
+            char_end=c.char_end,
+        ),
+        before=[b.text for b in hit.before],
+        after=[a.text for a in hit.after],
     )
 
 
-async def run_search(services: Services, principal: Principal, body: SearchBody, kb_ids: list[str] | None) -> list[SearchResult]:
+async def run_search(
+    services: Services, principal: Principal, body: SearchBody, kb_ids: list[str] | None
+) -> list[SearchResult]:
     filters = SearchFilters(
         workspace_id=principal.workspace_id,  # from the token, never from the request
         kb_ids=_scoped_kbs(principal, kb_ids),
         file_ids=tuple(body.file_ids) if body.file_ids is not None else None,
         file_types=tuple(t.lower().lstrip(".") for t in body.file_types) if body.file_types is not None else None,
         tags=tuple(body.tags) if body.tags is not None else None,
-        page_from=body.page_from, page_to=body.page_to,
-        created_after=body.created_after, created_before=body.created_before,
+        page_from=body.page_from,
+        page_to=body.page_to,
+        created_after=body.created_after,
+        created_before=body.created_before,
     )
-    hits = await services.retriever.retrieve(SearchRequest(
-        query=body.query, filters=filters, top_k=body.top_k, mode=body.mode, fusion=body.fusion, neighbors=body.neighbors,
-    ))
+    hits = await services.retriever.retrieve(
+        SearchRequest(
+            query=body.query,
+            filters=filters,
+            top_k=body.top_k,
+            mode=body.mode,
+            fusion=body.fusion,
+            neighbors=body.neighbors,
+        )
+    )
     return [to_result(h) for h in hits]
 
 
@@ -60,7 +89,9 @@ class SearchController(Controller):
         return ok(await run_search(services, principal, data, data.kb_ids))
 
     @post("/knowledge-bases/{kb_id:str}/search", opt=VIEWER, status_code=200, summary="Search one knowledge base")
-    async def search_kb(self, kb_id: str, data: SearchBody, services: Services, principal: Principal) -> Envelope[list[SearchResult]]:
+    async def search_kb(
+        self, kb_id: str, data: SearchBody, services: Services, principal: Principal
+    ) -> Envelope[list[SearchResult]]:
         await services.knowledge.get_kb(principal.workspace_id, kb_id)
         if not principal.allows_kb(kb_id):
             from engine.errors import NotFound

@@ -75,9 +75,13 @@ class AgentService:
     # -- definitions -----------------------------------------------------------------------------
 
     async def _check_kbs(self, session: AsyncSession, workspace_id: str, kb_ids: Sequence[str]) -> None:
-        found = set(await session.scalars(
-            select(KnowledgeBase.id).where(KnowledgeBase.workspace_id == workspace_id, KnowledgeBase.id.in_(list(kb_ids)))
-        ))
+        found = set(
+            await session.scalars(
+                select(KnowledgeBase.id).where(
+                    KnowledgeBase.workspace_id == workspace_id, KnowledgeBase.id.in_(list(kb_ids))
+                )
+            )
+        )
         missing = [kb for kb in kb_ids if kb not in found]
         if missing:
             raise InvalidInput(f"unknown knowledge base: {missing[0]}")
@@ -152,9 +156,15 @@ class AgentService:
 
     def spec_of(self, agent: AgentInfo, kb_ids: Sequence[str]) -> AgentSpec:
         return AgentSpec(
-            name=agent.name, model=agent.model, instructions=agent.instructions, tools=tuple(agent.tools),
-            kb_ids=tuple(kb_ids), max_steps=agent.max_steps, max_tokens=agent.max_tokens,
-            timeout_s=agent.timeout_s, temperature=agent.temperature,
+            name=agent.name,
+            model=agent.model,
+            instructions=agent.instructions,
+            tools=tuple(agent.tools),
+            kb_ids=tuple(kb_ids),
+            max_steps=agent.max_steps,
+            max_tokens=agent.max_tokens,
+            timeout_s=agent.timeout_s,
+            temperature=agent.temperature,
         )
 
     async def start_run(
@@ -175,7 +185,16 @@ class AgentService:
         spec = self.spec_of(agent, kb_ids)
         tools = build_tools(spec, searcher=self.retriever, http_fetch_enabled=agent.http_fetch_enabled)
         return await self.runs.start(
-            spec, model=self.model_client(), tools=tools, user_input=user_input, workspace_id=principal.workspace_id,
-            history=history, kind=kind, agent_id=agent.id, session_id=session_id, trigger_id=trigger_id,
-            kb_ids=kb_ids, hooks=hooks,
+            spec,
+            model=self.model_client(),
+            tools=tools,
+            user_input=user_input,
+            workspace_id=principal.workspace_id,
+            history=history,
+            kind=kind,
+            agent_id=agent.id,
+            session_id=session_id,
+            trigger_id=trigger_id,
+            kb_ids=kb_ids,
+            hooks=hooks,
         )

@@ -39,8 +39,14 @@ class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def of(cls, row: ChatSession) -> SessionInfo:
-        return cls(id=row.id, agent_id=row.agent_id, title=row.title, kb_ids=list(row.kb_ids or []),
-                   created_at=row.created_at, updated_at=row.updated_at)
+        return cls(
+            id=row.id,
+            agent_id=row.agent_id,
+            title=row.title,
+            kb_ids=list(row.kb_ids or []),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
 
 
 class MessageInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -53,8 +59,14 @@ class MessageInfo(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def of(cls, row: ChatMessage) -> MessageInfo:
-        return cls(id=row.id, role=row.role, content=row.content, run_id=row.run_id,
-                   citations=list(row.citations or []), created_at=row.created_at)
+        return cls(
+            id=row.id,
+            role=row.role,
+            content=row.content,
+            run_id=row.run_id,
+            citations=list(row.citations or []),
+            created_at=row.created_at,
+        )
 
 
 class ChatService:
@@ -66,9 +78,11 @@ class ChatService:
     async def _readable_kbs(self, principal: Principal, requested: Sequence[str] | None) -> list[str]:
         """Requested knowledge bases, checked; or every one the caller may read."""
         async with self.sessions() as session:
-            ids = list(await session.scalars(
-                select(KnowledgeBase.id).where(KnowledgeBase.workspace_id == principal.workspace_id)
-            ))
+            ids = list(
+                await session.scalars(
+                    select(KnowledgeBase.id).where(KnowledgeBase.workspace_id == principal.workspace_id)
+                )
+            )
         readable = [kb for kb in ids if principal.allows_kb(kb)]
         if requested is None:
             return readable
@@ -83,8 +97,9 @@ class ChatService:
         if agent_id is not None:
             await self.agents.get(principal, agent_id)
         kbs = await self._readable_kbs(principal, kb_ids) if kb_ids is not None else []
-        row = ChatSession(id=new_id("chat"), workspace_id=principal.workspace_id, agent_id=agent_id,
-                          title=title, kb_ids=kbs)
+        row = ChatSession(
+            id=new_id("chat"), workspace_id=principal.workspace_id, agent_id=agent_id, title=title, kb_ids=kbs
+        )
         async with self.sessions() as session:
             session.add(row)
             await session.commit()
@@ -104,8 +119,13 @@ class ChatService:
         where = ChatSession.workspace_id == principal.workspace_id
         async with self.sessions() as session:
             total = await session.scalar(select(func.count()).select_from(ChatSession).where(where)) or 0
-            rows = await session.scalars(select(ChatSession).where(where).order_by(ChatSession.updated_at.desc())
-                                         .offset((page - 1) * limit).limit(limit))
+            rows = await session.scalars(
+                select(ChatSession)
+                .where(where)
+                .order_by(ChatSession.updated_at.desc())
+                .offset((page - 1) * limit)
+                .limit(limit)
+            )
             return Page(items=[SessionInfo.of(r) for r in rows], page=page, limit=limit, total=total)
 
     async def delete_session(self, principal: Principal, session_id: str) -> None:
@@ -118,15 +138,20 @@ class ChatService:
             await self._session(session, principal, session_id)
             where = ChatMessage.session_id == session_id
             total = await session.scalar(select(func.count()).select_from(ChatMessage).where(where)) or 0
-            rows = await session.scalars(select(ChatMessage).where(where).order_by(ChatMessage.id)
-                                         .offset((page - 1) * limit).limit(limit))
+            rows = await session.scalars(
+                select(ChatMessage).where(where).order_by(ChatMessage.id).offset((page - 1) * limit).limit(limit)
+            )
             return Page(items=[MessageInfo.of(r) for r in rows], page=page, limit=limit, total=total)
 
     async def _history(self, session: AsyncSession, session_id: str) -> list[Message]:
-        rows = list(await session.scalars(
-            select(ChatMessage).where(ChatMessage.session_id == session_id)
-            .order_by(ChatMessage.id.desc()).limit(MAX_HISTORY_MESSAGES)
-        ))
+        rows = list(
+            await session.scalars(
+                select(ChatMessage)
+                .where(ChatMessage.session_id == session_id)
+                .order_by(ChatMessage.id.desc())
+                .limit(MAX_HISTORY_MESSAGES)
+            )
+        )
         return [Message(role="user" if r.role == "user" else "assistant", content=r.content) for r in reversed(rows)]
 
     async def post_message(self, principal: Principal, session_id: str, content: str) -> str:
@@ -144,16 +169,29 @@ class ChatService:
             agent_id, kb_ids = chat.agent_id, list(chat.kb_ids or [])
         hook = self._store_answer(session_id)
         if agent_id is not None:
-            return await self.agents.start_run(principal, agent_id, content, kind="chat", history=history,
-                                               session_id=session_id, hooks=[hook])
+            return await self.agents.start_run(
+                principal, agent_id, content, kind="chat", history=history, session_id=session_id, hooks=[hook]
+            )
         kbs = tuple(await self._readable_kbs(principal, kb_ids or None))
-        spec = AgentSpec(name="assistant", model=self.agents.settings.default_model,
-                         instructions=ASSISTANT_INSTRUCTIONS, tools=(KNOWLEDGE_SEARCH,), kb_ids=kbs)
+        spec = AgentSpec(
+            name="assistant",
+            model=self.agents.settings.default_model,
+            instructions=ASSISTANT_INSTRUCTIONS,
+            tools=(KNOWLEDGE_SEARCH,),
+            kb_ids=kbs,
+        )
         tools = build_tools(spec, searcher=self.agents.retriever)
         return await self.agents.runs.start(
-            spec, model=self.agents.model_client(), tools=tools, user_input=content,
-            workspace_id=principal.workspace_id, history=history, kind="chat", session_id=session_id,
-            kb_ids=kbs, hooks=[hook],
+            spec,
+            model=self.agents.model_client(),
+            tools=tools,
+            user_input=content,
+            workspace_id=principal.workspace_id,
+            history=history,
+            kind="chat",
+            session_id=session_id,
+            kb_ids=kbs,
+            hooks=[hook],
         )
 
     def _store_answer(self, session_id: str) -> Any:
@@ -165,8 +203,15 @@ class ChatService:
             async with self.sessions() as session:
                 if await session.get(ChatSession, session_id) is None:
                     return  # the session was deleted meanwhile
-                session.add(ChatMessage(session_id=session_id, role="assistant", content=record.output,
-                                        run_id=record.id, citations=citations))
+                session.add(
+                    ChatMessage(
+                        session_id=session_id,
+                        role="assistant",
+                        content=record.output,
+                        run_id=record.id,
+                        citations=citations,
+                    )
+                )
                 await session.commit()
 
         return hook

@@ -34,14 +34,25 @@ class ExecutionService:
         session_id: str | None = None,
     ) -> Page[RunRecord]:
         where = [Run.workspace_id == principal.workspace_id]
-        for column, value in ((Run.agent_id, agent_id), (Run.status, status), (Run.kind, kind),
-                              (Run.session_id, session_id)):
+        for column, value in (
+            (Run.agent_id, agent_id),
+            (Run.status, status),
+            (Run.kind, kind),
+            (Run.session_id, session_id),
+        ):
             if value is not None:
                 where.append(column == value)
         async with self.sessions() as session:
             total = await session.scalar(select(func.count()).select_from(Run).where(*where)) or 0
-            ids = list(await session.scalars(select(Run.id).where(*where).order_by(Run.started_at.desc(), Run.id)
-                                             .offset((page - 1) * limit).limit(limit)))
+            ids = list(
+                await session.scalars(
+                    select(Run.id)
+                    .where(*where)
+                    .order_by(Run.started_at.desc(), Run.id)
+                    .offset((page - 1) * limit)
+                    .limit(limit)
+                )
+            )
         records = [await self.runs.get(run_id) for run_id in ids]  # live runs show their current state
         return Page(items=records, page=page, limit=limit, total=total)
 
