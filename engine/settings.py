@@ -77,6 +77,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _decode(kind: type, value: Any) -> Any:
-    if kind is Path and isinstance(value, str):
+    if kind is Path and isinstance(value, (str, Path)):
         return Path(value)
     raise NotImplementedError(f"cannot read {kind} from the environment")
