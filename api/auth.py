@@ -15,6 +15,7 @@ from typing import Any
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.enums import RequestEncodingType
+from litestar.exceptions import ClientException
 from litestar.handlers.base import BaseRouteHandler
 
 from api.services.access import AccessService, NotAuthenticated, Principal
@@ -102,9 +103,9 @@ async def check_json_body(request: Request[Any, Any, Any]) -> None:
     try:
         body.decode("utf-8")
     except UnicodeDecodeError:
-        raise InvalidInput("the request body is not valid UTF-8", code="bad_request") from None
+        raise ClientException("the request body is not valid UTF-8") from None  # 400: unreadable, like bad JSON
     if b"\x00" in body or _NUL_ESCAPE.search(body):
-        raise InvalidInput("strings must not contain NUL characters (\\u0000)", code="bad_request")
+        raise InvalidInput("strings must not contain NUL characters (\\u0000)")
 
 
 def provide_principal(request: Any) -> Principal:

@@ -69,6 +69,21 @@ class World:
     def new_token(self, owner: str) -> str:
         return self.created(self.call(owner, "POST", "/api/v1/tokens", json={"name": unique("tok")}))
 
+    def new_agent(self) -> str:
+        return self.created(self.call("admin", "POST", "/api/v1/agents", json={"name": unique("agent")}))
+
+    def new_session(self, owner: str) -> str:
+        return self.created(self.call(owner, "POST", "/api/v1/chat/sessions", json={"title": unique("chat")}))
+
+    def new_run(self, owner: str) -> str:
+        """A finished assistant run (the built-in extractive model needs no provider)."""
+        started = self.call(owner, "POST", "/api/v1/assistant/messages", json={"message": "llama census"})
+        assert started.status_code == 202, started.text
+        run_id = str(started.json()["data"]["run_id"])
+        self.first_ids |= {run_id, str(started.json()["data"]["session_id"])}
+        assert self.call(owner, "GET", f"/api/v1/executions/{run_id}/stream").status_code == 200  # ends with the run
+        return run_id
+
     def new_workspace(self) -> str:
         """A workspace where the viewer, editor and admin hold their roles (deleting it harms nothing)."""
         ws = self.created(self.call("admin", "POST", "/api/v1/workspaces", json={"name": unique("ws")}))
@@ -103,6 +118,9 @@ PARAMS: dict[str, Builder] = {
     # members manage their own tokens; anonymous and the outsider aim at the first workspace admin's
     "token_id": lambda w, caller, p: w.new_token(caller if caller in ROLES else "admin"),
     "workspace_id": lambda w, caller, p: w.new_workspace(),
+    "agent_id": lambda w, caller, p: w.new_agent(),
+    "session_id": lambda w, caller, p: w.new_session(caller if caller in ROLES else "admin"),
+    "run_id": lambda w, caller, p: w.new_run(caller if caller in ROLES else "admin"),
     "user_id": lambda w, caller, p: w.new_member(p["workspace_id"]),
 }
 
@@ -141,6 +159,9 @@ def admin(send: Builder | None = None) -> Row:
 
 
 SEARCH = json_body(lambda w, p: {"query": "llama census", "top_k": 5})
+RUN = json_body(lambda w, p: {"input": "llama census"})
+MESSAGE = json_body(lambda w, p: {"content": "how many llamas?"})
+ASK = json_body(lambda w, p: {"message": "how many llamas?"})
 
 ROUTES: dict[tuple[str, str], Row] = {
     ("GET", "/health"): PUBLIC,
@@ -183,6 +204,30 @@ ROUTES: dict[tuple[str, str], Row] = {
         json_body(lambda w, p: {"user_id": w.new_user(), "role": "viewer"})),
     ("PATCH", "/api/v1/workspaces/{workspace_id}/members/{user_id}"): admin(json_body(lambda w, p: {"role": "editor"})),
     ("DELETE", "/api/v1/workspaces/{workspace_id}/members/{user_id}"): admin(),
+    # agents and their runs
+    ("POST", "/api/v1/agents"): editor(named("agent")),
+    ("GET", "/api/v1/agents"): viewer(),
+    ("GET", "/api/v1/agents/{agent_id}"): viewer(),
+    ("PATCH", "/api/v1/agents/{agent_id}"): editor(named("agent")),
+    ("DELETE", "/api/v1/agents/{agent_id}"): editor(),
+    ("POST", "/api/v1/agents/{agent_id}/run"): viewer(RUN),
+    ("POST", "/api/v1/agents/{agent_id}/run/stream"): viewer(RUN),
+    # chat sessions and the assistant
+    ("POST", "/api/v1/chat/sessions"): viewer(json_body(lambda w, p: {"title": unique("chat")})),
+    ("GET", "/api/v1/chat/sessions"): viewer(),
+    ("GET", "/api/v1/chat/sessions/{session_id}"): viewer(),
+    ("DELETE", "/api/v1/chat/sessions/{session_id}"): viewer(),
+    ("GET", "/api/v1/chat/sessions/{session_id}/messages"): viewer(),
+    ("POST", "/api/v1/chat/sessions/{session_id}/messages"): viewer(MESSAGE),
+    ("POST", "/api/v1/chat/sessions/{session_id}/messages/stream"): viewer(MESSAGE),
+    ("POST", "/api/v1/assistant/chat"): viewer(ASK),
+    ("POST", "/api/v1/assistant/messages"): viewer(ASK),
+    # executions (runs)
+    ("GET", "/api/v1/executions"): viewer(),
+    ("GET", "/api/v1/executions/{run_id}"): viewer(),
+    ("GET", "/api/v1/executions/{run_id}/events"): viewer(),
+    ("GET", "/api/v1/executions/{run_id}/stream"): viewer(),
+    ("POST", "/api/v1/executions/{run_id}/cancel"): viewer(),
 }
 
 FRAMEWORK_METHODS = {"OPTIONS", "HEAD"}  # Litestar adds OPTIONS to every path itself

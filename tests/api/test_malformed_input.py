@@ -1,0 +1,120 @@
+"""Hostile bodies on every JSON route: always a 4xx with the error envelope, never a 500.
+
+The JSON routes are discovered from the app's route table (handlers with a JSON ``data`` body), so a
+new route is covered the day it is added. Each body below is sent as the workspace admin.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from litestar.routes import HTTPRoute
+
+from api.auth import takes_json_body
+from tests.api.conftest import Api, make_settings, open_api
+
+DEEP = 100_000
+DIGITS = "9" * 5000
+HOSTILE: dict[str, bytes] = {
+    "array nested 100k deep": b"[" * DEEP + b"]" * DEEP,
+    "object nested 100k deep": b'{"a":' * DEEP + b"1" + b"}" * DEEP,
+    "nested inside a field": b'{"name":' + b"[" * DEEP + b"]" * DEEP + b"}",
+    "5000-digit integer": f'{{"name": {DIGITS}, "query": {DIGITS}, "top_k": {DIGITS}, "role": {DIGITS}}}'.encode(),
+    "5000-digit float": f'{{"top_k": {DIGITS}.5e999, "expires_at": 1e99999}}'.encode(),
+    "5000-digit top level": DIGITS.encode(),
+    "NUL in strings": b'{"name": "a\\u0000b", "query": "a\\u0000b", "input": "a\\u0000b", "message": "\\u0000"}',
+    "raw NUL byte": b'{"name": "a\x00b"}',
+    "wrong types": b'{"name": ["x"], "query": {"a": 1}, "role": 7, "kb_ids": "kb", "top_k": "ten", "user_id": 1}',
+    "array instead of object": b'[{"name": "x", "query": "x"}]',
+    "string instead of object": b'"name"',
+    "null body": b"null",
+    "invalid UTF-8": b'{"name": "\xff\xfe\xfd", "query": "\xc3\x28"}',
+    "overlong UTF-8 NUL": b'{"name": "a\xc0\x80b"}',
+    "lone surrogate escape": b'{"name": "\\ud800", "query": "\\udfff"}',
+    "empty body": b"",
+    "truncated JSON": b'{"name": "x", "query": ',
+    "duplicate keys with junk": b'{"name": "x", "name": {"$gt": ""}}',
+    "unknown server-owned fields": b'{"name": "x", "query": "x", "workspace_id": "ws_x", "secret_hash": "0"}',
+}
+WRONG_CONTENT_TYPES = ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None]
+
+
+def json_routes(app: Any) -> list[tuple[str, str]]:
+    """(method, path template) of every handler that decodes a JSON body."""
+    found = set()
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            if takes_json_body(handler):
+                found |= {(m, route.path) for m in handler.http_methods}
+    return sorted(found)
+
+
+def concrete(path: str, workspace_id: str) -> str:
+    """Fill path parameters: the caller's workspace (so the guard lets the body through), else a dummy id."""
+    path = re.sub(r"\{workspace_id(?::[^}]*)?\}", workspace_id, path)
+    return re.sub(r"\{(\w+)(?::[^}]*)?\}", lambda m: f"{m.group(1).split('_')[0]}_000000000000000000000000", path)
+
+
+@pytest.fixture(scope="module")
+def admin(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[Api]:
+    settings = make_settings(tmp_path_factory.mktemp("malformed") / "data", rate_limit_per_minute=1_000_000)
+    with open_api(settings, embedder) as api:
+        yield api
+
+
+def assert_error_envelope(response: Any, where: str) -> None:
+    assert 400 <= response.status_code < 500, f"{where}: {response.status_code} {response.text[:300]}"
+    body = response.json()
+    assert body["data"] is None and body["error"] and body["message"] and body["code"], where
+    assert "Traceback" not in response.text and "/work/" not in response.text, where
+
+
+def test_there_are_json_routes_to_check(admin: Api) -> None:
+    routes = json_routes(admin.client.app)
+    assert ("POST", "/api/v1/tokens") in routes and ("POST", "/api/v1/search") in routes
+    assert not any(path.endswith("/files") for _, path in routes)  # multipart upload is not JSON
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_bodies_are_4xx_on_every_json_route(admin: Api, case: str) -> None:
+    workspace_id = admin.request("GET", "/api/v1/me").json()["data"]["workspace_id"]
+    for method, path in json_routes(admin.client.app):
+        url = concrete(path, workspace_id)
+        response = admin.request(method, url, content=HOSTILE[case], headers={"Content-Type": "application/json"})
+        assert_error_envelope(response, f"{case}: {method} {url}")
+
+
+def test_wrong_content_type_is_415_on_every_json_route(admin: Api) -> None:
+    workspace_id = admin.request("GET", "/api/v1/me").json()["data"]["workspace_id"]
+    valid_looking = b'{"name": "x", "query": "x"}'
+    for method, path in json_routes(admin.client.app):
+        url = concrete(path, workspace_id)
+        for content_type in WRONG_CONTENT_TYPES:
+            headers = {"Content-Type": content_type} if content_type else {}
+            response = admin.request(method, url, content=valid_looking, headers=headers)
+            assert_error_envelope(response, f"{content_type}: {method} {url}")
+            assert response.status_code == 415, f"{content_type}: {method} {url}: {response.text[:200]}"
+
+
+def test_specific_answers(admin: Api) -> None:
+    """The common cases get the precise status: 400 unreadable, 415 wrong type, 422 schema violations."""
+    def post(body: bytes, content_type: str = "application/json") -> Any:
+        return admin.request("POST", "/api/v1/tokens", content=body, headers={"Content-Type": content_type})
+
+    assert post(HOSTILE["array nested 100k deep"]).status_code == 400
+    assert post(HOSTILE["invalid UTF-8"]).status_code == 400
+    assert post(b"").status_code == 400
+    assert post(b'{"name": ').status_code == 400
+    nul = post(b'{"name": "a\\u0000"}')
+    assert nul.status_code in (400, 422) and "NUL" in nul.json()["message"]
+    assert post(b'{"name": "x", "secret_hash": "0"}').status_code == 422
+    assert post(b'{"name": 5}').status_code == 422
+    assert post(b"[]").status_code == 422
+    assert post(b'{"name": "x"}', "text/plain").status_code == 415
+    assert post(b'{"name": "x"}', "application/json; charset=utf-8").status_code == 201
+    assert post(b'{"name": "escaped \\\\u0000 is just text"}').status_code == 201
