@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import engine  # noqa: E402,F401
-from api.container import build_services  # noqa: E402
-from engine.db.models import File  # noqa: E402
-from engine.settings import Settings  # noqa: E402
+import engine  # noqa: F401
+from api.container import build_services
+from engine.db.models import File
+from engine.settings import Settings
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact" / "corpus.jsonl"
 
@@ -40,7 +40,6 @@ def scifact_docs(limit: int) -> list[tuple[str, str]]:
 
 
 def pdf_from_scifact(pages: int) -> bytes:
-    from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import getSampleStyleSheet
     from reportlab.platypus import PageBreak, Paragraph, SimpleDocTemplate
 

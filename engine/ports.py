@@ -53,6 +53,10 @@ class VectorStore(Protocol):
 
     async def delete_kb(self, workspace_id: str, kb_id: str) -> None: ...
 
+    async def purge_files(self, file_ids: Sequence[str]) -> None:
+        """Delete every point of these files in any workspace (crash-recovery sweep of orphans only)."""
+        ...
+
     async def file_ids(self) -> set[str]:
         """Every file id that has at least one point (for orphan sweeps after a crash)."""
         ...

@@ -96,9 +96,10 @@ class IngestWorker:
             )
             await session.commit()
             known = set(await session.scalars(select(File.id)))
-        for orphan in await self.store.file_ids() - known:
-            # the workspace is unknown once the row is gone; ids are globally unique, so scope by file id
-            await self.store.delete_file("*", orphan)
+        orphans = await self.store.file_ids() - known
+        if orphans:
+            log.warning("removing points of %d files unknown to the metadata store", len(orphans))
+            await self.store.purge_files(sorted(orphans))
         await anyio.to_thread.run_sync(self.blobs.clean_tmp)
 
     def start(self) -> None:

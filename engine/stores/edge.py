@@ -120,6 +120,12 @@ class EdgeVectorStore:
         target = [*workspace_conditions(workspace_id, published_only=False), MatchCondition("kb_id", (kb_id,))]
         await self._write(lambda: qe.UpdateOperation.delete_points_by_filter(_edge_filter(target)))
 
+    async def purge_files(self, file_ids: Sequence[str]) -> None:
+        """Delete every point of these files whatever their workspace (orphans after a crash)."""
+        if file_ids:
+            target = _edge_filter([MatchCondition("file_id", tuple(file_ids))])
+            await self._write(lambda: qe.UpdateOperation.delete_points_by_filter(target))
+
     async def file_ids(self) -> set[str]:
         """Every file id with at least one point, published or not, across all workspaces."""
         return await self._read(self._file_ids_sync)

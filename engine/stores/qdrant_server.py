@@ -144,6 +144,11 @@ class QdrantServerVectorStore:
             [*workspace_conditions(workspace_id, published_only=False), MatchCondition("kb_id", (kb_id,))]
         )
 
+    async def purge_files(self, file_ids: Sequence[str]) -> None:
+        """Delete every point of these files whatever their workspace (orphans after a crash)."""
+        if file_ids:
+            await self._delete([MatchCondition("file_id", tuple(file_ids))])
+
     async def file_ids(self) -> set[str]:
         """Every file id with at least one point, published or not, across all workspaces."""
         total = await self._call(self._client.count, collection_name=self.collection, exact=True)

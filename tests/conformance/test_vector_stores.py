@@ -242,6 +242,18 @@ async def test_delete_file_removes_one_file_of_one_workspace(
     )
 
 
+async def test_purge_files_removes_orphans_in_any_workspace(
+    fresh_store: VectorStore, corpus: list[VectorPoint]
+) -> None:
+    b_file = next(f for ws, f in file_ids_of(corpus) if ws == WS_B)
+    await fresh_store.purge_files(["file-a-pdf", b_file])
+    assert await fresh_store.file_ids() == {f for _, f in file_ids_of(corpus)} - {"file-a-pdf", b_file}
+    await fresh_store.purge_files([])  # nothing to do, nothing deleted
+    assert await fresh_store.count(SearchFilters(workspace_id=WS_A)) == sum(
+        p.chunk.workspace_id == WS_A and p.chunk.file_id != "file-a-pdf" for p in corpus
+    )
+
+
 async def test_delete_kb_removes_one_kb_of_one_workspace(fresh_store: VectorStore, corpus: list[VectorPoint]) -> None:
     await fresh_store.delete_kb(WS_A, "kb-1")
     assert await fresh_store.count(SearchFilters(workspace_id=WS_A, kb_ids=("kb-1",))) == 0
