@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Literal
 
 import msgspec
 
@@ -12,6 +13,12 @@ from engine.ports import Embedder, Reranker, SparseEncoder, VectorStore
 from engine.types import ChunkRecord, Fusion, ScoredChunk, SearchFilters, SearchMode, SparseVector, VectorQuery
 
 MAX_QUERY_CHARS = 4000
+# group_by="file" asks the store for this many chunks per wanted file, then keeps each file's best chunk.
+# A file that owns many of the top chunks (a long document on the query's topic) can still leave fewer
+# than top_k distinct files; 4 keeps that rare on real corpora while a query stays one store call.
+GROUP_OVERFETCH = 4
+
+GroupBy = Literal["chunk", "file"]
 
 
 class SearchRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -23,6 +30,7 @@ class SearchRequest(msgspec.Struct, frozen=True, kw_only=True):
     mode: SearchMode = "hybrid"
     fusion: Fusion = "dbsf"
     neighbors: int = 0  # chunks of context on each side of every hit
+    group_by: GroupBy = "chunk"  # "file": one hit per file, its best chunk, files ranked by that chunk
 
 
 class SearchHit(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,20 +79,22 @@ class Retriever:
         dense, sparse = await self._vectors(query, request.mode)
         if request.mode != "dense" and sparse is not None and not sparse.indices and dense is None:
             return []  # nothing but stop words / punctuation: BM25 has no terms to match
+        limit = top_k if request.group_by == "chunk" else top_k * GROUP_OVERFETCH
         vector_query = VectorQuery(
             mode=request.mode,
             filters=request.filters,
-            limit=top_k,
+            limit=limit,
             dense=dense,
             sparse=sparse if sparse is None or sparse.indices else None,
             fusion=request.fusion,
-            prefetch_limit=max(100, top_k * 4),
+            prefetch_limit=max(100, limit * 2),
         )
         if vector_query.mode == "hybrid" and vector_query.sparse is None:
             vector_query = msgspec.structs.replace(vector_query, mode="dense")
         scored = await self.store.search(vector_query)
         if self.reranker is not None:
-            scored = (await self.reranker.rerank(query, scored))[:top_k]
+            scored = await self.reranker.rerank(query, scored)
+        scored = (best_chunk_per_file(scored) if request.group_by == "file" else scored)[:top_k]
         if request.neighbors <= 0:
             return [SearchHit(chunk=s.chunk, score=s.score) for s in scored]
         return list(await asyncio.gather(*(self._with_neighbors(s, request.neighbors) for s in scored)))
@@ -107,3 +117,14 @@ class Retriever:
             query=query, filters=SearchFilters(workspace_id=workspace_id, kb_ids=tuple(kb_ids)), top_k=top_k
         )
         return [ScoredChunk(chunk=h.chunk, score=h.score) for h in await self.retrieve(request)]
+
+
+def best_chunk_per_file(scored: Sequence[ScoredChunk]) -> list[ScoredChunk]:
+    """Keep the first (best) chunk of every file from a best-first list: files ranked by their best chunk."""
+    seen: set[str] = set()
+    best: list[ScoredChunk] = []
+    for hit in scored:
+        if hit.chunk.file_id not in seen:
+            seen.add(hit.chunk.file_id)
+            best.append(hit)
+    return best

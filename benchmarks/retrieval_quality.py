@@ -1,0 +1,153 @@
+"""SciFact retrieval quality through the real pipeline: nDCG@10, recall@100, MRR@10 and latency per mode.
+
+The corpus is uploaded as one Markdown file per abstract and ingested by the ingest worker (the chunking,
+embedding and storage users get) into a data directory that later runs reuse. Each mode is then run one
+query at a time through ``Retriever.retrieve`` with ``group_by="file"`` (a document ranks by its best
+chunk) and the hits are mapped back to documents by file name.
+
+    RAGLINE_TORCH_THREADS=2 .venv/bin/python benchmarks/retrieval_quality.py [--split train] [--reingest]
+
+Tune only with ``--split train``; report ``--split test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import msgspec
+
+import engine  # noqa: F401  (offline environment and thread limits before numpy/torch)
+from benchmarks._scifact import Ingested, SciFact, load, mrr_at, ndcg_at, open_ingested, recall_at, unique_docs
+from engine.retrieval import SearchRequest
+from engine.settings import Settings
+from engine.types import SearchFilters
+
+# name -> SearchRequest fields; "default" is whatever SearchRequest defaults to for hybrid search.
+MODES: dict[str, dict[str, Any]] = {
+    "dense": {"mode": "dense"},
+    "sparse": {"mode": "sparse"},
+    "hybrid_rrf": {"mode": "hybrid", "fusion": "rrf"},
+    "hybrid_dbsf": {"mode": "hybrid", "fusion": "dbsf"},
+    "hybrid_default": {},
+}
+
+
+TUNABLE = ("mode", "fusion", "group_by")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--split", choices=("test", "train"), default="test")
+    parser.add_argument("--data-dir", type=Path, default=None, help="default /tmp/ragline-scifact-{tokens}-{overlap}")
+    parser.add_argument("--reingest", action="store_true", help="drop the data dir and ingest again")
+    parser.add_argument("--chunk-tokens", type=int, default=None, help="default: RAGLINE_CHUNK_TOKENS or 200")
+    parser.add_argument("--chunk-overlap", type=int, default=None, help="default: RAGLINE_CHUNK_OVERLAP or 40")
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ", ".join(MODES))
+    parser.add_argument("--max-queries", type=int, default=0, help="evaluate only the first N queries (0: all)")
+    parser.add_argument(
+        "--ingest-budget-s", type=float, default=None,
+        help="stop ingesting after this long and evaluate the documents ingested so far (resumed next run)",
+    )
+    parser.add_argument("--tune", action="store_true", help="grid-search fusion settings offline (use --split train)")
+    parser.add_argument("--json-out", type=Path, default=None, help="also write the JSON result here")
+    return parser.parse_args(argv)
+
+
+def settings_for(args: argparse.Namespace) -> Settings:
+    base = Settings.from_env()
+    tokens = args.chunk_tokens or base.chunk_tokens
+    overlap = base.chunk_overlap if args.chunk_overlap is None else args.chunk_overlap
+    data_dir = args.data_dir or Path(f"/tmp/ragline-scifact-{tokens}-{overlap}")
+    return msgspec.structs.replace(base, data_dir=data_dir, chunk_tokens=tokens, chunk_overlap=overlap)
+
+
+async def evaluate(ingested: Ingested, data: SciFact, fields: dict[str, Any], max_queries: int) -> dict[str, float]:
+    """Run every query once (after two warm-up queries) and average the metrics over queries."""
+    retriever = ingested.services.retriever
+    filters = SearchFilters(workspace_id=ingested.workspace_id, kb_ids=(ingested.kb_id,))
+    query_ids = evaluable(data, ingested)[: max_queries or None]
+    for qid in query_ids[:2]:
+        await retriever.retrieve(SearchRequest(query=data.queries[qid], filters=filters, top_k=100, group_by="file"))
+    ndcg, recall, mrr, latency = [], [], [], []
+    for qid in query_ids:
+        request = SearchRequest(query=data.queries[qid], filters=filters, top_k=100, group_by="file", **fields)
+        started = time.perf_counter()
+        hits = await retriever.retrieve(request)
+        latency.append((time.perf_counter() - started) * 1000)
+        ranked = unique_docs(hit.chunk.file_name for hit in hits)
+        relevant = data.qrels[qid]
+        ndcg.append(ndcg_at(ranked, relevant, 10))
+        recall.append(recall_at(ranked, relevant, 100))
+        mrr.append(mrr_at(ranked, relevant, 10))
+    return {
+        "ndcg@10": round(statistics.fmean(ndcg), 4),
+        "recall@100": round(statistics.fmean(recall), 4),
+        "mrr@10": round(statistics.fmean(mrr), 4),
+        "latency_p50_ms": round(statistics.median(latency), 1),
+        "latency_p95_ms": round(sorted(latency)[int(0.95 * (len(latency) - 1))], 1),
+        "queries": len(query_ids),
+    }
+
+
+def evaluable(data: SciFact, ingested: Ingested) -> list[str]:
+    """Queries whose relevant documents are all searchable (all queries once the ingest is complete)."""
+    return [qid for qid in sorted(data.queries, key=int) if set(data.qrels[qid]) <= ingested.ready]
+
+
+def table(results: dict[str, dict[str, float]]) -> str:
+    lines = [f"{'mode':<16} {'nDCG@10':>8} {'R@100':>7} {'MRR@10':>7} {'p50 ms':>7}"]
+    for name, r in results.items():
+        lines.append(
+            f"{name:<16} {r['ndcg@10']:>8.4f} {r['recall@100']:>7.4f} {r['mrr@10']:>7.4f} {r['latency_p50_ms']:>7.1f}"
+        )
+    return "\n".join(lines)
+
+
+async def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    settings = settings_for(args)
+    data = load(args.split)
+    ingested = await open_ingested(settings, data.corpus, reingest=args.reingest, budget_s=args.ingest_budget_s)
+    try:
+        chunks = await ingested.services.store.count(SearchFilters(workspace_id=ingested.workspace_id))
+        if args.tune:
+            from benchmarks._scifact import tune
+
+            return await tune(ingested, data, evaluable(data, ingested)[: args.max_queries or None])
+        results = {}
+        for name in args.modes.split(","):
+            results[name] = await evaluate(ingested, data, MODES[name], args.max_queries)
+    finally:
+        await ingested.services.close()
+    defaults = SearchRequest(query="x", filters=SearchFilters(workspace_id="x"))
+    report = {
+        "dataset": "scifact",
+        "split": args.split,
+        "documents": len(data.corpus),
+        "documents_ingested": len(ingested.ready),
+        "complete": ingested.complete,  # false: a partial corpus (fewer distractors), not comparable to BEIR
+        "chunks": chunks,
+        "chunk_tokens": settings.chunk_tokens,
+        "chunk_overlap": settings.chunk_overlap,
+        "ingest_seconds": round(ingested.seconds, 1),
+        "default_hybrid": {f: getattr(defaults, f) for f in TUNABLE},
+        "results": results,
+    }
+    print(json.dumps(report))
+    print(table(results))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
