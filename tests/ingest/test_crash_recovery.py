@@ -9,13 +9,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
+import queue
 import random
 import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -39,23 +42,26 @@ def run_and_kill(data_dir: Path, token: str, seed: int, kill_after_s: float) -> 
         env={**os.environ, "RAGLINE_TORCH_THREADS": "1"},
     )
     assert proc.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True)  # type: ignore[union-attr]
+    reader.start()
     acked: list[str] = []
-    deadline = None
-    os.set_blocking(proc.stdout.fileno(), False)
-    buffer = ""
+    deadline: float | None = None
     while proc.poll() is None:
-        chunk = proc.stdout.read() or ""
-        buffer += chunk
-        *lines, buffer = buffer.split("\n")
-        for line in lines:
+        with contextlib.suppress(queue.Empty):
+            line = lines.get(timeout=0.02)
             if line.startswith("ACK "):
                 acked.append(line.split()[1])
                 deadline = deadline or time.monotonic() + kill_after_s
         if deadline and time.monotonic() >= deadline:
             proc.send_signal(signal.SIGKILL)
             break
-        time.sleep(0.02)
     proc.wait(timeout=30)
+    reader.join(timeout=5)
+    while not lines.empty():  # ACKs printed just before the kill still count
+        line = lines.get()
+        if line.startswith("ACK "):
+            acked.append(line.split()[1])
     return acked
 
 
