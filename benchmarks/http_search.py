@@ -1,0 +1,116 @@
+"""Search throughput through the HTTP API: a real `ragline serve`, 16 concurrent clients.
+
+    python benchmarks/http_search.py [--docs 1000] [--clients 16] [--seconds 20] [--modes dense,sparse,hybrid]
+
+Ingests the first N SciFact documents through the API, then runs SciFact test queries from
+concurrent clients for a fixed time per mode. Prints one JSON object and a short table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
+
+
+def load_docs(limit: int) -> list[tuple[str, str]]:
+    docs = []
+    with (SCIFACT / "corpus.jsonl").open() as fh:
+        for line in fh:
+            row = json.loads(line)
+            docs.append((row["_id"], f"# {row['title']}\n\n{row['text']}"))
+            if len(docs) >= limit:
+                break
+    return docs
+
+
+def load_queries() -> list[str]:
+    with (SCIFACT / "queries.jsonl").open() as fh:
+        return [json.loads(line)["text"] for line in fh]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def load(base: str, token: str, mode: str, queries: list[str], clients: int, seconds: float) -> dict[str, float]:
+    latencies: list[float] = []
+    errors = 0
+    stop = time.monotonic() + seconds
+
+    async def client(n: int) -> None:
+        nonlocal errors
+        async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
+            i = n
+            while time.monotonic() < stop:
+                started = time.perf_counter()
+                response = await http.post("/api/v1/search", json={"query": queries[i % len(queries)], "top_k": 10,
+                                                                   "mode": mode})
+                latencies.append((time.perf_counter() - started) * 1000)
+                errors += response.status_code != 200
+                i += clients
+
+    started = time.monotonic()
+    await asyncio.gather(*(client(n) for n in range(clients)))
+    wall = time.monotonic() - started
+    return {"requests": len(latencies), "errors": errors, "qps": round(len(latencies) / wall, 1),
+            "p50_ms": round(statistics.median(latencies), 1), "p95_ms": round(percentile(latencies, 0.95), 1),
+            "p99_ms": round(percentile(latencies, 0.99), 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--docs", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--modes", default="dense,sparse,hybrid")
+    args = parser.parse_args()
+    from tests.e2e.conftest import start_server, stop_server
+
+    with tempfile.TemporaryDirectory() as tmp:
+        token = "rl_" + secrets.token_urlsafe(32)
+        server = start_server(Path(tmp) / "data", {"RAGLINE_RATE_LIMIT_PER_MINUTE": "1000000",
+                                                   "RAGLINE_TORCH_THREADS": os.environ.get("RAGLINE_TORCH_THREADS", "2")},
+                              token)
+        try:
+            with httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+                kb = http.post("/api/v1/knowledge-bases", json={"name": "scifact"}).json()["data"]["id"]
+                docs = load_docs(args.docs)
+                for start in range(0, len(docs), 50):
+                    files = [("file", (f"{i}.md", text.encode())) for i, text in docs[start : start + 50]]
+                    assert http.post(f"/api/v1/knowledge-bases/{kb}/files", files=files).status_code == 201
+                while True:
+                    body = http.get(f"/api/v1/knowledge-bases/{kb}/files", params={"status": "ready", "limit": 1}).json()
+                    if body["pagination"]["total"] >= len(docs) - 5:
+                        break
+                    time.sleep(2)
+            queries = load_queries()
+            results = {"docs": args.docs, "clients": args.clients, "load_avg_1m": round(os.getloadavg()[0], 2)}
+            for mode in args.modes.split(","):
+                asyncio.run(load(server.base_url, token, mode, queries, args.clients, 3))  # warm-up
+                results[mode] = asyncio.run(load(server.base_url, token, mode, queries, args.clients, args.seconds))
+        finally:
+            stop_server(server)
+    print(json.dumps(results))
+    print(f"\n{'mode':<8}{'qps':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for mode in args.modes.split(","):
+        r = results[mode]
+        print(f"{mode:<8}{r['qps']:>8}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p99_ms']:>9}{r['errors']:>8}")
+
+
+if __name__ == "__main__":
+    main()
