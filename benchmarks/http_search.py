@@ -58,8 +58,9 @@ async def load(base: str, token: str, mode: str, queries: list[str], clients: in
             i = n
             while time.monotonic() < stop:
                 started = time.perf_counter()
-                response = await http.post("/api/v1/search", json={"query": queries[i % len(queries)], "top_k": 10,
-                                                                   "mode": mode})
+                response = await http.post(
+                    "/api/v1/search", json={"query": queries[i % len(queries)], "top_k": 10, "mode": mode}
+                )
                 latencies.append((time.perf_counter() - started) * 1000)
                 errors += response.status_code != 200
                 i += clients
@@ -67,9 +68,14 @@ async def load(base: str, token: str, mode: str, queries: list[str], clients: in
     started = time.monotonic()
     await asyncio.gather(*(client(n) for n in range(clients)))
     wall = time.monotonic() - started
-    return {"requests": len(latencies), "errors": errors, "qps": round(len(latencies) / wall, 1),
-            "p50_ms": round(statistics.median(latencies), 1), "p95_ms": round(percentile(latencies, 0.95), 1),
-            "p99_ms": round(percentile(latencies, 0.99), 1)}
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "qps": round(len(latencies) / wall, 1),
+        "p50_ms": round(statistics.median(latencies), 1),
+        "p95_ms": round(percentile(latencies, 0.95), 1),
+        "p99_ms": round(percentile(latencies, 0.99), 1),
+    }
 
 
 def main() -> None:
@@ -83,18 +89,27 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         token = "rl_" + secrets.token_urlsafe(32)
-        server = start_server(Path(tmp) / "data", {"RAGLINE_RATE_LIMIT_PER_MINUTE": "1000000",
-                                                   "RAGLINE_TORCH_THREADS": os.environ.get("RAGLINE_TORCH_THREADS", "2")},
-                              token)
+        server = start_server(
+            Path(tmp) / "data",
+            {
+                "RAGLINE_RATE_LIMIT_PER_MINUTE": "1000000",
+                "RAGLINE_TORCH_THREADS": os.environ.get("RAGLINE_TORCH_THREADS", "2"),
+            },
+            token,
+        )
         try:
-            with httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+            with httpx.Client(
+                base_url=server.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+            ) as http:
                 kb = http.post("/api/v1/knowledge-bases", json={"name": "scifact"}).json()["data"]["id"]
                 docs = load_docs(args.docs)
                 for start in range(0, len(docs), 50):
                     files = [("file", (f"{i}.md", text.encode())) for i, text in docs[start : start + 50]]
                     assert http.post(f"/api/v1/knowledge-bases/{kb}/files", files=files).status_code == 201
                 while True:
-                    body = http.get(f"/api/v1/knowledge-bases/{kb}/files", params={"status": "ready", "limit": 1}).json()
+                    body = http.get(
+                        f"/api/v1/knowledge-bases/{kb}/files", params={"status": "ready", "limit": 1}
+                    ).json()
                     if body["pagination"]["total"] >= len(docs) - 5:
                         break
                     time.sleep(2)

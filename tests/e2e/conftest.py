@@ -32,22 +32,28 @@ class LiveServer:
     log_path: Path
 
     def client(self, **kwargs: object) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {self.token}"},
-                            timeout=30, **kwargs)  # type: ignore[arg-type]
+        return httpx.Client(
+            base_url=self.base_url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30, **kwargs
+        )  # type: ignore[arg-type]
 
 
 def start_server(data_dir: Path, extra_env: dict[str, str] | None = None, token: str | None = None) -> LiveServer:
     port = free_port()
     token = token or "rl_" + secrets.token_urlsafe(32)
     env = {
-        **os.environ, "RAGLINE_DATA_DIR": str(data_dir), "RAGLINE_BOOTSTRAP_TOKEN": token,
-        "RAGLINE_TORCH_THREADS": "1", "RAGLINE_PORT": str(port), **(extra_env or {}),
+        **os.environ,
+        "RAGLINE_DATA_DIR": str(data_dir),
+        "RAGLINE_BOOTSTRAP_TOKEN": token,
+        "RAGLINE_TORCH_THREADS": "1",
+        "RAGLINE_PORT": str(port),
+        **(extra_env or {}),
     }
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"server-{port}.log"
     log = log_path.open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "api.cli", "serve"], cwd=ROOT, env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     server = LiveServer(f"http://127.0.0.1:{port}", token, process, log_path)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

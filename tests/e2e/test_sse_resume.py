@@ -36,11 +36,20 @@ def read_frames(lines, limit: int | None = None) -> tuple[list[dict], list[float
 
 
 def test_disconnect_and_resume_gets_every_event_once(live_server_factory):
-    slow_answer = Reply(reasoning="Let me think about this.", text="Ragline streams every token as it arrives. " * 4,
-                        split=24, delay_s=0.15)
+    slow_answer = Reply(
+        reasoning="Let me think about this.",
+        text="Ragline streams every token as it arrives. " * 4,
+        split=24,
+        delay_s=0.15,
+    )
     with scripted_server(default=lambda _n: slow_answer) as model:
-        server = live_server_factory({"RAGLINE_MODEL_API_BASE": model.base_url, "RAGLINE_MODEL_API_KEY": "sk-test",
-                                      "RAGLINE_SSE_PING_INTERVAL_S": "0.1"})
+        server = live_server_factory(
+            {
+                "RAGLINE_MODEL_API_BASE": model.base_url,
+                "RAGLINE_MODEL_API_KEY": "sk-test",
+                "RAGLINE_SSE_PING_INTERVAL_S": "0.1",
+            }
+        )
         with server.client() as client:
             agent = client.post("/api/v1/agents", json={"name": "streamer", "model": "openai/scripted", "tools": []})
             assert agent.status_code == 201, agent.text
@@ -52,8 +61,9 @@ def test_disconnect_and_resume_gets_every_event_once(live_server_factory):
             # disconnected mid-run: the events so far arrived while the run was still going, and it goes on
             run_id = first[0]["data"]["run_id"]
             assert client.get(f"/api/v1/executions/{run_id}").json()["data"]["status"] == "running"
-            with client.stream("GET", f"/api/v1/executions/{run_id}/stream",
-                               headers={"Last-Event-ID": str(first[-1]["id"])}) as response:
+            with client.stream(
+                "GET", f"/api/v1/executions/{run_id}/stream", headers={"Last-Event-ID": str(first[-1]["id"])}
+            ) as response:
                 rest, rest_arrivals, pings = read_frames(response.iter_lines())
             events = first + rest
             assert [e["id"] for e in events] == list(range(1, len(events) + 1)), "each event exactly once, in order"
@@ -75,8 +85,9 @@ def test_cancel_over_http_ends_the_stream_with_one_error(live_server_factory):
     with scripted_server(default=lambda _n: endless) as model:
         server = live_server_factory({"RAGLINE_MODEL_API_BASE": model.base_url, "RAGLINE_MODEL_API_KEY": "sk-test"})
         with server.client() as client:
-            agent_id = client.post("/api/v1/agents", json={"name": "long", "model": "openai/scripted",
-                                                           "tools": []}).json()["data"]["id"]
+            agent_id = client.post(
+                "/api/v1/agents", json={"name": "long", "model": "openai/scripted", "tools": []}
+            ).json()["data"]["id"]
             run_id = client.post(f"/api/v1/agents/{agent_id}/run", json={"input": "go"}).json()["data"]["run_id"]
             with client.stream("GET", f"/api/v1/executions/{run_id}/stream") as response:
                 lines = response.iter_lines()
