@@ -17,6 +17,7 @@ from engine.db.run_store import SqlRunStore
 from engine.db.session import create_engine, migrate, session_factory
 from engine.embedders import create_embedder
 from engine.ports import Embedder, SparseEncoder, VectorStore
+from engine.rerank import load_reranker
 from engine.retrieval import Retriever
 from engine.runs import FinishedHook, RunManager
 from engine.settings import Settings
@@ -97,7 +98,10 @@ async def build_services(settings: Settings, *, embedder: Embedder | None = None
     knowledge = KnowledgeService(
         sessions=sessions, blobs=blobs, store=store, max_upload_bytes=settings.max_upload_bytes, notify=worker.notify
     )
-    retriever = Retriever(embedder=embedder, sparse=sparse, store=store, max_top_k=settings.search_max_top_k)
+    retriever = Retriever(
+        embedder=embedder, sparse=sparse, store=store, max_top_k=settings.search_max_top_k,
+        reranker=load_reranker(settings),
+    )
     runs = RunManager(SqlRunStore(sessions), max_running_per_workspace=settings.max_runs_per_workspace)
     agents = AgentService(sessions=sessions, runs=runs, retriever=retriever, settings=settings)
     return Services(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from engine.ports import VectorStore
 from engine.settings import Settings
 
@@ -24,10 +26,17 @@ def create_vector_store(settings: Settings, dim: int) -> VectorStore:
             api_key=settings.qdrant_api_key or None,
             collection=settings.qdrant_collection,
             dim=dim,
+            idf_scope=_idf_scope(settings),
         )
     from engine.stores.edge import EdgeVectorStore
 
-    return EdgeVectorStore(settings.qdrant_path, dim)
+    return EdgeVectorStore(settings.qdrant_path, dim, idf_scope=_idf_scope(settings))
+
+
+def _idf_scope(settings: Settings) -> Literal["workspace", "global"]:
+    if settings.bm25_idf_scope not in ("workspace", "global"):
+        raise ValueError("RAGLINE_BM25_IDF_SCOPE must be 'workspace' or 'global'")
+    return "global" if settings.bm25_idf_scope == "global" else "workspace"
 
 
 __all__ = ["create_vector_store"]
