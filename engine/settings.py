@@ -31,6 +31,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ingest_workers: int = 1
     ingest_max_attempts: int = 3
     search_max_top_k: int = 100
+    # BM25 IDF per workspace keeps tenants' term statistics apart; "global" is ~40x faster at 100k chunks
+    bm25_idf_scope: str = "workspace"
+    reranker: str = ""  # off; "cross-encoder:/local/model/path" or "package.module:factory"
     default_model: str = "ragline/extractive"
     model_api_base: str = ""  # provider base URL for agents' models (never taken from a request)
     model_api_key: str = ""  # provider key; write-only, never in responses or logs
@@ -40,6 +43,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cors_origins: tuple[str, ...] = ()
     log_level: str = "INFO"
     bootstrap_token: str = ""  # fixes the first admin token (automated deployments); printed otherwise
+    # outbound run callbacks: networks exempt from the SSRF guard (operator opt-in, e.g. "127.0.0.1/32")
+    callback_allow_networks: tuple[str, ...] = ()
+    callback_max_attempts: int = 6
+    callback_retry_base_s: float = 5.0  # backoff: base, 2x base, 4x base ... (capped at an hour)
+    webhook_rate_per_minute: int = 60  # inbound webhook deliveries per trigger path
 
     @property
     def resolved_database_url(self) -> str:
@@ -68,12 +76,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 name.upper() if name in ("database_url", "qdrant_url", "qdrant_api_key") else f"RAGLINE_{name.upper()}"
             )
             if key in env and env[key] != "":
-                raw[name] = env[key].split(",") if name == "cors_origins" else env[key]
+                raw[name] = env[key].split(",") if name in _LISTS else env[key]
         raw.update(overrides)
         try:
             return msgspec.convert(raw, cls, strict=False, dec_hook=_decode)
         except msgspec.ValidationError as exc:
             raise ValueError(f"invalid configuration: {exc}") from exc
+
+
+_LISTS = ("cors_origins", "callback_allow_networks")
 
 
 def _decode(kind: type, value: Any) -> Any:
