@@ -190,17 +190,21 @@ Ranked = list[tuple[str, float]]  # (chunk file name, score), best first
 
 
 def rrf(lists: Sequence[Ranked], *, k: float = 60.0, weights: Sequence[float] | None = None) -> Ranked:
-    """Weighted reciprocal-rank fusion of ranked lists of keys (Qdrant's definition: w / (k + rank + 1))."""
+    """Weighted reciprocal-rank fusion as Qdrant computes it: ``1 / ((rank + 1) / w + k - 1)``, rank from 0.
+
+    A weight stretches its list's ranks (w=2: the 4th hit scores like the 2nd), it does not scale scores.
+    """
     weights = weights or [1.0] * len(lists)
     fused: dict[str, float] = {}
     for ranked, weight in zip(lists, weights, strict=True):
         for rank, (key, _) in enumerate(ranked):
-            fused[key] = fused.get(key, 0.0) + weight / (k + rank + 1)
+            fused[key] = fused.get(key, 0.0) + 1.0 / ((rank + 1.0) / weight + k - 1.0)
     return sorted(fused.items(), key=lambda kv: -kv[1])
 
 
 def dbsf(lists: Sequence[Ranked], *, weights: Sequence[float] | None = None) -> Ranked:
-    """Distribution-based score fusion: each list's scores mapped by mean +- 3 sigma onto [0, 1], then summed."""
+    """Distribution-based score fusion as Qdrant computes it: each list's scores mapped by mean +- 3 sample
+    standard deviations (no clamping; a single or constant list scores 0.5), optionally weighted, then summed."""
     weights = weights or [1.0] * len(lists)
     fused: dict[str, float] = {}
     for ranked, weight in zip(lists, weights, strict=True):
@@ -208,10 +212,10 @@ def dbsf(lists: Sequence[Ranked], *, weights: Sequence[float] | None = None) -> 
             continue
         scores = [s for _, s in ranked]
         mean = sum(scores) / len(scores)
-        std = math.sqrt(sum((s - mean) ** 2 for s in scores) / len(scores))
-        low, high = mean - 3 * std, mean + 3 * std
+        var = sum((s - mean) ** 2 for s in scores) / (len(scores) - 1) if len(scores) > 1 else 0.0
+        low, high = mean - 3 * math.sqrt(var), mean + 3 * math.sqrt(var)
         for key, score in ranked:
-            norm = 0.5 if high == low else min(1.0, max(0.0, (score - low) / (high - low)))
+            norm = 0.5 if var == 0 else (score - low) / (high - low)
             fused[key] = fused.get(key, 0.0) + weight * norm
     return sorted(fused.items(), key=lambda kv: -kv[1])
 
@@ -265,7 +269,7 @@ async def tune(ingested: Ingested, data: SciFact, query_ids: Sequence[str], dept
             run(f"doc dbsf p{prefetch} wd{wd}",
                 lambda d, s, m, p=prefetch, w=wd: dbsf([group_best(d[:p], m), group_best(s[:p], m)], weights=[w, 1.0]))
         for k in (2, 10, 30, 60):
-            for wd in (0.7, 1.0, 1.5):
+            for wd in (0.5, 0.7, 1.0, 1.5, 2.0):
                 run(f"chunk rrf p{prefetch} k{k} wd{wd}",
                     lambda d, s, m, p=prefetch, k=k, w=wd: group_best(rrf([d[:p], s[:p]], k=k, weights=[w, 1.0]), m))
                 run(f"doc rrf p{prefetch} k{k} wd{wd}",
