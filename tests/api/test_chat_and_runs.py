@@ -65,8 +65,11 @@ def test_agent_crud_and_run(api, handbook):
     assert created.status_code == 201, created.text
     agent = created.json()["data"]
     assert agent["model"] == "ragline/extractive" and agent["tools"] == ["knowledge_search"]
-    refused = api.request("POST", f"/api/v1/agents/{agent['id']}/run",
-                          json={"input": "hi", "api_base": "http://169.254.169.254", "model": "openai/x"})
+    refused = api.request(
+        "POST",
+        f"/api/v1/agents/{agent['id']}/run",
+        json={"input": "hi", "api_base": "http://169.254.169.254", "model": "openai/x"},
+    )
     assert refused.status_code == 422 and refused.json()["data"] is None
     started = api.request("POST", f"/api/v1/agents/{agent['id']}/run", json={"input": "expense receipts deadline"})
     assert started.status_code == 202
@@ -74,8 +77,9 @@ def test_agent_crud_and_run(api, handbook):
     stream = api.request("GET", f"/api/v1/executions/{run_id}/stream")
     frames = parse_sse(stream.text)
     assert frames[-1]["event"] == "done" and "thirty days" in frames[-1]["data"]["output"]
-    resumed = parse_sse(api.request("GET", f"/api/v1/executions/{run_id}/stream",
-                                    headers={"Last-Event-ID": frames[2]["id"]}).text)
+    resumed = parse_sse(
+        api.request("GET", f"/api/v1/executions/{run_id}/stream", headers={"Last-Event-ID": frames[2]["id"]}).text
+    )
     assert [f["id"] for f in resumed] == [f["id"] for f in frames[3:]]
     runs = api.request("GET", f"/api/v1/executions?agent_id={agent['id']}").json()
     assert runs["pagination"]["total"] == 1 and runs["data"][0]["id"] == run_id

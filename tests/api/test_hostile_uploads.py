@@ -43,6 +43,8 @@ def test_hostile_pdfs_fail_alone_and_the_valid_file_is_searchable(tmp_path, embe
         assert final[handbook]["status"] == "ready"
         hits = api.search("paid parental leave weeks", top_k=3, kb_ids=[kb])
         assert hits and hits[0]["file_name"] == "handbook.pdf" and hits[0]["page"] == 5
-        print(f"{len(pdfs)} hostile PDFs: {sum(i['status'] == 'ready' for i in final.values())} ready, "
-              f"{sum(i['status'] == 'failed' for i in final.values())} failed, "
-              f"{len(results) - len(accepted)} refused, drained in {elapsed:.1f}s")
+        print(
+            f"{len(pdfs)} hostile PDFs: {sum(i['status'] == 'ready' for i in final.values())} ready, "
+            f"{sum(i['status'] == 'failed' for i in final.values())} failed, "
+            f"{len(results) - len(accepted)} refused, drained in {elapsed:.1f}s"
+        )

@@ -78,8 +78,9 @@ def test_bad_uploads_get_clear_errors(api):
     assert binary.status_code == 415 and binary.json()["data"] is None and binary.json()["message"]
     empty = api.upload(kb, "empty.txt", b"")
     assert empty.status_code == 422
-    not_multipart = api.request("POST", f"/api/v1/knowledge-bases/{kb}/files", content=b"hello",
-                                headers={"Content-Type": "text/plain"})
+    not_multipart = api.request(
+        "POST", f"/api/v1/knowledge-bases/{kb}/files", content=b"hello", headers={"Content-Type": "text/plain"}
+    )
     assert not_multipart.status_code == 415
     missing_kb = api.upload("kb_doesnotexist", "a.txt", b"hello world")
     assert missing_kb.status_code == 404
@@ -101,11 +102,15 @@ def test_other_workspace_sees_nothing(api):
     kb = api.create_kb()
     file_id = api.upload(kb, "handbook.pdf", make_pdf(HANDBOOK_PAGES)).json()["data"]["id"]
     api.wait_ingested(kb, file_id)
-    issued = api.call(lambda: api.services.access.create_user_token(
-        workspace_name="other", user_name="mallory", role="admin", token_name="t"))
+    issued = api.call(
+        lambda: api.services.access.create_user_token(
+            workspace_name="other", user_name="mallory", role="admin", token_name="t"
+        )
+    )
     other = issued.secret
     assert api.request("GET", f"/api/v1/knowledge-bases/{kb}", token=other).status_code == 404
     assert api.request("GET", f"/api/v1/knowledge-bases/{kb}/files/{file_id}/download", token=other).status_code == 404
-    response = api.request("POST", "/api/v1/search", token=other,
-                           json={"query": "paid vacation", "kb_ids": [kb], "top_k": 10})
+    response = api.request(
+        "POST", "/api/v1/search", token=other, json={"query": "paid vacation", "kb_ids": [kb], "top_k": 10}
+    )
     assert response.status_code == 200 and response.json()["data"] == []

@@ -38,7 +38,10 @@ def run_and_kill(data_dir: Path, token: str, seed: int, kill_after_s: float) -> 
     """Start the driver, SIGKILL it ``kill_after_s`` after its first ACK; return the acknowledged ids."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.support.ingest_driver", str(data_dir), token, str(seed), "6"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
         env={**os.environ, "RAGLINE_TORCH_THREADS": "1"},
     )
     assert proc.stdout is not None

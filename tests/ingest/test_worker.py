@@ -30,9 +30,12 @@ def test_concurrent_duplicate_uploads_yield_one_file_and_one_chunk_set(tmp_path,
         services, ws, kb = await open_services(tmp_path, embedder)
         try:
             data = make_pdf(HANDBOOK_PAGES)
-            infos = await asyncio.gather(*(
-                services.knowledge.add_file(ws, kb, filename=f"copy{n}.pdf", source=io.BytesIO(data)) for n in range(6)
-            ))
+            infos = await asyncio.gather(
+                *(
+                    services.knowledge.add_file(ws, kb, filename=f"copy{n}.pdf", source=io.BytesIO(data))
+                    for n in range(6)
+                )
+            )
             assert len({i.id for i in infos}) == 1
             assert sum(not i.duplicate for i in infos) == 1
             await services.worker.drain(timeout_s=120)
@@ -74,7 +77,9 @@ def test_recover_removes_points_of_unknown_files(tmp_path, embedder):
     async def scenario() -> None:
         services, ws, kb = await open_services(tmp_path, embedder)
         try:
-            info = await services.knowledge.add_file(ws, kb, filename="a.md", source=io.BytesIO(b"# Title\n\nSome text here."))
+            info = await services.knowledge.add_file(
+                ws, kb, filename="a.md", source=io.BytesIO(b"# Title\n\nSome text here.")
+            )
             await services.worker.drain(timeout_s=60)
             # simulate a crash between the row delete and the point delete
             async with services.sessions() as session:

@@ -18,13 +18,38 @@ from api.container import build_services
 from engine.settings import Settings
 from tests.support.documents import make_pdf
 
-WORDS = ("vacation policy expense travel receipt laptop security parental leave payroll benefits office "
-         "remote work training budget contract invoice customer support incident review").split()
+WORDS = [
+    "vacation",
+    "policy",
+    "expense",
+    "travel",
+    "receipt",
+    "laptop",
+    "security",
+    "parental",
+    "leave",
+    "payroll",
+    "benefits",
+    "office",
+    "remote",
+    "work",
+    "training",
+    "budget",
+    "contract",
+    "invoice",
+    "customer",
+    "support",
+    "incident",
+    "review",
+]
 
 
 def make_file(rng: random.Random, n: int) -> tuple[str, bytes]:
     kind = rng.choice(["txt", "md", "pdf"])
-    paragraphs = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(40, 160))) + f" unique{n}" for _ in range(rng.randint(2, 12))]
+    paragraphs = [
+        " ".join(rng.choice(WORDS) for _ in range(rng.randint(40, 160))) + f" unique{n}"
+        for _ in range(rng.randint(2, 12))
+    ]
     if kind == "pdf":
         return f"doc{n}.pdf", make_pdf(paragraphs)
     if kind == "md":
