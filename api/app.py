@@ -25,7 +25,9 @@ from api.routes.health import health
 from api.routes.knowledge import UPLOAD_OVERHEAD, FileController, KnowledgeBaseController
 from api.routes.search import SearchController
 from api.routes.tokens import TokenController
+from api.routes.triggers import TRIGGER_HANDLERS
 from api.routes.workspaces import WorkspaceController, me
+from api.services.scheduler import TriggerRuntime
 from engine.ports import Embedder
 from engine.settings import Settings
 
@@ -59,6 +61,8 @@ def create_app(
         await built.worker.recover()
         built.worker.start()
         await built.open_runs()
+        triggers = TriggerRuntime(built)
+        triggers.start()
         warm = asyncio.create_task(_warm_up(built))
         try:
             yield
@@ -66,6 +70,7 @@ def create_app(
             warm.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await warm
+            await triggers.stop()  # pending fires and callbacks stay in the database for the next start
             await built.close()
 
     upload_router = Router(
@@ -74,7 +79,7 @@ def create_app(
     return Litestar(
         route_handlers=[health, KnowledgeBaseController, SearchController, upload_router, AgentController,
                         ExecutionController, ChatController, AssistantController,
-                        TokenController, WorkspaceController, me, *extra_handlers],
+                        TokenController, WorkspaceController, me, *TRIGGER_HANDLERS, *extra_handlers],
         dependencies={"services": Provide(_provide_services, sync_to_thread=False),
                       "principal": Provide(provide_principal, sync_to_thread=False)},
         guards=[access_guard],

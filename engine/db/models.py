@@ -134,6 +134,8 @@ class Agent(Base):
     temperature: Mapped[float | None] = mapped_column(Float, nullable=True)
     http_fetch_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     callback_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # signs run.finished callbacks (revision 0002); never shown in agent reads
+    callback_secret: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[float] = mapped_column(Float, default=now)
     updated_at: Mapped[float] = mapped_column(Float, default=now)
 

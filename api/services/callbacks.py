@@ -1,0 +1,302 @@
+"""Outbound ``run.finished`` callbacks: signed, retried with backoff, logged, resumed after restart.
+
+When a run of an agent or trigger that names a ``callback_url`` ends, a ``callback_deliveries``
+row is written (the durable queue) and the delivery worker POSTs the event, signed like inbound
+webhooks (``engine.webhooks``; the ``webhook-id`` is the delivery id, the same on every retry).
+A non-2xx answer, a timeout or a refused connection is retried after ``base``, ``2 base``,
+``4 base`` … seconds (capped at an hour) until ``max_attempts``; every attempt is appended to the
+row's ``log``. Each attempt resolves the URL through the SSRF guard and connects to the checked
+address (never re-resolving), exactly like ``http_fetch``; redirects are not followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import msgspec
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.services.access import Principal
+from engine import webhooks
+from engine.db.models import Agent, CallbackDelivery, Run, Trigger, new_id, now
+from engine.errors import BlockedDestination, NotFound
+from engine.net import IPNetwork, Target, resolve_url_async
+from engine.runs import FinishedHook, RunRecord
+from ingest.views import Page
+
+log = logging.getLogger("ragline.callbacks")
+
+EVENT = "run.finished"
+ATTEMPT_TIMEOUT_S = 10.0
+MAX_BACKOFF_S = 3600.0
+MAX_OUTPUT = 100_000
+IDLE_POLL_S = 5.0
+
+
+class CallbackInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A delivery as shown through the API (its log of attempts included, never the secret)."""
+
+    id: str
+    run_id: str
+    trigger_id: str | None
+    agent_id: str | None
+    url: str
+    event: str
+    status: str  # pending | delivered | failed
+    attempts: int
+    next_attempt_at: float | None
+    last_status_code: int | None
+    last_error: str | None
+    log: list[Any]
+    created_at: float
+    delivered_at: float | None
+
+    @classmethod
+    def of(cls, row: CallbackDelivery) -> CallbackInfo:
+        return cls(
+            id=row.id, run_id=row.run_id, trigger_id=row.trigger_id, agent_id=row.agent_id, url=row.url,
+            event=row.event, status=row.status, attempts=row.attempts,
+            next_attempt_at=row.next_attempt_at if row.status == "pending" else None,
+            last_status_code=row.last_status_code, last_error=row.last_error, log=list(row.log or []),
+            created_at=row.created_at, delivered_at=row.delivered_at,
+        )
+
+
+def payload_of(record: RunRecord) -> dict[str, Any]:
+    """The ``run.finished`` event (Standard Webhooks envelope: type, timestamp, data)."""
+    return {
+        "type": EVENT,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "data": {
+            "run_id": record.id, "execution_id": record.id, "kind": record.kind, "status": record.status,
+            "agent_id": record.agent_id, "trigger_id": record.trigger_id,
+            "output": (record.output or "")[:MAX_OUTPUT] if record.output is not None else None,
+            "error": record.error, "error_code": record.error_code,
+            "token_usage": {"prompt": record.prompt_tokens, "completion": record.completion_tokens,
+                            "total": record.total_tokens},
+            "started_at": record.started_at, "finished_at": record.finished_at, "latency_ms": record.latency_ms,
+        },
+    }
+
+
+def _pinned(target: Target) -> str:
+    parts = urlsplit(target.url)
+    address = target.addresses[0]
+    host = f"[{address}]" if ipaddress.ip_address(address.split("%", 1)[0]).version == 6 else address
+    return urlunsplit((parts.scheme, f"{host}:{target.port}", parts.path or "/", parts.query, ""))
+
+
+class CallbackService:
+    """Queues deliveries when runs end and delivers them in the background (``start``/``stop``)."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        allowed: Sequence[IPNetwork] = (),
+        max_attempts: int = 6,
+        retry_base_s: float = 5.0,
+    ) -> None:
+        self.sessions = sessions
+        self.allowed = tuple(allowed)
+        self.max_attempts = max(1, max_attempts)
+        self.retry_base_s = retry_base_s
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._in_flight: set[str] = set()
+
+    # -- queueing (a RunManager finished hook) --------------------------------------------------
+
+    def hooks_for(self, agent_id: str | None, trigger_id: str | None) -> list[FinishedHook]:
+        """The ``Services.hook_factories`` entry: one hook that queues this run's callbacks."""
+        if agent_id is None and trigger_id is None:
+            return []
+
+        async def queue(record: RunRecord) -> None:
+            await self.enqueue(record, agent_id=agent_id, trigger_id=trigger_id)
+
+        return [queue]
+
+    async def _destinations(
+        self, session: AsyncSession, agent_id: str | None, trigger_id: str | None
+    ) -> list[tuple[str, str | None, str | None]]:
+        """(url, trigger_id, agent_id) per subscriber; the URLs are read when the run ends."""
+        found: list[tuple[str, str | None, str | None]] = []
+        trigger = await session.get(Trigger, trigger_id) if trigger_id else None
+        if trigger is not None and trigger.callback_url:
+            found.append((trigger.callback_url, trigger.id, trigger.agent_id))
+        agent = await session.get(Agent, agent_id) if agent_id else None
+        if agent is not None and agent.callback_url and agent.callback_url not in [f[0] for f in found]:
+            found.append((agent.callback_url, None, agent.id))
+        return found
+
+    async def enqueue(self, record: RunRecord, *, agent_id: str | None, trigger_id: str | None) -> list[str]:
+        """Write one pending delivery per subscriber of this run, then wake the worker."""
+        body = json.dumps(payload_of(record), ensure_ascii=False, separators=(",", ":"))
+        ids: list[str] = []
+        async with self.sessions() as session:
+            for url, owner_trigger, owner_agent in await self._destinations(session, agent_id, trigger_id):
+                row = CallbackDelivery(
+                    id=new_id("cbd"), workspace_id=record.workspace_id, run_id=record.id, trigger_id=owner_trigger,
+                    agent_id=owner_agent, url=url, event=EVENT, payload=body, status="pending", attempts=0,
+                    next_attempt_at=now(), log=[], created_at=now(),
+                )
+                session.add(row)
+                ids.append(row.id)
+            await session.commit()
+        if ids:
+            self._wake.set()
+        return ids
+
+    # -- the worker -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Deliver in the background; pending rows left by a previous process are picked up first."""
+        self._task = asyncio.create_task(self._run(), name="callback deliveries")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                delay = await self.deliver_due()
+            except Exception:
+                log.exception("callback delivery pass failed")
+                delay = IDLE_POLL_S
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.05, delay))
+
+    async def deliver_due(self) -> float:
+        """Attempt every due delivery once (concurrently); returns seconds until the next is due."""
+        async with self.sessions() as session:
+            due = list(await session.scalars(
+                select(CallbackDelivery.id).where(CallbackDelivery.status == "pending",
+                                                  CallbackDelivery.next_attempt_at <= now())
+                .order_by(CallbackDelivery.next_attempt_at).limit(20)))
+            upcoming = await session.scalar(
+                select(CallbackDelivery.next_attempt_at).where(CallbackDelivery.status == "pending",
+                                                               CallbackDelivery.next_attempt_at > now())
+                .order_by(CallbackDelivery.next_attempt_at).limit(1))
+        due = [d for d in due if d not in self._in_flight]
+        if due:
+            await asyncio.gather(*(self._attempt(delivery_id) for delivery_id in due))
+            return 0.0
+        return min(IDLE_POLL_S, upcoming - now()) if upcoming is not None else IDLE_POLL_S
+
+    async def _secret(self, session: AsyncSession, row: CallbackDelivery) -> str:
+        """The signing secret of the delivery's owner (an agent's is created on first use)."""
+        if row.trigger_id:
+            trigger = await session.get(Trigger, row.trigger_id)
+            if trigger is not None and trigger.callback_secret:
+                return trigger.callback_secret
+        agent = await session.get(Agent, row.agent_id) if row.agent_id else None
+        if agent is None:
+            raise NotFound("agent", row.agent_id)
+        if not agent.callback_secret:
+            agent.callback_secret = webhooks.new_secret()
+        return agent.callback_secret
+
+    async def _attempt(self, delivery_id: str) -> None:
+        self._in_flight.add(delivery_id)
+        try:
+            async with self.sessions() as session:
+                row = await session.get(CallbackDelivery, delivery_id)
+                if row is None or row.status != "pending":
+                    return
+                try:
+                    secret = await self._secret(session, row)
+                except NotFound:  # its owner was deleted: nothing can sign it any more
+                    self._record(row, None, "owner deleted", 0.0, final=True)
+                    await session.commit()
+                    return
+                started = time.monotonic()
+                code, error = await self._post(row, secret)
+                self._record(row, code, error, (time.monotonic() - started) * 1000)
+                await session.commit()
+        finally:
+            self._in_flight.discard(delivery_id)
+
+    async def _post(self, row: CallbackDelivery, secret: str) -> tuple[int | None, str | None]:
+        body = row.payload.encode("utf-8")
+        try:
+            target = await resolve_url_async(row.url, allowed=self.allowed)
+            headers = {"Content-Type": "application/json", "User-Agent": "ragline-callbacks/1",
+                       "Host": target.host if target.port in (80, 443) else f"{target.host}:{target.port}",
+                       **webhooks.sign_headers(secret, row.id, body)}
+            async with httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=ATTEMPT_TIMEOUT_S) as client:
+                request = client.build_request("POST", _pinned(target), headers=headers, content=body)
+                if target.scheme == "https":
+                    request.extensions["sni_hostname"] = target.host
+                response = await client.send(request)
+                await response.aclose()
+        except BlockedDestination as exc:
+            return None, f"blocked: {exc.message}"
+        except (httpx.HTTPError, OSError) as exc:
+            return None, f"{type(exc).__name__}: {str(exc)[:300]}"
+        return response.status_code, None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+
+    def _record(self, row: CallbackDelivery, code: int | None, error: str | None, ms: float, *,
+                final: bool = False) -> None:
+        row.attempts += 1
+        row.last_status_code, row.last_error = code, error
+        row.log = [*(row.log or []), {"attempt": row.attempts, "at": now(), "status_code": code, "error": error,
+                                      "duration_ms": round(ms, 1)}]
+        if error is None:
+            row.status, row.delivered_at = "delivered", now()
+        elif final or row.attempts >= self.max_attempts:
+            row.status = "failed"
+        else:
+            row.next_attempt_at = now() + min(MAX_BACKOFF_S, self.retry_base_s * 2 ** (row.attempts - 1))
+
+    # -- reading the log and the agent's secret -------------------------------------------------
+
+    async def list(
+        self, principal: Principal, *, page: int, limit: int, run_id: str | None = None, trigger_id: str | None = None
+    ) -> Page[CallbackInfo]:
+        where = [CallbackDelivery.workspace_id == principal.workspace_id]
+        if run_id is not None:
+            where.append(CallbackDelivery.run_id == run_id)
+        if trigger_id is not None:
+            where.append(CallbackDelivery.trigger_id == trigger_id)
+        async with self.sessions() as session:
+            if run_id is not None and (await session.get(Run, run_id) or _Missing()).workspace_id != \
+                    principal.workspace_id:
+                raise NotFound("run", run_id)
+            if trigger_id is not None and (await session.get(Trigger, trigger_id) or _Missing()).workspace_id != \
+                    principal.workspace_id:
+                raise NotFound("trigger", trigger_id)
+            rows = list(await session.scalars(select(CallbackDelivery).where(*where)
+                                              .order_by(CallbackDelivery.created_at.desc(), CallbackDelivery.id)))
+        items = [CallbackInfo.of(r) for r in rows[(page - 1) * limit: page * limit]]
+        return Page(items=items, page=page, limit=limit, total=len(rows))
+
+    async def rotate_agent_secret(self, principal: Principal, agent_id: str) -> str:
+        """A new secret for the agent's callbacks (shown once; the old one stops signing at once)."""
+        async with self.sessions() as session:
+            agent = await session.get(Agent, agent_id)
+            if agent is None or agent.workspace_id != principal.workspace_id:
+                raise NotFound("agent", agent_id)
+            agent.callback_secret = webhooks.new_secret()
+            await session.commit()
+            return agent.callback_secret
+
+
+class _Missing:
+    workspace_id = None

@@ -1,0 +1,392 @@
+"""Triggers: a workspace's manual, webhook and schedule starters of agent runs.
+
+A trigger renders its ``input_template`` from the event (webhook body, schedule time, manual
+input) and starts a run of its agent with ``kind="trigger"``; the run is recorded and streamed like
+any other. Webhook deliveries are verified (``engine.webhooks``), rate-limited per path and
+de-duplicated by ``webhook-id`` / ``Idempotency-Key`` (``webhook_deliveries``). Secrets are
+generated here and returned only by create and rotate.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+from croniter import CroniterBadDateError, croniter
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.auth import TokenBucket
+from api.services.access import Principal
+from api.services.agents import AgentService
+from engine import webhooks
+from engine.db.models import Agent, Trigger, WebhookDelivery, new_id, now
+from engine.errors import InvalidInput, NotFound, RateLimited
+from engine.net import IPNetwork, resolve_url_async
+from engine.runs import FinishedHook
+from ingest.views import Page
+
+TRIGGER_TYPES = ("manual", "webhook", "schedule")
+MAX_TEMPLATE = 10_000
+MAX_VALUE = 20_000  # one substituted field
+MAX_INPUT = 100_000  # the rendered run input (the same bound as a run's input over the API)
+HookSource = Callable[[str | None, str | None], list[FinishedHook]]
+
+# {{ and }} are literal braces; {a.b.0} looks up keys (and list indices) in the event, nothing else
+_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_-]{0,63}(?:\.[A-Za-z0-9_-]{1,64}){0,9})\}|[{}]")
+
+
+# -- input templates ----------------------------------------------------------------------------
+
+
+def check_template(template: str) -> str:
+    """Refuse stray braces and over-long templates at save time (422)."""
+    if len(template) > MAX_TEMPLATE:
+        raise InvalidInput(f"input_template is longer than {MAX_TEMPLATE} characters")
+    for match in _TOKEN.finditer(template):
+        if match.group(0) in ("{", "}"):
+            raise InvalidInput("input_template: use {field.path} placeholders, and {{ or }} for literal braces")
+    return template
+
+
+def _lookup(event: Any, path: str) -> Any:
+    value = event
+    for key in path.split("."):
+        if isinstance(value, Mapping):
+            value = value.get(key)
+        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+            value = value[int(key)]
+        else:
+            return None
+    return value
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text[:MAX_VALUE]
+
+
+def render_template(template: str, event: Mapping[str, Any]) -> str:
+    """Fill ``{field.path}`` placeholders from ``event`` (plain data only); missing fields are empty."""
+
+    def substitute(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token in ("{{", "}}"):
+            return token[0]
+        return _text(_lookup(event, match.group(1))) if match.group(1) else token
+
+    return _TOKEN.sub(substitute, template)[:MAX_INPUT]
+
+
+# -- schedules ----------------------------------------------------------------------------------
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"unknown time zone {name!r}") from None
+
+
+def check_cron(cron: str, timezone: str) -> None:
+    """5-field cron, or 6 with seconds last; refused unless it fires at least once in the coming years."""
+    if len(cron.split()) not in (5, 6) or not croniter.is_valid(cron):
+        raise InvalidInput(f"invalid cron expression {cron!r}")
+    try:
+        next_fire(cron, timezone, now())
+    except (ValueError, KeyError, CroniterBadDateError) as exc:  # e.g. "0 0 31 2 *" never fires
+        raise InvalidInput(f"cron expression {cron!r} never fires") from exc
+
+
+def next_fire(cron: str, timezone: str, after: float) -> float:
+    """The first fire time strictly after ``after`` (Unix seconds), evaluated in ``timezone``."""
+    start = datetime.fromtimestamp(after, zone(timezone))
+    return float(croniter(cron, start, max_years_between_matches=5).get_next(float))
+
+
+# -- values shown through the API ---------------------------------------------------------------
+
+
+class TriggerInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A trigger as shown to people: never its secrets."""
+
+    id: str
+    agent_id: str
+    name: str
+    type: str
+    input_template: str
+    enabled: bool
+    webhook_url: str | None  # POST here, signed with the webhook secret
+    cron: str | None
+    timezone: str
+    next_fire_at: float | None
+    last_fired_at: float | None
+    callback_url: str | None
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def of(cls, row: Trigger) -> TriggerInfo:
+        return cls(
+            id=row.id, agent_id=row.agent_id, name=row.name, type=row.type, input_template=row.input_template,
+            enabled=row.enabled, webhook_url=f"/api/webhook/{row.webhook_path}" if row.webhook_path else None,
+            cron=row.cron, timezone=row.timezone, next_fire_at=row.next_fire_at, last_fired_at=row.last_fired_at,
+            callback_url=row.callback_url, created_at=row.created_at, updated_at=row.updated_at,
+        )
+
+
+class TriggerWithSecrets(TriggerInfo, frozen=True, kw_only=True):
+    """Returned by create and rotate only: the one time the secrets are shown."""
+
+    webhook_secret: str | None = None
+    callback_secret: str | None = None
+
+
+class TriggerFields(msgspec.Struct, kw_only=True):
+    """Editable fields; ``None`` leaves a field unchanged on update."""
+
+    agent_id: str | None = None
+    name: str | None = None
+    type: str | None = None
+    input_template: str | None = None
+    enabled: bool | None = None
+    cron: str | None = None
+    timezone: str | None = None
+    callback_url: str | None = None
+
+
+class WebhookAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    run_id: str | None
+    execution_id: str | None
+    duplicate: bool
+
+
+def trigger_principal(row: Trigger) -> Principal:
+    """Who a webhook or schedule run acts as: the trigger itself, inside its workspace."""
+    return Principal(user_id=f"trigger:{row.id}", token_id=f"trigger:{row.id}", workspace_id=row.workspace_id,
+                     role="editor", kb_ids=None)
+
+
+def allowed_networks(names: Sequence[str]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(name.strip(), strict=False) for name in names if name.strip())
+
+
+class TriggerService:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        agents: AgentService,
+        hooks: HookSource,
+        callback_networks: Sequence[IPNetwork] = (),
+        webhook_rate_per_minute: int = 60,
+        on_schedule_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.sessions = sessions
+        self.agents = agents
+        self.hooks = hooks
+        self.callback_networks = tuple(callback_networks)
+        self.webhook_bucket = TokenBucket(webhook_rate_per_minute)
+        self.on_schedule_change = on_schedule_change
+
+    # -- definitions -----------------------------------------------------------------------------
+
+    async def _row(self, session: AsyncSession, workspace_id: str, trigger_id: str) -> Trigger:
+        row = await session.get(Trigger, trigger_id)
+        if row is None or row.workspace_id != workspace_id:
+            raise NotFound("trigger", trigger_id)
+        return row
+
+    async def _check_agent(self, session: AsyncSession, workspace_id: str, agent_id: str) -> None:
+        agent = await session.get(Agent, agent_id)
+        if agent is None or agent.workspace_id != workspace_id:
+            raise InvalidInput(f"unknown agent: {agent_id}")
+
+    async def _check_callback(self, url: str | None) -> None:
+        if url:  # the SSRF guard at save time; delivery checks (and pins) again
+            await resolve_url_async(url, allowed=self.callback_networks)
+
+    def _apply(self, row: Trigger, fields: TriggerFields) -> None:
+        for key, value in msgspec.structs.asdict(fields).items():
+            if value is not None and key != "type":
+                setattr(row, key, value)
+        row.input_template = check_template(row.input_template)
+        if row.type == "schedule":
+            if not row.cron:
+                raise InvalidInput("a schedule trigger needs a cron expression")
+            check_cron(row.cron, row.timezone)
+        elif fields.cron is not None:
+            raise InvalidInput("only schedule triggers take a cron expression")
+        zone(row.timezone)
+
+    def _reschedule(self, row: Trigger) -> None:
+        """A schedule counts from now whenever it is created, changed or re-enabled."""
+        enabled_schedule = row.type == "schedule" and row.enabled and row.cron
+        row.next_fire_at = next_fire(row.cron, row.timezone, now()) if enabled_schedule and row.cron else None
+
+    async def create(self, principal: Principal, fields: TriggerFields) -> TriggerWithSecrets:
+        if fields.type not in TRIGGER_TYPES or not fields.agent_id or not fields.name:
+            raise InvalidInput(f"a trigger needs a name, an agent_id and a type ({', '.join(TRIGGER_TYPES)})")
+        await self._check_callback(fields.callback_url)
+        row = Trigger(id=new_id("trg"), workspace_id=principal.workspace_id, type=fields.type,
+                      input_template="{input}", timezone="UTC", enabled=True, created_at=now(), updated_at=now())
+        self._apply(row, fields)
+        self._reschedule(row)
+        if row.type == "webhook":
+            row.webhook_path, row.webhook_secret = secrets.token_urlsafe(24), webhooks.new_secret()
+        row.callback_secret = webhooks.new_secret()
+        async with self.sessions() as session:
+            await self._check_agent(session, principal.workspace_id, row.agent_id)
+            session.add(row)
+            await session.commit()
+        self.on_schedule_change()
+        return TriggerWithSecrets(**msgspec.structs.asdict(TriggerInfo.of(row)), webhook_secret=row.webhook_secret,
+                                  callback_secret=row.callback_secret)
+
+    async def get(self, principal: Principal, trigger_id: str) -> TriggerInfo:
+        async with self.sessions() as session:
+            return TriggerInfo.of(await self._row(session, principal.workspace_id, trigger_id))
+
+    async def list(
+        self, principal: Principal, *, page: int, limit: int, agent_id: str | None = None
+    ) -> Page[TriggerInfo]:
+        where = [Trigger.workspace_id == principal.workspace_id]
+        if agent_id is not None:
+            where.append(Trigger.agent_id == agent_id)
+        async with self.sessions() as session:
+            total = await session.scalar(select(func.count()).select_from(Trigger).where(*where)) or 0
+            rows = await session.scalars(select(Trigger).where(*where).order_by(Trigger.created_at, Trigger.id)
+                                         .offset((page - 1) * limit).limit(limit))
+            return Page(items=[TriggerInfo.of(r) for r in rows], page=page, limit=limit, total=total)
+
+    async def update(self, principal: Principal, trigger_id: str, fields: TriggerFields) -> TriggerInfo:
+        await self._check_callback(fields.callback_url)
+        async with self.sessions() as session:
+            row = await self._row(session, principal.workspace_id, trigger_id)
+            if fields.type is not None and fields.type != row.type:
+                raise InvalidInput("a trigger's type cannot change; create a new trigger")
+            if fields.agent_id is not None:
+                await self._check_agent(session, principal.workspace_id, fields.agent_id)
+            timing = (row.cron, row.timezone, row.enabled)
+            self._apply(row, fields)
+            if (row.cron, row.timezone, row.enabled) != timing:
+                self._reschedule(row)
+            row.updated_at = now()
+            await session.commit()
+        self.on_schedule_change()
+        return TriggerInfo.of(row)
+
+    async def delete(self, principal: Principal, trigger_id: str) -> None:
+        async with self.sessions() as session:
+            await session.delete(await self._row(session, principal.workspace_id, trigger_id))
+            await session.commit()
+        self.on_schedule_change()
+
+    async def rotate_secret(self, principal: Principal, trigger_id: str, kind: str) -> TriggerWithSecrets:
+        """A new webhook or callback secret (shown once); the old one stops working at once."""
+        async with self.sessions() as session:
+            row = await self._row(session, principal.workspace_id, trigger_id)
+            secret = webhooks.new_secret()
+            if kind == "webhook":
+                if row.type != "webhook":
+                    raise InvalidInput("only webhook triggers have a webhook secret")
+                row.webhook_secret = secret
+            else:
+                row.callback_secret = secret
+            row.updated_at = now()
+            await session.commit()
+            return TriggerWithSecrets(**msgspec.structs.asdict(TriggerInfo.of(row)),
+                                      webhook_secret=secret if kind == "webhook" else None,
+                                      callback_secret=secret if kind != "webhook" else None)
+
+    # -- firing ----------------------------------------------------------------------------------
+
+    async def fire(self, row: Trigger, event: Mapping[str, Any], principal: Principal | None = None) -> str:
+        """Start one run of the trigger's agent with the rendered input; returns the run id."""
+        user_input = render_template(row.input_template, event) or f"Trigger {row.name} fired."
+        return await self.agents.start_run(
+            principal or trigger_principal(row), row.agent_id, user_input, kind="trigger", trigger_id=row.id,
+            hooks=self.hooks(row.agent_id, row.id),
+        )
+
+    async def execute(self, principal: Principal, trigger_id: str, *, text: str, body: Any) -> str:
+        """Manual execution by a member: the run is bounded by the caller's knowledge-base scope."""
+        async with self.sessions() as session:
+            row = await self._row(session, principal.workspace_id, trigger_id)
+        if not row.enabled:
+            raise InvalidInput("the trigger is disabled")
+        event = {"input": text, "body": body, "time": datetime.now(zone(row.timezone)).isoformat(),
+                 "trigger": {"id": row.id, "name": row.name, "type": row.type}}
+        return await self.fire(row, event, principal)
+
+    async def receive_webhook(self, path: str, headers: Mapping[str, str], body: bytes) -> WebhookAccepted:
+        """Verify, de-duplicate and start one run. Raises ``NotFound``, ``RateLimited`` or
+        ``webhooks.WebhookVerificationError`` (no run is started in any of these cases)."""
+        async with self.sessions() as session:
+            row = await session.scalar(select(Trigger).where(Trigger.webhook_path == path))
+        if row is None or not row.enabled or row.type != "webhook" or not row.webhook_secret:
+            raise NotFound("webhook")
+        wait = self.webhook_bucket.take(row.id)
+        if wait:
+            raise RateLimited("too many deliveries for this webhook", retry_after=wait)
+        delivery_id = webhooks.verify(row.webhook_secret, headers, body)
+        keys = [delivery_id] + ([f"idem:{headers['idempotency-key'][:190]}"] if headers.get("idempotency-key") else [])
+        seen = await self._claim_delivery(row.id, keys)
+        if seen is not None:
+            return WebhookAccepted(run_id=seen or None, execution_id=seen or None, duplicate=True)
+        try:
+            run_id = await self.fire(row, _webhook_event(row, delivery_id, body))
+        except BaseException:
+            await self._forget_delivery(row.id, keys)  # the sender's retry may start the run later
+            raise
+        await self._record_delivery(row.id, keys, run_id)
+        return WebhookAccepted(run_id=run_id, execution_id=run_id, duplicate=False)
+
+    async def _claim_delivery(self, trigger_id: str, keys: Sequence[str]) -> str | None:
+        """Insert the delivery keys; when any was seen before, the run id it started (else None)."""
+        async with self.sessions() as session:
+            existing = await session.scalars(select(WebhookDelivery).where(
+                WebhookDelivery.trigger_id == trigger_id, WebhookDelivery.delivery_id.in_(list(keys))))
+            found = list(existing)
+            if found:
+                return next((d.run_id for d in found if d.run_id), "") or None
+            session.add_all([WebhookDelivery(trigger_id=trigger_id, delivery_id=k, received_at=now()) for k in keys])
+            try:
+                await session.commit()
+            except IntegrityError:  # a concurrent delivery of the same id won the insert
+                return ""
+        return None
+
+    async def _record_delivery(self, trigger_id: str, keys: Sequence[str], run_id: str) -> None:
+        async with self.sessions() as session:
+            for delivery in await session.scalars(select(WebhookDelivery).where(
+                    WebhookDelivery.trigger_id == trigger_id, WebhookDelivery.delivery_id.in_(list(keys)))):
+                delivery.run_id = run_id
+            await session.commit()
+
+    async def _forget_delivery(self, trigger_id: str, keys: Sequence[str]) -> None:
+        async with self.sessions() as session:
+            await session.execute(delete(WebhookDelivery).where(
+                WebhookDelivery.trigger_id == trigger_id, WebhookDelivery.delivery_id.in_(list(keys))))
+            await session.commit()
+
+
+def _webhook_event(row: Trigger, delivery_id: str, body: bytes) -> dict[str, Any]:
+    text = body.decode("utf-8", "replace")
+    try:
+        parsed: Any = json.loads(text) if text.strip() else None
+    except (ValueError, RecursionError):
+        parsed = text
+    return {"input": text[:MAX_INPUT], "body": parsed, "webhook_id": delivery_id,
+            "time": datetime.now(zone(row.timezone)).isoformat(),
+            "trigger": {"id": row.id, "name": row.name, "type": row.type}}
