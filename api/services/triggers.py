@@ -210,7 +210,7 @@ class TriggerService:
     async def _check_agent(self, session: AsyncSession, workspace_id: str, agent_id: str) -> None:
         agent = await session.get(Agent, agent_id)
         if agent is None or agent.workspace_id != workspace_id:
-            raise InvalidInput(f"unknown agent: {agent_id}")
+            raise InvalidInput("agent_id names no agent of this workspace")
 
     async def _check_callback(self, url: str | None) -> None:
         if url:  # the SSRF guard at save time; delivery checks (and pins) again

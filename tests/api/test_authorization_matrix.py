@@ -122,7 +122,34 @@ PARAMS: dict[str, Builder] = {
     "session_id": lambda w, caller, p: w.new_session(caller if caller in ROLES else "admin"),
     "run_id": lambda w, caller, p: w.new_run(caller if caller in ROLES else "admin"),
     "user_id": lambda w, caller, p: w.new_member(p["workspace_id"]),
+    "trigger_id": lambda w, caller, p: new_webhook_trigger(w),
+    "path": lambda w, caller, p: new_webhook_trigger(w, path_only=True),
 }
+WEBHOOK_SECRETS: dict[str, str] = {}  # webhook path -> its signing secret (to send valid deliveries)
+
+
+def new_webhook_trigger(w: World, *, path_only: bool = False) -> str:
+    created = w.call("admin", "POST", "/api/v1/triggers",
+                     json={"name": unique("trg"), "agent_id": w.new_agent(), "type": "webhook"})
+    ident = w.created(created)
+    path = created.json()["data"]["webhook_url"].rsplit("/", 1)[1]
+    WEBHOOK_SECRETS[path] = created.json()["data"]["webhook_secret"]
+    return path if path_only else ident
+
+
+def new_trigger_body(w: World, caller: str, p: Params) -> dict[str, Any]:
+    """A valid body for the caller: an agent of the caller's own workspace (the outsider's is its own)."""
+    owner = "outsider" if caller == "outsider" else "admin"
+    agent = w.call(owner, "POST", "/api/v1/agents", json={"name": unique("agent")}).json()["data"]["id"]
+    return {"json": {"name": unique("trg"), "agent_id": agent, "type": "manual"}}
+
+
+def signed_delivery(w: World, caller: str, p: Params) -> dict[str, Any]:
+    from engine.webhooks import sign_headers
+
+    body = b'{"title": "llama census"}'
+    headers = sign_headers(WEBHOOK_SECRETS[p["path"]], unique("msg"), body)
+    return {"content": body, "headers": {**headers, "Content-Type": "application/json"}}
 
 
 def json_body(make: Callable[[World, Params], Any]) -> Builder:
@@ -228,6 +255,18 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("GET", "/api/v1/executions/{run_id}/events"): viewer(),
     ("GET", "/api/v1/executions/{run_id}/stream"): viewer(),
     ("POST", "/api/v1/executions/{run_id}/cancel"): viewer(),
+    # triggers, callbacks and the public (signed) webhook receiver
+    ("POST", "/api/v1/triggers"): editor(new_trigger_body),
+    ("GET", "/api/v1/triggers"): viewer(),
+    ("GET", "/api/v1/triggers/{trigger_id}"): viewer(),
+    ("PATCH", "/api/v1/triggers/{trigger_id}"): editor(named("trg")),
+    ("DELETE", "/api/v1/triggers/{trigger_id}"): editor(),
+    ("POST", "/api/v1/triggers/{trigger_id}/execute"): editor(RUN),
+    ("POST", "/api/v1/triggers/{trigger_id}/rotate-secret"): editor(),
+    ("GET", "/api/v1/triggers/{trigger_id}/deliveries"): viewer(),
+    ("GET", "/api/v1/executions/{run_id}/callbacks"): viewer(),
+    ("POST", "/api/v1/agents/{agent_id}/callback-secret"): editor(),
+    ("POST", "/api/webhook/{path}"): Row(None, signed_delivery),
 }
 
 FRAMEWORK_METHODS = {"OPTIONS", "HEAD"}  # Litestar adds OPTIONS to every path itself
