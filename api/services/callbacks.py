@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.services.access import Principal
@@ -161,6 +161,10 @@ class CallbackService:
 
     # -- the worker -----------------------------------------------------------------------------
 
+    def wake(self) -> None:
+        """Look for due deliveries now (call on the event loop)."""
+        self._wake.set()
+
     def start(self) -> None:
         """Deliver in the background; pending rows left by a previous process are picked up first."""
         self._task = asyncio.create_task(self._run(), name="callback deliveries")
@@ -276,16 +280,17 @@ class CallbackService:
         if trigger_id is not None:
             where.append(CallbackDelivery.trigger_id == trigger_id)
         async with self.sessions() as session:
-            if run_id is not None and (await session.get(Run, run_id) or _Missing()).workspace_id != \
-                    principal.workspace_id:
+            run = await session.get(Run, run_id) if run_id is not None else None
+            if run_id is not None and (run is None or run.workspace_id != principal.workspace_id):
                 raise NotFound("run", run_id)
-            if trigger_id is not None and (await session.get(Trigger, trigger_id) or _Missing()).workspace_id != \
-                    principal.workspace_id:
+            trigger = await session.get(Trigger, trigger_id) if trigger_id is not None else None
+            if trigger_id is not None and (trigger is None or trigger.workspace_id != principal.workspace_id):
                 raise NotFound("trigger", trigger_id)
-            rows = list(await session.scalars(select(CallbackDelivery).where(*where)
-                                              .order_by(CallbackDelivery.created_at.desc(), CallbackDelivery.id)))
-        items = [CallbackInfo.of(r) for r in rows[(page - 1) * limit: page * limit]]
-        return Page(items=items, page=page, limit=limit, total=len(rows))
+            total = await session.scalar(select(func.count()).select_from(CallbackDelivery).where(*where)) or 0
+            rows = await session.scalars(select(CallbackDelivery).where(*where)
+                                         .order_by(CallbackDelivery.created_at.desc(), CallbackDelivery.id)
+                                         .offset((page - 1) * limit).limit(limit))
+            return Page(items=[CallbackInfo.of(r) for r in rows], page=page, limit=limit, total=total)
 
     async def rotate_agent_secret(self, principal: Principal, agent_id: str) -> str:
         """A new secret for the agent's callbacks (shown once; the old one stops signing at once)."""
@@ -296,7 +301,3 @@ class CallbackService:
             agent.callback_secret = webhooks.new_secret()
             await session.commit()
             return agent.callback_secret
-
-
-class _Missing:
-    workspace_id = None

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
+import msgspec
 import pytest
 
 from engine import webhooks
@@ -265,3 +266,35 @@ def test_schedule_fires_on_time_and_skips_while_the_previous_run_is_still_going(
     paused = app.request("PATCH", f"/api/v1/triggers/{trigger['id']}", json={"enabled": False}).json()["data"]
     assert paused["next_fire_at"] is None
     app.request("POST", f"/api/v1/executions/{later[0]['id']}/cancel")
+
+
+def test_pending_callbacks_resume_after_a_restart(tmp_path: Path, embedder: Any, receiver: Receiver) -> None:
+    # first process: the receiver is down (503) and the next retry is far away when the app stops
+    settings = make_settings(tmp_path / "data", callback_allow_networks=("127.0.0.1/32",),
+                             callback_retry_base_s=3600)
+    receiver.statuses[:] = [503]
+    with open_api(settings, embedder) as api:
+        trigger = new_trigger(api, name="resume", agent_id=new_agent(api), type="manual", callback_url=receiver.url)
+        run_id = api.request("POST", f"/api/v1/triggers/{trigger['id']}/execute", json={}).json()["data"]["run_id"]
+        api.call(api.services.runs.wait, run_id)
+        pending = wait_for(lambda: [d for d in api.request("GET", f"/api/v1/executions/{run_id}/callbacks").json()
+                                    ["data"] if d["attempts"] == 1])[0]
+        assert pending["status"] == "pending" and pending["next_attempt_at"] > time.time() + 3000
+    # second process on the same data: the pending delivery is retried (now due) and delivered
+    with open_api(msgspec.structs.replace(settings, callback_retry_base_s=0.1), embedder) as api:
+        with api.client.portal() as portal:  # make it due now, as if the hour had passed while down
+            portal.call(_make_due, api.services.sessions, pending["id"])
+            portal.call(api.services.extras["callbacks"].wake)
+        done = wait_for(lambda: next((d for d in api.request("GET", f"/api/v1/executions/{run_id}/callbacks")
+                                      .json()["data"] if d["status"] == "delivered"), None))
+    assert done["id"] == pending["id"] and [e["status_code"] for e in done["log"]] == [503, 200]
+    assert sum(1 for h, _ in receiver.received if h.get("webhook-id") == pending["id"]) == 2
+
+
+async def _make_due(sessions: Any, delivery_id: str) -> None:
+    from engine.db.models import CallbackDelivery
+
+    async with sessions() as session:
+        row = await session.get(CallbackDelivery, delivery_id)
+        row.next_attempt_at = time.time()
+        await session.commit()
