@@ -109,6 +109,11 @@ def resolve_url(url: str, *, allowed: Sequence[IPNetwork] = ()) -> Target:
     return Target(url=url, scheme=scheme, host=host, port=port, addresses=tuple(addresses))
 
 
+def allowed_networks(names: Sequence[str]) -> tuple[IPNetwork, ...]:
+    """Parse an operator's allow-list (``"127.0.0.1/32"``, ``"10.0.0.0/8"``) into networks."""
+    return tuple(ipaddress.ip_network(name.strip(), strict=False) for name in names if name.strip())
+
+
 def check_url(url: str, *, allowed: Sequence[IPNetwork] = ()) -> None:
     """Raise ``BlockedDestination`` unless ``url`` is http(s) to public addresses only (blocking DNS)."""
     resolve_url(url, allowed=allowed)

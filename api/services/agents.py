@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import anyio.to_thread
 import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -15,6 +16,7 @@ from engine.agent.spec import HTTP_FETCH, KNOWLEDGE_SEARCH, AgentSpec
 from engine.db.models import Agent, KnowledgeBase, new_id, now
 from engine.errors import InvalidInput, NotFound
 from engine.models.litellm_client import LiteLLMModelClient
+from engine.net import allowed_networks, resolve_url_async
 from engine.retrieval import Retriever
 from engine.runs import FinishedHook, RunManager
 from engine.settings import Settings
@@ -86,17 +88,17 @@ class AgentService:
         if missing:
             raise InvalidInput(f"unknown knowledge base: {missing[0]}")
 
-    def _check_fields(self, fields: AgentFields) -> None:
+    async def _check_fields(self, fields: AgentFields) -> None:
         unknown = [t for t in fields.tools or [] if t not in KNOWN_TOOLS]
         if unknown:
             raise InvalidInput(f"unknown tool {unknown[0]!r}; available: {', '.join(KNOWN_TOOLS)}")
         if fields.callback_url:
-            from engine.net import check_url
-
-            check_url(fields.callback_url)
+            # the same SSRF guard as deliveries (DNS off the event loop; operator allow-list only)
+            allowed = allowed_networks(self.settings.callback_allow_networks)
+            await resolve_url_async(fields.callback_url, allowed=allowed)
 
     async def create(self, principal: Principal, fields: AgentFields) -> AgentInfo:
-        self._check_fields(fields)
+        await self._check_fields(fields)
         values = {k: v for k, v in msgspec.structs.asdict(fields).items() if v is not None}
         values.setdefault("model", self.settings.default_model)
         values.setdefault("tools", [KNOWLEDGE_SEARCH])
@@ -127,7 +129,7 @@ class AgentService:
             return Page(items=[AgentInfo.of(r) for r in rows], page=page, limit=limit, total=total)
 
     async def update(self, principal: Principal, agent_id: str, fields: AgentFields) -> AgentInfo:
-        self._check_fields(fields)
+        await self._check_fields(fields)
         async with self.sessions() as session:
             row = await self._row(session, principal.workspace_id, agent_id)
             if fields.kb_ids is not None:
@@ -153,6 +155,10 @@ class AgentService:
                 api_base=self.settings.model_api_base or None, api_key=self.settings.model_api_key or None
             )
         return self._clients[key]
+
+    async def model_client_async(self) -> LiteLLMModelClient:
+        """The client, built off the event loop: the first one imports litellm (seconds)."""
+        return await anyio.to_thread.run_sync(self.model_client)
 
     def spec_of(self, agent: AgentInfo, kb_ids: Sequence[str]) -> AgentSpec:
         return AgentSpec(
@@ -186,7 +192,7 @@ class AgentService:
         tools = build_tools(spec, searcher=self.retriever, http_fetch_enabled=agent.http_fetch_enabled)
         return await self.runs.start(
             spec,
-            model=self.model_client(),
+            model=await self.model_client_async(),
             tools=tools,
             user_input=user_input,
             workspace_id=principal.workspace_id,

@@ -183,7 +183,7 @@ class ChatService:
         tools = build_tools(spec, searcher=self.agents.retriever)
         return await self.agents.runs.start(
             spec,
-            model=self.agents.model_client(),
+            model=await self.agents.model_client_async(),
             tools=tools,
             user_input=content,
             workspace_id=principal.workspace_id,

@@ -21,9 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.container import Services
 from api.services.callbacks import CallbackService
-from api.services.triggers import TriggerService, allowed_networks, next_fire, zone
+from api.services.triggers import TriggerService, next_fire, zone
 from engine.db.models import Run, Trigger, now
 from engine.errors import EngineError
+from engine.net import allowed_networks
 
 log = logging.getLogger("ragline.scheduler")
 

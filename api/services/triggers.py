@@ -9,7 +9,6 @@ generated here and returned only by create and rotate.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 import secrets
@@ -175,10 +174,6 @@ def trigger_principal(row: Trigger) -> Principal:
     """Who a webhook or schedule run acts as: the trigger itself, inside its workspace."""
     return Principal(user_id=f"trigger:{row.id}", token_id=f"trigger:{row.id}", workspace_id=row.workspace_id,
                      role="editor", kb_ids=None)
-
-
-def allowed_networks(names: Sequence[str]) -> tuple[IPNetwork, ...]:
-    return tuple(ipaddress.ip_network(name.strip(), strict=False) for name in names if name.strip())
 
 
 class TriggerService:
