@@ -12,7 +12,6 @@ address (never re-resolving), exactly like ``http_fetch``; redirects are not fol
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import json
 import logging
@@ -28,6 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.services.access import Principal
+from api.services.background import PassLoop
 from engine import webhooks
 from engine.db.models import Agent, CallbackDelivery, Run, Trigger, new_id, now
 from engine.errors import BlockedDestination, NotFound
@@ -112,8 +112,7 @@ class CallbackService:
         self.allowed = tuple(allowed)
         self.max_attempts = max(1, max_attempts)
         self.retry_base_s = retry_base_s
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = PassLoop("callback deliveries", self.deliver_due, error_delay_s=IDLE_POLL_S, min_delay_s=0.05)
         self._in_flight: set[str] = set()
 
     # -- queueing (a RunManager finished hook) --------------------------------------------------
@@ -156,36 +155,21 @@ class CallbackService:
                 ids.append(row.id)
             await session.commit()
         if ids:
-            self._wake.set()
+            self._loop.wake()
         return ids
 
     # -- the worker -----------------------------------------------------------------------------
 
     def wake(self) -> None:
         """Look for due deliveries now (call on the event loop)."""
-        self._wake.set()
+        self._loop.wake()
 
     def start(self) -> None:
         """Deliver in the background; pending rows left by a previous process are picked up first."""
-        self._task = asyncio.create_task(self._run(), name="callback deliveries")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                delay = await self.deliver_due()
-            except Exception:
-                log.exception("callback delivery pass failed")
-                delay = IDLE_POLL_S
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.05, delay))
+        await self._loop.stop()
 
     async def deliver_due(self) -> float:
         """Attempt every due delivery once (concurrently); returns seconds until the next is due."""

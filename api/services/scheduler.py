@@ -11,8 +11,6 @@ the same trigger is still running, the due fire is skipped (and the schedule sti
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from datetime import datetime
 
@@ -20,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.container import Services
+from api.services.background import PassLoop
 from api.services.callbacks import CallbackService
 from api.services.triggers import TriggerService, next_fire, zone
 from engine.db.models import Run, Trigger, now
@@ -35,33 +34,17 @@ class Scheduler:
     def __init__(self, *, sessions: async_sessionmaker[AsyncSession], triggers: TriggerService) -> None:
         self.sessions = sessions
         self.triggers = triggers
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = PassLoop("trigger scheduler", self.fire_due, error_delay_s=MAX_SLEEP_S, min_delay_s=0.02)
 
     def wake(self) -> None:
         """A schedule was created or changed: look again now."""
-        self._wake.set()
+        self._loop.wake()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="trigger scheduler")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                delay = await self.fire_due()
-            except Exception:
-                log.exception("scheduler pass failed")
-                delay = MAX_SLEEP_S
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.02, delay))
+        await self._loop.stop()
 
     async def fire_due(self) -> float:
         """Fire every due schedule once; returns the seconds until the next one is due."""

@@ -1,0 +1,52 @@
+"""One background loop shape for the scheduler and the callback sender: a pass, then sleep until due or woken."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger("ragline.background")
+
+
+class PassLoop:
+    """Runs ``one_pass`` repeatedly in a task; each pass returns the seconds until the next is due.
+
+    ``wake()`` starts the next pass at once (e.g. after a change); a failing pass is logged and
+    retried after ``error_delay_s``.
+    """
+
+    def __init__(
+        self, name: str, one_pass: Callable[[], Awaitable[float]], *, error_delay_s: float, min_delay_s: float
+    ) -> None:
+        self.name = name
+        self._one_pass = one_pass
+        self._error_delay_s = error_delay_s
+        self._min_delay_s = min_delay_s
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                delay = await self._one_pass()
+            except Exception:
+                log.exception("%s: pass failed", self.name)
+                delay = self._error_delay_s
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(self._min_delay_s, delay))
