@@ -262,14 +262,14 @@ async def tune(ingested: Ingested, data: SciFact, query_ids: Sequence[str], dept
 
     run("dense", lambda d, s, m: group_best(d, m))
     run("sparse", lambda d, s, m: group_best(s, m))
-    for prefetch in (50, 100, 200, 400):
-        for wd in (0.5, 0.7, 0.8, 1.0, 1.2, 1.5):
+    for prefetch in (100, 200, 400):
+        for wd in (0.7, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0):
             run(f"chunk dbsf p{prefetch} wd{wd}",
                 lambda d, s, m, p=prefetch, w=wd: group_best(dbsf([d[:p], s[:p]], weights=[w, 1.0]), m))
             run(f"doc dbsf p{prefetch} wd{wd}",
                 lambda d, s, m, p=prefetch, w=wd: dbsf([group_best(d[:p], m), group_best(s[:p], m)], weights=[w, 1.0]))
-        for k in (2, 10, 30, 60):
-            for wd in (0.5, 0.7, 1.0, 1.5, 2.0):
+        for k in (10, 60):
+            for wd in (0.5, 1.0, 1.5, 2.0, 3.0):
                 run(f"chunk rrf p{prefetch} k{k} wd{wd}",
                     lambda d, s, m, p=prefetch, k=k, w=wd: group_best(rrf([d[:p], s[:p]], k=k, weights=[w, 1.0]), m))
                 run(f"doc rrf p{prefetch} k{k} wd{wd}",

@@ -31,19 +31,15 @@ from engine.retrieval import SearchRequest
 from engine.settings import Settings
 from engine.types import SearchFilters
 
-# name -> SearchRequest fields (group_by="file" unless given). "*_chunks": Qdrant fuses chunk rankings and a
-# document ranks by its first chunk in the top 100 chunks (so recall@100 counts fewer than 100 documents);
-# "*_files": each retriever ranks files by their best chunk, then the two file rankings are fused.
+# name -> SearchRequest fields; every mode runs with group_by="file": a document ranks by its best chunk.
 MODES: dict[str, dict[str, Any]] = {
     "dense": {"mode": "dense"},
     "sparse": {"mode": "sparse"},
-    "hybrid_rrf_chunks": {"mode": "hybrid", "fusion": "rrf", "group_by": "chunk"},
-    "hybrid_dbsf_chunks": {"mode": "hybrid", "fusion": "dbsf", "group_by": "chunk"},
-    "hybrid_rrf_files": {"mode": "hybrid", "fusion": "rrf", "dense_weight": 1.0},
-    "hybrid_dbsf_files": {"mode": "hybrid", "fusion": "dbsf", "dense_weight": 1.0},
-    "hybrid_default_files": {},  # SearchRequest's defaults (the tuned fusion and dense_weight)
+    "hybrid_rrf": {"mode": "hybrid", "fusion": "rrf"},
+    "hybrid_dbsf": {"mode": "hybrid", "fusion": "dbsf"},
+    "hybrid_default": {},  # SearchRequest's defaults
 }
-TUNABLE = ("mode", "fusion", "group_by", "dense_weight")
+TUNABLE = ("mode", "fusion")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -81,7 +77,7 @@ async def evaluate(ingested: Ingested, data: SciFact, fields: dict[str, Any], ma
         await retriever.retrieve(SearchRequest(query=data.queries[qid], filters=filters))
     ndcg, recall, mrr, latency = [], [], [], []
     for qid in query_ids:
-        request = SearchRequest(query=data.queries[qid], filters=filters, top_k=100, **{"group_by": "file", **fields})
+        request = SearchRequest(query=data.queries[qid], filters=filters, top_k=100, group_by="file", **fields)
         started = time.perf_counter()
         hits = await retriever.retrieve(request)
         latency.append((time.perf_counter() - started) * 1000)
@@ -106,10 +102,10 @@ def evaluable(data: SciFact, ingested: Ingested) -> list[str]:
 
 
 def table(results: dict[str, dict[str, float]]) -> str:
-    lines = [f"{'mode':<16} {'nDCG@10':>8} {'R@100':>7} {'MRR@10':>7} {'p50 ms':>7}"]
+    lines = [f"{'mode':<22} {'nDCG@10':>8} {'R@100':>7} {'MRR@10':>7} {'p50 ms':>7}"]
     for name, r in results.items():
         lines.append(
-            f"{name:<16} {r['ndcg@10']:>8.4f} {r['recall@100']:>7.4f} {r['mrr@10']:>7.4f} {r['latency_p50_ms']:>7.1f}"
+            f"{name:<22} {r['ndcg@10']:>8.4f} {r['recall@100']:>7.4f} {r['mrr@10']:>7.4f} {r['latency_p50_ms']:>7.1f}"
         )
     return "\n".join(lines)
 

@@ -14,11 +14,11 @@ import pytest
 
 from engine.errors import InvalidInput
 from engine.ports import Embedder, VectorStore
-from engine.retrieval import MAX_QUERY_CHARS, Retriever, SearchRequest, fuse_files
+from engine.retrieval import MAX_QUERY_CHARS, Retriever, SearchRequest
 from engine.sparse import Bm25SparseEncoder
 from engine.stores.edge import EdgeVectorStore
 from engine.stores.qdrant_server import QdrantServerVectorStore
-from engine.types import ChunkRecord, ScoredChunk, SearchFilters, VectorPoint
+from engine.types import ChunkRecord, SearchFilters, VectorPoint
 
 pytestmark = pytest.mark.anyio
 
@@ -135,37 +135,8 @@ async def test_group_by_file_ranks_each_file_once_by_its_best_chunk(
         first_seen.setdefault(hit.chunk.file_id, hit.chunk)
     assert files[0].chunk.file_name == "animals.md"
     assert [h.score for h in files] == sorted((h.score for h in files), reverse=True)
-    if mode != "hybrid":  # one retriever: a file ranks exactly where its best chunk does
-        assert [h.chunk.file_id for h in files] == list(first_seen)[:3]
-        assert [h.chunk.id for h in files] == [first_seen[h.chunk.file_id].id for h in files]
-    else:  # two retrievers fused per file: each file once, shown with one of its own chunks
-        assert len({h.chunk.file_id for h in files}) == len(files) == 3
-        assert all(h.chunk.file_name == first_seen[h.chunk.file_id].file_name for h in files)
-
-
-def scored(file: str, ordinal: int, score: float) -> ScoredChunk:
-    chunk = ChunkRecord(
-        id=f"{file}-{ordinal}", workspace_id=WS_A, kb_id="kb", file_id=file, file_name=f"{file}.md",
-        file_type="md", ordinal=ordinal, text="t",
-    )
-    return ScoredChunk(chunk=chunk, score=score)
-
-
-@pytest.mark.parametrize("fusion", ["dbsf", "rrf"])
-def test_file_fusion_credits_a_file_found_by_both_retrievers_through_different_chunks(fusion: str) -> None:
-    dense = [scored("y", 0, 0.9), scored("x", 2, 0.8), scored("w", 0, 0.1)]
-    sparse = [scored("z", 0, 9.0), scored("x", 3, 8.0), scored("v", 0, 1.0)]
-    fused = fuse_files([dense, sparse], fusion=fusion, weights=(1.0, 1.0))  # type: ignore[arg-type]
-    assert fused[0].chunk.file_id == "x"  # second in both beats first in one
-    assert sorted(h.chunk.file_id for h in fused) == ["v", "w", "x", "y", "z"]
-    dense_only = fuse_files([dense, sparse], fusion=fusion, weights=(1.0, 0.0))  # type: ignore[arg-type]
-    assert [h.chunk.file_id for h in dense_only][:3] == ["y", "x", "w"]  # weight 0: BM25 adds nothing
-
-
-@pytest.mark.parametrize("weight", [-0.5, 10.5, float("nan")])
-async def test_dense_weight_out_of_range_is_invalid_input(retriever: Retriever, weight: float) -> None:
-    with pytest.raises(InvalidInput):
-        await retriever.retrieve(SearchRequest(query="volcano", filters=scope(), dense_weight=weight))
+    assert [h.chunk.file_id for h in files] == list(first_seen)[:3]  # a file ranks where its best chunk does
+    assert [h.chunk.id for h in files] == [first_seen[h.chunk.file_id].id for h in files]
 
 
 async def test_top_k_is_clamped_to_at_least_one_and_at_most_the_limit(retriever: Retriever) -> None:
