@@ -40,6 +40,7 @@ class SearchBody(Body):
     created_after: Annotated[float, Meta(ge=0, le=1e11)] | None = None
     created_before: Annotated[float, Meta(ge=0, le=1e11)] | None = None
     neighbors: Annotated[int, Meta(ge=0, le=3)] = 0
+    group_by: Literal["chunk", "file"] = "chunk"  # "file": one hit per file, ranked by its best chunk
 
 
 class Citation(msgspec.Struct, frozen=True, kw_only=True):

@@ -91,7 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pdf-pages", type=int, default=60)
     parser.add_argument("--scifact-docs", type=int, default=400)
-    parser.add_argument("--embedder", default=os.environ.get("RAGLINE_EMBEDDER", "minilm"))
+    parser.add_argument("--embedder", default=os.environ.get("RAGLINE_EMBEDDER", "minilm-onnx-int8"))
     args = parser.parse_args()
     pdf = pdf_from_scifact(args.pdf_pages)
     results = {

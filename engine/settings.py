@@ -18,7 +18,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     qdrant_url: str = ""  # empty: embedded qdrant-edge shard under data_dir
     qdrant_api_key: str = ""
     qdrant_collection: str = "ragline_chunks"
-    embedder: str = "minilm"  # "minilm" (torch fp32) or "minilm-onnx-int8"
+    # int8 ONNX: SciFact nDCG@10 0.6455 vs 0.6451 fp32, ~1.4x less CPU per chunk, ~4x faster queries
+    embedder: str = "minilm-onnx-int8"  # or "minilm" (torch fp32)
+    model_cache_dir: Path = Path.home() / ".cache" / "ragline"  # the one-time ONNX export, shared by data dirs
     torch_threads: int = 0  # 0: min(cpu_count, 4)
     host: str = "127.0.0.1"
     port: int = 8000

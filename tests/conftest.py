@@ -13,9 +13,13 @@ os.environ.setdefault("RAGLINE_TORCH_THREADS", "1")
 
 @pytest.fixture(scope="session")
 def embedder():
-    """The real bundled all-MiniLM-L6-v2 (loaded once; 1 torch thread keeps CI's 2 cores responsive)."""
-    from engine.embedders.sentence_transformer import SentenceTransformerEmbedder
+    """The default embedder users get (bundled all-MiniLM-L6-v2 as int8 ONNX), loaded once per session.
 
-    model = SentenceTransformerEmbedder(threads=1)
-    model.warm_up()
+    One thread keeps CI's 2 cores responsive; the ONNX export is made once per machine.
+    """
+    from engine.embedders import create_embedder
+    from engine.settings import Settings
+
+    model = create_embedder(Settings.from_env(torch_threads=1))
+    model.warm_up()  # type: ignore[attr-defined]
     return model

@@ -75,6 +75,7 @@ async def run_search(
             mode=body.mode,
             fusion=body.fusion,
             neighbors=body.neighbors,
+            group_by=body.group_by,
         )
     )
     return [to_result(h) for h in hits]

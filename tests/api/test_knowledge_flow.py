@@ -32,6 +32,8 @@ def test_uploaded_pdf_is_found_on_the_right_page(api):
         top = hits[0]
         assert (top["file_name"], top["page"]) == ("handbook.pdf", page), (query, top)
         assert top["citation"]["chunk_id"] == top["chunk_id"] and top["kb_id"] == kb
+    files = api.search("vacation", top_k=10, group_by="file")
+    assert [h["file_name"] for h in files] == ["handbook.pdf"]  # one hit per file
 
 
 def test_duplicate_download_and_delete(api):

@@ -103,11 +103,14 @@ def test_export_key_follows_the_source_weights(tmp_path: Path) -> None:
 
 
 def test_factory_builds_the_int8_embedder_lazily(tmp_path: Path) -> None:
-    embedder = create_embedder(Settings(embedder="minilm-onnx-int8", data_dir=tmp_path, torch_threads=1))
+    settings = Settings(embedder="minilm-onnx-int8", data_dir=tmp_path, model_cache_dir=tmp_path / "cache",
+                        torch_threads=1)
+    assert Settings().embedder == "minilm-onnx-int8"  # the default
+    embedder = create_embedder(settings)
     assert isinstance(embedder, OnnxInt8Embedder)
     assert isinstance(embedder, Embedder)
     assert (embedder.name, embedder.dim, embedder.max_tokens) == ("all-MiniLM-L6-v2", 384, 256)
-    assert not (tmp_path / "models").exists()  # nothing exported until first use
+    assert not (tmp_path / "cache").exists()  # nothing exported until first use
 
 
 @pytest.mark.slow
