@@ -18,7 +18,8 @@ from litestar.enums import RequestEncodingType
 from litestar.exceptions import ClientException
 from litestar.handlers.base import BaseRouteHandler
 
-from api.services.access import AccessService, NotAuthenticated, Principal
+from api.services.access import AccessService
+from api.services.identity import NotAuthenticated, Principal
 from engine.errors import InvalidInput, PermissionDenied, RateLimited, UnsupportedMediaType
 
 PUBLIC = {"public": True}

@@ -9,7 +9,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 
 from api.envelope import error_body
-from api.services.access import NotAuthenticated
+from api.services.identity import NotAuthenticated
 from engine.errors import (
     BlockedDestination,
     Conflict,

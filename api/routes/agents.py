@@ -14,8 +14,8 @@ from api.container import Services
 from api.envelope import Envelope, ListEnvelope, ok, page_of
 from api.routes.common import Limit, PageNo, stream_run
 from api.schemas import Body
-from api.services.access import Principal
 from api.services.agents import AgentFields, AgentInfo
+from api.services.identity import Principal
 
 ModelName = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/@-]+$")]
 ToolName = Annotated[str, Meta(min_length=1, max_length=64)]

@@ -14,8 +14,8 @@ from api.container import Services
 from api.envelope import Envelope, ListEnvelope, ok, page_of
 from api.routes.common import Limit, PageNo, stream_run
 from api.schemas import Body
-from api.services.access import Principal
 from api.services.chat import MessageInfo, SessionInfo
+from api.services.identity import Principal
 
 Text = Annotated[str, Meta(min_length=1, max_length=100_000)]
 KbIds = Annotated[list[Annotated[str, Meta(min_length=1, max_length=64)]], Meta(max_length=100)]

@@ -8,7 +8,7 @@ from litestar.params import Parameter
 from litestar.response import ServerSentEvent
 
 from api.container import Services
-from api.services.access import Principal
+from api.services.identity import Principal
 from api.sse import event_stream_response
 
 PageNo = Annotated[int, Parameter(ge=1, le=1_000_000, query="page")]

@@ -12,7 +12,7 @@ from api.auth import VIEWER
 from api.container import Services
 from api.envelope import Envelope, ListEnvelope, ok, page_of
 from api.routes.common import Limit, PageNo, stream_run
-from api.services.access import Principal
+from api.services.identity import Principal
 from api.sse import parse_last_event_id
 from engine.events import RunEvent
 from engine.runs import RunRecord
@@ -38,7 +38,7 @@ class ExecutionController(Controller):
         ] = None,
         kind: Annotated[Literal["chat", "agent", "trigger"] | None, Parameter(query="kind")] = None,
     ) -> ListEnvelope[RunRecord]:
-        result = await services.executions.list(
+        result = await services.executions.list_runs(
             principal, page=page, limit=limit, agent_id=agent_id, status=status, kind=kind, session_id=session_id
         )
         return page_of(result.items, page=page, limit=limit, total=result.total)

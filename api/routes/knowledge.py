@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO, cast
 
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.datastructures import UploadFile
@@ -13,7 +13,7 @@ from api.auth import EDITOR, VIEWER
 from api.container import Services
 from api.envelope import Envelope, ListEnvelope, ok, page_of
 from api.schemas import KnowledgeBaseCreate, KnowledgeBaseUpdate, UploadResult
-from api.services.access import Principal
+from api.services.identity import Principal
 from engine.errors import EngineError, InvalidInput, NotFound, UnsupportedMediaType
 from ingest.views import FileInfo, KnowledgeBaseInfo
 
@@ -163,7 +163,7 @@ async def _store_one(
             principal.workspace_id,
             kb_id,
             filename=upload.filename or "unnamed",
-            source=upload.file,
+            source=cast(BinaryIO, upload.file),
             tags=tags,
             declared_mime=upload.content_type,
         )

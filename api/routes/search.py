@@ -8,7 +8,7 @@ from api.auth import VIEWER
 from api.container import Services
 from api.envelope import Envelope, ok
 from api.schemas import Citation, SearchBody, SearchResult
-from api.services.access import Principal
+from api.services.identity import Principal
 from engine.retrieval import SearchHit, SearchRequest
 from engine.types import SearchFilters
 

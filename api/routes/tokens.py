@@ -21,7 +21,7 @@ from api.container import Services
 from api.envelope import Envelope, ListEnvelope, ok, page_of
 from api.routes.knowledge import Limit, PageNo
 from api.schemas import Body, Id, Name
-from api.services.access import AuditEntry, IssuedTokenInfo, Principal, PrincipalInfo, TokenInfo
+from api.services.identity import AuditEntry, IssuedTokenInfo, Principal, PrincipalInfo, TokenInfo
 from engine.errors import InvalidInput
 
 Role = Literal["viewer", "editor", "admin"]

@@ -14,8 +14,8 @@ from api.container import Services
 from api.envelope import Envelope, ListEnvelope, error_body, ok, page_of
 from api.routes.common import Limit, PageNo
 from api.schemas import Body
-from api.services.access import Principal
 from api.services.callbacks import CallbackInfo, CallbackService
+from api.services.identity import Principal
 from api.services.triggers import TriggerFields, TriggerInfo, TriggerService, TriggerWithSecrets
 from engine.webhooks import WebhookVerificationError
 
@@ -172,4 +172,4 @@ async def receive_webhook(
     return Response(ok(accepted, "Run started"), status_code=202)
 
 
-TRIGGER_HANDLERS = [TriggerController, execution_callbacks, rotate_agent_callback_secret, receive_webhook]
+TRIGGER_HANDLERS: list[Any] = [TriggerController, execution_callbacks, rotate_agent_callback_secret, receive_webhook]

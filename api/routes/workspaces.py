@@ -16,7 +16,7 @@ from api.container import Services
 from api.envelope import Envelope, ListEnvelope, ok, page_of
 from api.routes.knowledge import Limit, PageNo
 from api.schemas import Body, Id, Name
-from api.services.access import Principal, PrincipalInfo, TokenInfo
+from api.services.identity import Principal, PrincipalInfo, TokenInfo
 from api.services.workspaces import MemberInfo, WorkspaceInfo, WorkspaceService
 
 Role = Literal["viewer", "editor", "admin"]

@@ -12,9 +12,7 @@ database on every request: revocation, expiry and regeneration take effect on th
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,129 +20,38 @@ import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.services.identity import (
+    ROLE_RANK,
+    ROLES,
+    TOKEN_PREFIX,
+    AuditEntry,
+    IssuedToken,
+    IssuedTokenInfo,
+    NotAuthenticated,
+    Paged,
+    Principal,
+    PrincipalInfo,
+    TokenInfo,
+    _active,
+    check_expiry,
+    hash_secret,
+    lower_role,
+    new_secret,
+)
 from engine.db.models import ApiToken, KnowledgeBase, Membership, TokenAudit, User, Workspace, new_id, now
 from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
-TOKEN_PREFIX = "rl_"
-ROLES = ("viewer", "editor", "admin")
-ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
-
-
-class NotAuthenticated(Exception):
-    """Missing, malformed, unknown, revoked or expired credentials (always the same answer)."""
-
-
-class Principal(msgspec.Struct, frozen=True, kw_only=True):
-    """The authenticated caller, resolved for one workspace."""
-
-    user_id: str
-    token_id: str
-    workspace_id: str
-    role: str
-    kb_ids: tuple[str, ...] | None  # None: every knowledge base of the workspace
-
-    def has_role(self, needed: str) -> bool:
-        return ROLE_RANK[self.role] >= ROLE_RANK[needed]
-
-    def allows_kb(self, kb_id: str) -> bool:
-        return self.kb_ids is None or kb_id in self.kb_ids
-
-
-class IssuedToken(msgspec.Struct, frozen=True, kw_only=True):
-    token_id: str
-    secret: str
-
-
-class TokenInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """A token as shown to people: never its secret nor the secret's hash."""
-
-    id: str
-    name: str
-    prefix: str
-    user_id: str
-    workspace_id: str
-    role: str | None
-    kb_ids: list[str] | None
-    expires_at: float | None
-    revoked_at: float | None
-    last_used_at: float | None
-    created_at: float
-    updated_at: float
-    active: bool
-
-    @classmethod
-    def of(cls, row: ApiToken) -> TokenInfo:
-        return cls(
-            id=row.id, name=row.name, prefix=row.prefix, user_id=row.user_id, workspace_id=row.workspace_id,
-            role=row.role, kb_ids=list(row.kb_ids) if row.kb_ids is not None else None,
-            expires_at=row.expires_at, revoked_at=row.revoked_at, last_used_at=row.last_used_at,
-            created_at=row.created_at, updated_at=row.updated_at, active=_active(row),
-        )
-
-
-class IssuedTokenInfo(TokenInfo, frozen=True, kw_only=True):
-    """Returned by create and regenerate only: the one time the secret is shown."""
-
-    secret: str
-
-
-class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
-    id: int
-    token_id: str
-    action: str
-    actor_token_id: str | None
-    detail: dict[str, Any] | None
-    at: float
-
-
-class PrincipalInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """``/me`` and ``/tokens/validate``: who the caller is, in which workspace, with which token."""
-
-    user_id: str
-    user_name: str
-    workspace_id: str
-    workspace_name: str
-    role: str
-    kb_ids: list[str] | None
-    token: TokenInfo
-
-
-class Paged(msgspec.Struct, frozen=True, kw_only=True):
-    items: list[Any]
-    total: int
-
-
-def _active(row: ApiToken) -> bool:
-    return row.revoked_at is None and (row.expires_at is None or row.expires_at > now())
-
-
-MAX_LIFETIME_S = 10 * 365 * 86400.0
-
-
-def check_expiry(expires_at: float | None) -> float | None:
-    """A new expiry lies in the future and at most ten years ahead."""
-    if expires_at is not None and not now() < expires_at <= now() + MAX_LIFETIME_S:
-        raise InvalidInput("expires_at must be in the future and at most ten years ahead")
-    return expires_at
-
-
-def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def new_secret() -> str:
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
-
 
 def _audit(session: AsyncSession, token: ApiToken, action: str, actor: Principal | None, **detail: Any) -> None:
-    session.add(TokenAudit(token_id=token.id, workspace_id=token.workspace_id, action=action,
-                           actor_token_id=actor.token_id if actor else None, detail=detail or None))
-
-
-def lower_role(a: str, b: str | None) -> str:
-    if b is None:
-        return a
-    return a if ROLE_RANK[a] <= ROLE_RANK[b] else b
+    session.add(
+        TokenAudit(
+            token_id=token.id,
+            workspace_id=token.workspace_id,
+            action=action,
+            actor_token_id=actor.token_id if actor else None,
+            detail=detail or None,
+        )
+    )
 
 
 class AccessService:
@@ -182,13 +89,26 @@ class AccessService:
         if not secret.startswith(TOKEN_PREFIX) or len(secret) < 24:
             raise InvalidInput("token secrets start with 'rl_' and carry at least 128 random bits")
         token = ApiToken(
-            id=new_id("tok"), user_id=user_id, workspace_id=workspace_id, name=name, prefix=secret[:10],
-            secret_hash=hash_secret(secret), role=role, kb_ids=list(kb_ids) if kb_ids is not None else None,
+            id=new_id("tok"),
+            user_id=user_id,
+            workspace_id=workspace_id,
+            name=name,
+            prefix=secret[:10],
+            secret_hash=hash_secret(secret),
+            role=role,
+            kb_ids=list(kb_ids) if kb_ids is not None else None,
             expires_at=expires_at,
         )
         session.add(token)
-        session.add(TokenAudit(token_id=token.id, workspace_id=workspace_id, action="created",
-                               actor_token_id=actor_token_id, detail={"name": name, "role": role}))
+        session.add(
+            TokenAudit(
+                token_id=token.id,
+                workspace_id=workspace_id,
+                action="created",
+                actor_token_id=actor_token_id,
+                detail={"name": name, "role": role},
+            )
+        )
         return IssuedToken(token_id=token.id, secret=secret)
 
     async def create_user_token(
@@ -231,7 +151,9 @@ class AccessService:
                 token.last_used_at = now()  # coarse, to avoid a write per request
                 await session.commit()
             return Principal(
-                user_id=token.user_id, token_id=token.id, workspace_id=target,
+                user_id=token.user_id,
+                token_id=token.id,
+                workspace_id=target,
                 role=lower_role(member.role, token.role),
                 kb_ids=tuple(token.kb_ids) if token.kb_ids is not None else None,
             )
@@ -266,8 +188,13 @@ class AccessService:
         if kb_ids is None:
             return list(principal.kb_ids) if principal.kb_ids is not None else None
         wanted = list(dict.fromkeys(kb_ids))
-        found = set(await session.scalars(select(KnowledgeBase.id).where(
-            KnowledgeBase.workspace_id == principal.workspace_id, KnowledgeBase.id.in_(wanted))))
+        found = set(
+            await session.scalars(
+                select(KnowledgeBase.id).where(
+                    KnowledgeBase.workspace_id == principal.workspace_id, KnowledgeBase.id.in_(wanted)
+                )
+            )
+        )
         unknown = [kb for kb in wanted if kb not in found or not principal.allows_kb(kb)]
         if unknown:
             raise InvalidInput("kb_ids names knowledge bases that do not exist in this workspace")
@@ -297,9 +224,16 @@ class AccessService:
             if await session.get(Membership, (principal.workspace_id, owner)) is None:
                 raise NotFound("user", owner)
             limited = await self._checked_kbs(session, principal, kb_ids)
-            issued = self._issue(session, owner, principal.workspace_id, name=name, role=role or principal.role,
-                                 kb_ids=limited, expires_at=check_expiry(expires_at),
-                                 actor_token_id=principal.token_id)
+            issued = self._issue(
+                session,
+                owner,
+                principal.workspace_id,
+                name=name,
+                role=role or principal.role,
+                kb_ids=limited,
+                expires_at=check_expiry(expires_at),
+                actor_token_id=principal.token_id,
+            )
             await session.commit()
             row = await session.get(ApiToken, issued.token_id)
             assert row is not None
@@ -314,14 +248,18 @@ class AccessService:
             rows = list(await session.scalars(query.order_by(ApiToken.created_at.desc(), ApiToken.id)))
             visible = [r for r in rows if await self._manageable(session, principal, r)]
         start = (page - 1) * limit
-        return Paged(items=[TokenInfo.of(r) for r in visible[start:start + limit]], total=len(visible))
+        return Paged(items=[TokenInfo.of(r) for r in visible[start : start + limit]], total=len(visible))
 
     async def get_token(self, principal: Principal, token_id: str) -> TokenInfo:
         async with self.sessions() as session:
             return TokenInfo.of(await self._token(session, principal, token_id))
 
     async def update_token(
-        self, principal: Principal, token_id: str, *, name: str | None = None,
+        self,
+        principal: Principal,
+        token_id: str,
+        *,
+        name: str | None = None,
         role: str | msgspec.UnsetType | None = msgspec.UNSET,
         kb_ids: Sequence[str] | msgspec.UnsetType | None = msgspec.UNSET,
     ) -> TokenInfo:
@@ -397,10 +335,20 @@ class AccessService:
     async def _audit_page(self, where: list[Any], *, page: int, limit: int) -> Paged:
         async with self.sessions() as session:
             total = await session.scalar(select(func.count()).select_from(TokenAudit).where(*where)) or 0
-            rows = await session.scalars(select(TokenAudit).where(*where).order_by(TokenAudit.id.desc())
-                                         .offset((page - 1) * limit).limit(limit))
-            items = [AuditEntry(id=r.id, token_id=r.token_id, action=r.action, actor_token_id=r.actor_token_id,
-                                detail=r.detail, at=r.at) for r in rows]
+            rows = await session.scalars(
+                select(TokenAudit).where(*where).order_by(TokenAudit.id.desc()).offset((page - 1) * limit).limit(limit)
+            )
+            items = [
+                AuditEntry(
+                    id=r.id,
+                    token_id=r.token_id,
+                    action=r.action,
+                    actor_token_id=r.actor_token_id,
+                    detail=r.detail,
+                    at=r.at,
+                )
+                for r in rows
+            ]
         return Paged(items=items, total=total)
 
     async def describe(self, principal: Principal) -> PrincipalInfo:
@@ -412,7 +360,11 @@ class AccessService:
             if user is None or workspace is None or token is None:
                 raise NotFound("token", principal.token_id)
             return PrincipalInfo(
-                user_id=user.id, user_name=user.name, workspace_id=workspace.id, workspace_name=workspace.name,
-                role=principal.role, kb_ids=list(principal.kb_ids) if principal.kb_ids is not None else None,
+                user_id=user.id,
+                user_name=user.name,
+                workspace_id=workspace.id,
+                workspace_name=workspace.name,
+                role=principal.role,
+                kb_ids=list(principal.kb_ids) if principal.kb_ids is not None else None,
                 token=TokenInfo.of(token),
             )

@@ -10,7 +10,7 @@ import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.services.access import Principal
+from api.services.identity import Principal
 from engine.agent.registry import build_tools
 from engine.agent.spec import HTTP_FETCH, KNOWLEDGE_SEARCH, AgentSpec
 from engine.db.models import Agent, KnowledgeBase, new_id, now

@@ -26,8 +26,8 @@ import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.services.access import Principal
 from api.services.background import PassLoop
+from api.services.identity import Principal
 from engine import webhooks
 from engine.db.models import Agent, CallbackDelivery, Run, Trigger, new_id, now
 from engine.errors import BlockedDestination, NotFound

@@ -9,8 +9,8 @@ import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.services.access import Principal
 from api.services.agents import AgentService
+from api.services.identity import Principal
 from engine.agent.registry import build_tools
 from engine.agent.spec import KNOWLEDGE_SEARCH, AgentSpec
 from engine.db.models import ChatMessage, ChatSession, KnowledgeBase, new_id, now

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.services.access import Principal
+from api.services.identity import Principal
 from engine.db.models import Run
 from engine.db.run_store import SqlRunStore
 from engine.events import RunEvent
@@ -22,7 +22,7 @@ class ExecutionService:
         self.runs = runs
         self.store = SqlRunStore(sessions)
 
-    async def list(
+    async def list_runs(
         self,
         principal: Principal,
         *,

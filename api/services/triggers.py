@@ -24,8 +24,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth import TokenBucket
-from api.services.access import Principal
 from api.services.agents import AgentService
+from api.services.identity import Principal
 from engine import webhooks
 from engine.db.models import Agent, Trigger, WebhookDelivery, new_id, now
 from engine.errors import InvalidInput, NotFound, RateLimited

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.services.access import ROLES, Paged, Principal, TokenInfo
+from api.services.identity import ROLES, Paged, Principal, TokenInfo
 from engine.db.models import ApiToken, Base, Membership, TokenAudit, User, Workspace, new_id, now
 from engine.errors import Conflict, NotFound, PermissionDenied
 from ingest.service import KnowledgeService
@@ -95,7 +95,7 @@ class WorkspaceService:
             for table in reversed(Base.metadata.sorted_tables):
                 if "workspace_id" in table.c and table.name != "workspaces":
                     await session.execute(table.delete().where(table.c.workspace_id == principal.workspace_id))
-            await session.execute(Workspace.__table__.delete().where(Workspace.id == principal.workspace_id))
+            await session.execute(delete(Workspace).where(Workspace.id == principal.workspace_id))
             await session.commit()
 
     # -- members --------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from litestar.testing import TestClient
 
 from api.app import create_app
-from api.services.access import TOKEN_PREFIX
+from api.services.identity import TOKEN_PREFIX
 from engine.settings import Settings
 
 
