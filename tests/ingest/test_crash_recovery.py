@@ -50,15 +50,18 @@ def run_and_kill(data_dir: Path, token: str, seed: int, kill_after_s: float) -> 
     reader.start()
     acked: list[str] = []
     deadline: float | None = None
-    while proc.poll() is None:
-        with contextlib.suppress(queue.Empty):
-            line = lines.get(timeout=0.02)
-            if line.startswith("ACK "):
-                acked.append(line.split()[1])
-                deadline = deadline or time.monotonic() + kill_after_s
-        if deadline and time.monotonic() >= deadline:
-            proc.send_signal(signal.SIGKILL)
-            break
+    try:
+        while proc.poll() is None:
+            with contextlib.suppress(queue.Empty):
+                line = lines.get(timeout=0.02)
+                if line.startswith("ACK "):
+                    acked.append(line.split()[1])
+                    deadline = deadline or time.monotonic() + kill_after_s
+            if deadline and time.monotonic() >= deadline:
+                break
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)  # also when the test fails: never leave a driver running
     proc.wait(timeout=30)
     reader.join(timeout=5)
     while not lines.empty():  # ACKs printed just before the kill still count
