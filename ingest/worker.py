@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import anyio.to_thread
 from sqlalchemy import select, update
@@ -37,25 +38,15 @@ class PermanentFailure(Exception):
     """The file itself is the problem: retrying cannot help."""
 
 
+@dataclass(frozen=True)
 class IngestConfig:
-    def __init__(
-        self,
-        *,
-        chunk_tokens: int = 200,
-        chunk_overlap: int = 40,
-        max_chunks: int = 20_000,
-        parse_timeout_s: float = 60.0,
-        parse_memory_mb: int = 1536,
-        max_attempts: int = 3,
-        workers: int = 1,
-    ) -> None:
-        self.chunk_tokens = chunk_tokens
-        self.chunk_overlap = chunk_overlap
-        self.max_chunks = max_chunks
-        self.parse_timeout_s = parse_timeout_s
-        self.parse_memory_mb = parse_memory_mb
-        self.max_attempts = max_attempts
-        self.workers = workers
+    chunk_tokens: int = 200
+    chunk_overlap: int = 40
+    max_chunks: int = 20_000
+    parse_timeout_s: float = 60.0
+    parse_memory_mb: int = 1536
+    max_attempts: int = 3
+    workers: int = 1
 
 
 def chunk_id(file_id: str, ordinal: int) -> str:
