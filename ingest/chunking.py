@@ -77,7 +77,11 @@ def document_text(doc: ParsedDocument) -> str:
 
 def embed_prefix(title: str | None, heading_path: tuple[str, ...], max_tokens: int = PREFIX_TOKENS) -> str:
     """``"title — Heading > Sub"`` cut to ``max_tokens`` cl100k tokens (empty when there is neither)."""
-    parts = [p for p in (" ".join((title or "").split()), " > ".join(" ".join(h.split()) for h in heading_path)) if p]
+    title = " ".join((title or "").split())
+    headings = [" ".join(h.split()) for h in heading_path]
+    if headings and headings[0] == title:
+        headings = headings[1:]  # a Markdown H1 is usually the title itself: say it once
+    parts = [p for p in (title, " > ".join(headings)) if p]
     prefix = " — ".join(parts)
     if not prefix:
         return ""

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import PurePath
 
 import anyio.to_thread
 from sqlalchemy import select, update
@@ -191,7 +192,8 @@ class IngestWorker:
                 chunk_tokens=self.config.chunk_tokens,
                 overlap=self.config.chunk_overlap,
                 max_chunks=self.config.max_chunks,
-                title=file.name,
+                # the document's own title beats its file name; a bare id like "4983.md" is noise
+                title=parsed.title or PurePath(file.name).stem,
             )
         )
         if not drafts:

@@ -99,6 +99,8 @@ def test_document_title_is_the_default_prefix_and_prefix_is_bounded() -> None:
     prefix = embed_prefix(long_title, ("Chapter one", "Section two"))
     assert count_tokens(prefix) <= PREFIX_TOKENS + 1 and prefix.endswith("…")
     assert embed_prefix(None, ()) == ""
+    assert embed_prefix("Install guide", ("Install guide", "Linux")) == "Install guide — Linux"  # H1 == title once
+    assert embed_prefix("handbook", ("Vacation",)) == "handbook — Vacation"
 
 
 def test_offsets_index_the_concatenated_document_text() -> None:
