@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engine.db.models import File, KnowledgeBase, new_id, now
+from engine.db.paging import fetch_page
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.ports import VectorStore
 from ingest.blobs import BlobStore
@@ -105,14 +106,8 @@ class KnowledgeService:
         if only is not None:
             where.append(KnowledgeBase.id.in_(list(only)))
         async with self.sessions() as session:
-            total = await session.scalar(select(func.count()).select_from(KnowledgeBase).where(*where)) or 0
-            rows = await session.scalars(
-                select(KnowledgeBase)
-                .where(*where)
-                .order_by(KnowledgeBase.created_at, KnowledgeBase.id)
-                .offset((page - 1) * limit)
-                .limit(limit)
-            )
+            order = [KnowledgeBase.created_at, KnowledgeBase.id]
+            total, rows = await fetch_page(session, KnowledgeBase, where, order, page=page, limit=limit)
             return Page(items=[KnowledgeBaseInfo.of(r) for r in rows], page=page, limit=limit, total=total)
 
     async def update_kb(
@@ -232,10 +227,7 @@ class KnowledgeService:
             where.append(File.status == status)
         async with self.sessions() as session:
             await self._kb(session, workspace_id, kb_id)
-            total = await session.scalar(select(func.count()).select_from(File).where(*where)) or 0
-            rows = await session.scalars(
-                select(File).where(*where).order_by(File.created_at, File.id).offset((page - 1) * limit).limit(limit)
-            )
+            total, rows = await fetch_page(session, File, where, [File.created_at, File.id], page=page, limit=limit)
             return Page(items=[FileInfo.of(r) for r in rows], page=page, limit=limit, total=total)
 
     async def file_path(self, workspace_id: str, file_id: str, kb_id: str | None = None) -> tuple[FileInfo, str]:

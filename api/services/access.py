@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.services.identity import (
@@ -39,6 +39,7 @@ from api.services.identity import (
     new_secret,
 )
 from engine.db.models import ApiToken, KnowledgeBase, Membership, TokenAudit, User, Workspace, new_id, now
+from engine.db.paging import fetch_page
 from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
 
@@ -334,10 +335,7 @@ class AccessService:
 
     async def _audit_page(self, where: list[Any], *, page: int, limit: int) -> Paged:
         async with self.sessions() as session:
-            total = await session.scalar(select(func.count()).select_from(TokenAudit).where(*where)) or 0
-            rows = await session.scalars(
-                select(TokenAudit).where(*where).order_by(TokenAudit.id.desc()).offset((page - 1) * limit).limit(limit)
-            )
+            total, rows = await fetch_page(session, TokenAudit, where, [TokenAudit.id.desc()], page=page, limit=limit)
             items = [
                 AuditEntry(
                     id=r.id,

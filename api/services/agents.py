@@ -7,13 +7,14 @@ from typing import Any
 
 import anyio.to_thread
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.services.identity import Principal
 from engine.agent.registry import build_tools
 from engine.agent.spec import HTTP_FETCH, KNOWLEDGE_SEARCH, AgentSpec
 from engine.db.models import Agent, KnowledgeBase, new_id, now
+from engine.db.paging import fetch_page
 from engine.errors import InvalidInput, NotFound
 from engine.models.litellm_client import LiteLLMModelClient
 from engine.net import allowed_networks, resolve_url_async
@@ -122,10 +123,8 @@ class AgentService:
     async def list(self, principal: Principal, *, page: int, limit: int) -> Page[AgentInfo]:
         where = Agent.workspace_id == principal.workspace_id
         async with self.sessions() as session:
-            total = await session.scalar(select(func.count()).select_from(Agent).where(where)) or 0
-            rows = await session.scalars(
-                select(Agent).where(where).order_by(Agent.created_at, Agent.id).offset((page - 1) * limit).limit(limit)
-            )
+            order = [Agent.created_at, Agent.id]
+            total, rows = await fetch_page(session, Agent, [where], order, page=page, limit=limit)
             return Page(items=[AgentInfo.of(r) for r in rows], page=page, limit=limit, total=total)
 
     async def update(self, principal: Principal, agent_id: str, fields: AgentFields) -> AgentInfo:

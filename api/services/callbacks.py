@@ -23,13 +23,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.services.background import PassLoop
 from api.services.identity import Principal
 from engine import webhooks
 from engine.db.models import Agent, CallbackDelivery, Run, Trigger, new_id, now
+from engine.db.paging import fetch_page
 from engine.errors import BlockedDestination, NotFound
 from engine.net import IPNetwork, Target, resolve_url_async
 from engine.runs import FinishedHook, RunRecord
@@ -65,11 +66,20 @@ class CallbackInfo(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def of(cls, row: CallbackDelivery) -> CallbackInfo:
         return cls(
-            id=row.id, run_id=row.run_id, trigger_id=row.trigger_id, agent_id=row.agent_id, url=row.url,
-            event=row.event, status=row.status, attempts=row.attempts,
+            id=row.id,
+            run_id=row.run_id,
+            trigger_id=row.trigger_id,
+            agent_id=row.agent_id,
+            url=row.url,
+            event=row.event,
+            status=row.status,
+            attempts=row.attempts,
             next_attempt_at=row.next_attempt_at if row.status == "pending" else None,
-            last_status_code=row.last_status_code, last_error=row.last_error, log=list(row.log or []),
-            created_at=row.created_at, delivered_at=row.delivered_at,
+            last_status_code=row.last_status_code,
+            last_error=row.last_error,
+            log=list(row.log or []),
+            created_at=row.created_at,
+            delivered_at=row.delivered_at,
         )
 
 
@@ -79,13 +89,23 @@ def payload_of(record: RunRecord) -> dict[str, Any]:
         "type": EVENT,
         "timestamp": datetime.now(UTC).isoformat(),
         "data": {
-            "run_id": record.id, "execution_id": record.id, "kind": record.kind, "status": record.status,
-            "agent_id": record.agent_id, "trigger_id": record.trigger_id,
+            "run_id": record.id,
+            "execution_id": record.id,
+            "kind": record.kind,
+            "status": record.status,
+            "agent_id": record.agent_id,
+            "trigger_id": record.trigger_id,
             "output": (record.output or "")[:MAX_OUTPUT] if record.output is not None else None,
-            "error": record.error, "error_code": record.error_code,
-            "token_usage": {"prompt": record.prompt_tokens, "completion": record.completion_tokens,
-                            "total": record.total_tokens},
-            "started_at": record.started_at, "finished_at": record.finished_at, "latency_ms": record.latency_ms,
+            "error": record.error,
+            "error_code": record.error_code,
+            "token_usage": {
+                "prompt": record.prompt_tokens,
+                "completion": record.completion_tokens,
+                "total": record.total_tokens,
+            },
+            "started_at": record.started_at,
+            "finished_at": record.finished_at,
+            "latency_ms": record.latency_ms,
         },
     }
 
@@ -147,9 +167,19 @@ class CallbackService:
         async with self.sessions() as session:
             for url, owner_trigger, owner_agent in await self._destinations(session, agent_id, trigger_id):
                 row = CallbackDelivery(
-                    id=new_id("cbd"), workspace_id=record.workspace_id, run_id=record.id, trigger_id=owner_trigger,
-                    agent_id=owner_agent, url=url, event=EVENT, payload=body, status="pending", attempts=0,
-                    next_attempt_at=now(), log=[], created_at=now(),
+                    id=new_id("cbd"),
+                    workspace_id=record.workspace_id,
+                    run_id=record.id,
+                    trigger_id=owner_trigger,
+                    agent_id=owner_agent,
+                    url=url,
+                    event=EVENT,
+                    payload=body,
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=now(),
+                    log=[],
+                    created_at=now(),
                 )
                 session.add(row)
                 ids.append(row.id)
@@ -174,14 +204,20 @@ class CallbackService:
     async def deliver_due(self) -> float:
         """Attempt every due delivery once (concurrently); returns seconds until the next is due."""
         async with self.sessions() as session:
-            due = list(await session.scalars(
-                select(CallbackDelivery.id).where(CallbackDelivery.status == "pending",
-                                                  CallbackDelivery.next_attempt_at <= now())
-                .order_by(CallbackDelivery.next_attempt_at).limit(20)))
+            due = list(
+                await session.scalars(
+                    select(CallbackDelivery.id)
+                    .where(CallbackDelivery.status == "pending", CallbackDelivery.next_attempt_at <= now())
+                    .order_by(CallbackDelivery.next_attempt_at)
+                    .limit(20)
+                )
+            )
             upcoming = await session.scalar(
-                select(CallbackDelivery.next_attempt_at).where(CallbackDelivery.status == "pending",
-                                                               CallbackDelivery.next_attempt_at > now())
-                .order_by(CallbackDelivery.next_attempt_at).limit(1))
+                select(CallbackDelivery.next_attempt_at)
+                .where(CallbackDelivery.status == "pending", CallbackDelivery.next_attempt_at > now())
+                .order_by(CallbackDelivery.next_attempt_at)
+                .limit(1)
+            )
         due = [d for d in due if d not in self._in_flight]
         if due:
             await asyncio.gather(*(self._attempt(delivery_id) for delivery_id in due))
@@ -225,9 +261,12 @@ class CallbackService:
         body = row.payload.encode("utf-8")
         try:
             target = await resolve_url_async(row.url, allowed=self.allowed)
-            headers = {"Content-Type": "application/json", "User-Agent": "ragline-callbacks/1",
-                       "Host": target.host if target.port in (80, 443) else f"{target.host}:{target.port}",
-                       **webhooks.sign_headers(secret, row.id, body)}
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": "ragline-callbacks/1",
+                "Host": target.host if target.port in (80, 443) else f"{target.host}:{target.port}",
+                **webhooks.sign_headers(secret, row.id, body),
+            }
             async with httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=ATTEMPT_TIMEOUT_S) as client:
                 request = client.build_request("POST", _pinned(target), headers=headers, content=body)
                 if target.scheme == "https":
@@ -240,12 +279,15 @@ class CallbackService:
             return None, f"{type(exc).__name__}: {str(exc)[:300]}"
         return response.status_code, None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
 
-    def _record(self, row: CallbackDelivery, code: int | None, error: str | None, ms: float, *,
-                final: bool = False) -> None:
+    def _record(
+        self, row: CallbackDelivery, code: int | None, error: str | None, ms: float, *, final: bool = False
+    ) -> None:
         row.attempts += 1
         row.last_status_code, row.last_error = code, error
-        row.log = [*(row.log or []), {"attempt": row.attempts, "at": now(), "status_code": code, "error": error,
-                                      "duration_ms": round(ms, 1)}]
+        row.log = [
+            *(row.log or []),
+            {"attempt": row.attempts, "at": now(), "status_code": code, "error": error, "duration_ms": round(ms, 1)},
+        ]
         if error is None:
             row.status, row.delivered_at = "delivered", now()
         elif final or row.attempts >= self.max_attempts:
@@ -270,10 +312,8 @@ class CallbackService:
             trigger = await session.get(Trigger, trigger_id) if trigger_id is not None else None
             if trigger_id is not None and (trigger is None or trigger.workspace_id != principal.workspace_id):
                 raise NotFound("trigger", trigger_id)
-            total = await session.scalar(select(func.count()).select_from(CallbackDelivery).where(*where)) or 0
-            rows = await session.scalars(select(CallbackDelivery).where(*where)
-                                         .order_by(CallbackDelivery.created_at.desc(), CallbackDelivery.id)
-                                         .offset((page - 1) * limit).limit(limit))
+            order = [CallbackDelivery.created_at.desc(), CallbackDelivery.id]
+            total, rows = await fetch_page(session, CallbackDelivery, where, order, page=page, limit=limit)
             return Page(items=[CallbackInfo.of(r) for r in rows], page=page, limit=limit, total=total)
 
     async def rotate_agent_secret(self, principal: Principal, agent_id: str) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.services.agents import AgentService
@@ -14,6 +14,7 @@ from api.services.identity import Principal
 from engine.agent.registry import build_tools
 from engine.agent.spec import KNOWLEDGE_SEARCH, AgentSpec
 from engine.db.models import ChatMessage, ChatSession, KnowledgeBase, new_id, now
+from engine.db.paging import fetch_page
 from engine.db.run_store import SqlRunStore
 from engine.errors import InvalidInput, NotFound
 from engine.events import CitationEvent
@@ -118,14 +119,8 @@ class ChatService:
     async def list_sessions(self, principal: Principal, *, page: int, limit: int) -> Page[SessionInfo]:
         where = ChatSession.workspace_id == principal.workspace_id
         async with self.sessions() as session:
-            total = await session.scalar(select(func.count()).select_from(ChatSession).where(where)) or 0
-            rows = await session.scalars(
-                select(ChatSession)
-                .where(where)
-                .order_by(ChatSession.updated_at.desc())
-                .offset((page - 1) * limit)
-                .limit(limit)
-            )
+            order = [ChatSession.updated_at.desc()]
+            total, rows = await fetch_page(session, ChatSession, [where], order, page=page, limit=limit)
             return Page(items=[SessionInfo.of(r) for r in rows], page=page, limit=limit, total=total)
 
     async def delete_session(self, principal: Principal, session_id: str) -> None:
@@ -137,10 +132,7 @@ class ChatService:
         async with self.sessions() as session:
             await self._session(session, principal, session_id)
             where = ChatMessage.session_id == session_id
-            total = await session.scalar(select(func.count()).select_from(ChatMessage).where(where)) or 0
-            rows = await session.scalars(
-                select(ChatMessage).where(where).order_by(ChatMessage.id).offset((page - 1) * limit).limit(limit)
-            )
+            total, rows = await fetch_page(session, ChatMessage, [where], [ChatMessage.id], page=page, limit=limit)
             return Page(items=[MessageInfo.of(r) for r in rows], page=page, limit=limit, total=total)
 
     async def _history(self, session: AsyncSession, session_id: str) -> list[Message]:

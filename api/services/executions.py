@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.services.identity import Principal
 from engine.db.models import Run
+from engine.db.paging import fetch_page
 from engine.db.run_store import SqlRunStore
 from engine.events import RunEvent
 from engine.runs import RunManager, RunRecord
@@ -43,16 +43,8 @@ class ExecutionService:
             if value is not None:
                 where.append(column == value)
         async with self.sessions() as session:
-            total = await session.scalar(select(func.count()).select_from(Run).where(*where)) or 0
-            ids = list(
-                await session.scalars(
-                    select(Run.id)
-                    .where(*where)
-                    .order_by(Run.started_at.desc(), Run.id)
-                    .offset((page - 1) * limit)
-                    .limit(limit)
-                )
-            )
+            order = [Run.started_at.desc(), Run.id]
+            total, ids = await fetch_page(session, Run.id, where, order, page=page, limit=limit)
         records = [await self.runs.get(run_id) for run_id in ids]  # live runs show their current state
         return Page(items=records, page=page, limit=limit, total=total)
 

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 from croniter import CroniterBadDateError, croniter
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -28,6 +28,7 @@ from api.services.agents import AgentService
 from api.services.identity import Principal
 from engine import webhooks
 from engine.db.models import Agent, Trigger, WebhookDelivery, new_id, now
+from engine.db.paging import fetch_page
 from engine.errors import InvalidInput, NotFound, RateLimited
 from engine.net import IPNetwork, resolve_url_async
 from engine.runs import FinishedHook
@@ -137,10 +138,20 @@ class TriggerInfo(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def of(cls, row: Trigger) -> TriggerInfo:
         return cls(
-            id=row.id, agent_id=row.agent_id, name=row.name, type=row.type, input_template=row.input_template,
-            enabled=row.enabled, webhook_url=f"/api/webhook/{row.webhook_path}" if row.webhook_path else None,
-            cron=row.cron, timezone=row.timezone, next_fire_at=row.next_fire_at, last_fired_at=row.last_fired_at,
-            callback_url=row.callback_url, created_at=row.created_at, updated_at=row.updated_at,
+            id=row.id,
+            agent_id=row.agent_id,
+            name=row.name,
+            type=row.type,
+            input_template=row.input_template,
+            enabled=row.enabled,
+            webhook_url=f"/api/webhook/{row.webhook_path}" if row.webhook_path else None,
+            cron=row.cron,
+            timezone=row.timezone,
+            next_fire_at=row.next_fire_at,
+            last_fired_at=row.last_fired_at,
+            callback_url=row.callback_url,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
         )
 
 
@@ -172,8 +183,13 @@ class WebhookAccepted(msgspec.Struct, frozen=True, kw_only=True):
 
 def trigger_principal(row: Trigger) -> Principal:
     """Who a webhook or schedule run acts as: the trigger itself, inside its workspace."""
-    return Principal(user_id=f"trigger:{row.id}", token_id=f"trigger:{row.id}", workspace_id=row.workspace_id,
-                     role="editor", kb_ids=None)
+    return Principal(
+        user_id=f"trigger:{row.id}",
+        token_id=f"trigger:{row.id}",
+        workspace_id=row.workspace_id,
+        role="editor",
+        kb_ids=None,
+    )
 
 
 class TriggerService:
@@ -233,8 +249,16 @@ class TriggerService:
         if fields.type not in TRIGGER_TYPES or not fields.agent_id or not fields.name:
             raise InvalidInput(f"a trigger needs a name, an agent_id and a type ({', '.join(TRIGGER_TYPES)})")
         await self._check_callback(fields.callback_url)
-        row = Trigger(id=new_id("trg"), workspace_id=principal.workspace_id, type=fields.type,
-                      input_template="{input}", timezone="UTC", enabled=True, created_at=now(), updated_at=now())
+        row = Trigger(
+            id=new_id("trg"),
+            workspace_id=principal.workspace_id,
+            type=fields.type,
+            input_template="{input}",
+            timezone="UTC",
+            enabled=True,
+            created_at=now(),
+            updated_at=now(),
+        )
         self._apply(row, fields)
         self._reschedule(row)
         if row.type == "webhook":
@@ -245,8 +269,11 @@ class TriggerService:
             session.add(row)
             await session.commit()
         self.on_schedule_change()
-        return TriggerWithSecrets(**msgspec.structs.asdict(TriggerInfo.of(row)), webhook_secret=row.webhook_secret,
-                                  callback_secret=row.callback_secret)
+        return TriggerWithSecrets(
+            **msgspec.structs.asdict(TriggerInfo.of(row)),
+            webhook_secret=row.webhook_secret,
+            callback_secret=row.callback_secret,
+        )
 
     async def get(self, principal: Principal, trigger_id: str) -> TriggerInfo:
         async with self.sessions() as session:
@@ -259,9 +286,8 @@ class TriggerService:
         if agent_id is not None:
             where.append(Trigger.agent_id == agent_id)
         async with self.sessions() as session:
-            total = await session.scalar(select(func.count()).select_from(Trigger).where(*where)) or 0
-            rows = await session.scalars(select(Trigger).where(*where).order_by(Trigger.created_at, Trigger.id)
-                                         .offset((page - 1) * limit).limit(limit))
+            order = [Trigger.created_at, Trigger.id]
+            total, rows = await fetch_page(session, Trigger, where, order, page=page, limit=limit)
             return Page(items=[TriggerInfo.of(r) for r in rows], page=page, limit=limit, total=total)
 
     async def update(self, principal: Principal, trigger_id: str, fields: TriggerFields) -> TriggerInfo:
@@ -300,9 +326,11 @@ class TriggerService:
                 row.callback_secret = secret
             row.updated_at = now()
             await session.commit()
-            return TriggerWithSecrets(**msgspec.structs.asdict(TriggerInfo.of(row)),
-                                      webhook_secret=secret if kind == "webhook" else None,
-                                      callback_secret=secret if kind != "webhook" else None)
+            return TriggerWithSecrets(
+                **msgspec.structs.asdict(TriggerInfo.of(row)),
+                webhook_secret=secret if kind == "webhook" else None,
+                callback_secret=secret if kind != "webhook" else None,
+            )
 
     # -- firing ----------------------------------------------------------------------------------
 
@@ -310,7 +338,11 @@ class TriggerService:
         """Start one run of the trigger's agent with the rendered input; returns the run id."""
         user_input = render_template(row.input_template, event) or f"Trigger {row.name} fired."
         return await self.agents.start_run(
-            principal or trigger_principal(row), row.agent_id, user_input, kind="trigger", trigger_id=row.id,
+            principal or trigger_principal(row),
+            row.agent_id,
+            user_input,
+            kind="trigger",
+            trigger_id=row.id,
             hooks=self.hooks(row.agent_id, row.id),
         )
 
@@ -320,8 +352,12 @@ class TriggerService:
             row = await self._row(session, principal.workspace_id, trigger_id)
         if not row.enabled:
             raise InvalidInput("the trigger is disabled")
-        event = {"input": text, "body": body, "time": datetime.now(zone(row.timezone)).isoformat(),
-                 "trigger": {"id": row.id, "name": row.name, "type": row.type}}
+        event = {
+            "input": text,
+            "body": body,
+            "time": datetime.now(zone(row.timezone)).isoformat(),
+            "trigger": {"id": row.id, "name": row.name, "type": row.type},
+        }
         return await self.fire(row, event, principal)
 
     async def receive_webhook(self, path: str, headers: Mapping[str, str], body: bytes) -> WebhookAccepted:
@@ -350,8 +386,11 @@ class TriggerService:
     async def _claim_delivery(self, trigger_id: str, keys: Sequence[str]) -> str | None:
         """Insert the delivery keys; when any was seen before, the run id it started (else None)."""
         async with self.sessions() as session:
-            existing = await session.scalars(select(WebhookDelivery).where(
-                WebhookDelivery.trigger_id == trigger_id, WebhookDelivery.delivery_id.in_(list(keys))))
+            existing = await session.scalars(
+                select(WebhookDelivery).where(
+                    WebhookDelivery.trigger_id == trigger_id, WebhookDelivery.delivery_id.in_(list(keys))
+                )
+            )
             found = list(existing)
             if found:
                 return next((d.run_id for d in found if d.run_id), "") or None
@@ -364,15 +403,21 @@ class TriggerService:
 
     async def _record_delivery(self, trigger_id: str, keys: Sequence[str], run_id: str) -> None:
         async with self.sessions() as session:
-            for delivery in await session.scalars(select(WebhookDelivery).where(
-                    WebhookDelivery.trigger_id == trigger_id, WebhookDelivery.delivery_id.in_(list(keys)))):
+            for delivery in await session.scalars(
+                select(WebhookDelivery).where(
+                    WebhookDelivery.trigger_id == trigger_id, WebhookDelivery.delivery_id.in_(list(keys))
+                )
+            ):
                 delivery.run_id = run_id
             await session.commit()
 
     async def _forget_delivery(self, trigger_id: str, keys: Sequence[str]) -> None:
         async with self.sessions() as session:
-            await session.execute(delete(WebhookDelivery).where(
-                WebhookDelivery.trigger_id == trigger_id, WebhookDelivery.delivery_id.in_(list(keys))))
+            await session.execute(
+                delete(WebhookDelivery).where(
+                    WebhookDelivery.trigger_id == trigger_id, WebhookDelivery.delivery_id.in_(list(keys))
+                )
+            )
             await session.commit()
 
 
@@ -382,6 +427,10 @@ def _webhook_event(row: Trigger, delivery_id: str, body: bytes) -> dict[str, Any
         parsed: Any = json.loads(text) if text.strip() else None
     except (ValueError, RecursionError):
         parsed = text
-    return {"input": text[:MAX_INPUT], "body": parsed, "webhook_id": delivery_id,
-            "time": datetime.now(zone(row.timezone)).isoformat(),
-            "trigger": {"id": row.id, "name": row.name, "type": row.type}}
+    return {
+        "input": text[:MAX_INPUT],
+        "body": parsed,
+        "webhook_id": delivery_id,
+        "time": datetime.now(zone(row.timezone)).isoformat(),
+        "trigger": {"id": row.id, "name": row.name, "type": row.type},
+    }
