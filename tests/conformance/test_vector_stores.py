@@ -5,6 +5,9 @@ Each test runs once per adapter through the parametrised ``store`` fixture.
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 import msgspec
 import pytest
 
@@ -12,7 +15,7 @@ from engine.errors import InvalidInput
 from engine.ports import VectorStore
 from engine.sparse import Bm25SparseEncoder
 from engine.types import ChunkRecord, ScoredChunk, SearchFilters, SearchMode, VectorPoint, VectorQuery
-from tests.conformance.corpus import DIM, WS_A, WS_B, file_ids_of, reference_match
+from tests.conformance.corpus import DIM, WS_A, WS_B, file_ids_of, publish_corpus, reference_match
 
 pytestmark = pytest.mark.anyio
 
@@ -185,6 +188,50 @@ async def test_bm25_idf_is_computed_within_the_workspace(store: VectorStore, cor
         hits = await store.search(query("sparse", SearchFilters(workspace_id=workspace), text="volcano"))
         scores[workspace] = max(hit.score for hit in hits if hit.chunk.text.startswith("A volcano erupts"))
     assert scores[WS_A] > scores[WS_B]
+
+
+async def _own_file_still_ingesting(store: VectorStore, own: list[VectorPoint], others: list[VectorPoint]) -> None:
+    draft = msgspec.structs.replace(own[0].chunk, file_id="file-a-draft")
+    await store.upsert([msgspec.structs.replace(p, chunk=msgspec.structs.replace(draft, id=str(uuid.uuid4())))
+                        for p in own])
+
+
+async def _other_tenant_ingesting(store: VectorStore, own: list[VectorPoint], others: list[VectorPoint]) -> None:
+    await store.upsert(others)
+
+
+async def _other_tenant_published(store: VectorStore, own: list[VectorPoint], others: list[VectorPoint]) -> None:
+    await publish_corpus(store, others)
+
+
+async def _other_tenant_deleted(store: VectorStore, own: list[VectorPoint], others: list[VectorPoint]) -> None:
+    await publish_corpus(store, others)
+    await store.delete_kb(WS_B, others[0].chunk.kb_id)
+    await store.purge_files([p.chunk.file_id for p in others])
+
+
+@pytest.mark.parametrize(
+    "change", [_own_file_still_ingesting, _other_tenant_ingesting, _other_tenant_published, _other_tenant_deleted]
+)
+async def test_workspace_scores_depend_only_on_its_own_published_points(
+    empty_store: VectorStore, corpus: list[VectorPoint], change: Any
+) -> None:
+    # While a workspace is alone in the store the embedded adapter drops the IDF filter (shard-wide statistics
+    # are then the workspace's); no change elsewhere in the store may move A's BM25 or fused scores.
+    own = [p for p in corpus if p.chunk.workspace_id == WS_A]
+    others = [p for p in corpus if p.chunk.workspace_id == WS_B]
+    await publish_corpus(empty_store, own)
+    target = point_with(corpus, "A volcano erupts")
+    requests = [query(mode, SearchFilters(workspace_id=WS_A), dense=target.dense, text="volcano crater pressure")
+                for mode in ("sparse", "hybrid")]
+
+    async def scores() -> list[list[tuple[str, float]]]:
+        return [[(h.chunk.id, round(h.score, 5)) for h in await empty_store.search(r)] for r in requests]
+
+    alone = await scores()
+    assert alone[0] and alone[1]
+    await change(empty_store, own, others)
+    assert await scores() == alone
 
 
 # ---- writes -------------------------------------------------------------------------------------------------------
