@@ -4,6 +4,9 @@ Builds one qdrant-edge shard per size with synthetic clustered 384-d vectors (a 
 embeddings; uniform random vectors are HNSW's pathological case) and random Zipf-distributed sparse vectors,
 then times ``EdgeVectorStore.search`` (the call the app makes: thread hop, Rust query, payload decoding) for
 dense / sparse / hybrid queries, with only the mandatory workspace filter and with a 10 % kb filter.
+Per-workspace IDF is timed twice: with the workspace alone in the shard (the adapter then uses the
+shard-wide statistics, which are the same numbers) and after a second tenant's file is added
+(``idf=workspace+tenant``: document frequencies are counted under the workspace filter per query).
 
 Usage::
 
@@ -29,8 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import engine  # noqa: I001  (first: sets BLAS/torch threads and offline flags before numpy is imported)
 import anyio
+import msgspec
 import numpy as np
-from engine.embedders.sentence_transformer import SentenceTransformerEmbedder
+from engine.embedders import create_embedder
+from engine.settings import Settings
 from engine.sparse import Bm25SparseEncoder
 from engine.stores.edge import EdgeVectorStore
 from engine.types import ChunkRecord, SearchFilters, SparseVector, VectorPoint, VectorQuery
@@ -114,7 +119,21 @@ def percentiles(samples_s: Sequence[float]) -> dict[str, float]:
     return {f"p{q}": round(float(np.percentile(ms, q)), 3) for q in (50, 95, 99)}
 
 
-async def time_searches(store: EdgeVectorStore, queries: int, seed: int, idf_scopes: Sequence[str]) -> dict[str, Any]:
+async def add_other_tenant(store: EdgeVectorStore, seed: int) -> None:
+    """One published file of another workspace, so the querying workspace no longer has the shard to itself."""
+    rng = np.random.default_rng(seed + 2)
+    points = []
+    for n, point in enumerate(make_points(rng, 0, clustered_vectors(rng, CHUNKS_PER_FILE))):
+        chunk_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"other/{n}"))
+        chunk = msgspec.structs.replace(point.chunk, id=chunk_id, workspace_id="other-ws", file_id="other")
+        points.append(msgspec.structs.replace(point, chunk=chunk))
+    await store.upsert(points)
+    await store.publish_file("other-ws", "other")
+
+
+async def time_searches(
+    store: EdgeVectorStore, queries: int, seed: int, idf_scopes: Sequence[str], label: str = ""
+) -> dict[str, Any]:
     rng = np.random.default_rng(seed + 1)
     dense_queries = clustered_vectors(rng, queries)
     sparse_queries = [
@@ -139,20 +158,20 @@ async def time_searches(store: EdgeVectorStore, queries: int, seed: int, idf_sco
                 found = await store.search(request)
                 samples.append(time.perf_counter() - started)
                 hits += len(found)
-            name = mode if scope == "-" else f"{mode}/idf={scope}"
+            name = mode if scope == "-" else f"{mode}/idf={scope}{label}"
             results[f"{name}/{filter_name}"] = {**percentiles(samples), "mean_hits": round(hits / queries, 1)}
     return results
 
 
 def time_query_encoding(repeats: int) -> dict[str, Any]:
-    embedder = SentenceTransformerEmbedder(threads=1)
+    embedder = create_embedder(msgspec.structs.replace(Settings.from_env(), torch_threads=1))
     embedder.warm_up()
     sparse = Bm25SparseEncoder()
     dense_s, sparse_s = [], []
     for i in range(repeats):
         text = QUERY_TEXTS[i % len(QUERY_TEXTS)]
         started = time.perf_counter()
-        embedder.encode_sync([text])
+        embedder.encode_sync([text])  # type: ignore[attr-defined]
         dense_s.append(time.perf_counter() - started)
         started = time.perf_counter()
         sparse.encode_query(text)
@@ -167,6 +186,7 @@ def time_query_encoding(repeats: int) -> dict[str, Any]:
         return samples
 
     return {
+        "embedder": type(embedder).__name__,
         "dense_minilm_sync": percentiles(dense_s),
         "dense_minilm_async": percentiles(anyio.run(through_thread)),
         "sparse_bm25": percentiles(sparse_s),
@@ -186,25 +206,30 @@ async def bench_size(
         # Sparse vectors always sit in their inverted index; dense ones count only once HNSW is built.
         build["indexed_vectors"] = store.indexed_vectors()
         build["hnsw_built"] = build["indexed_vectors"] >= 2 * size
-        return {"points": size, "build": build, "search_ms": await time_searches(store, queries, seed, idf_scopes)}
+        timings = await time_searches(store, queries, seed, idf_scopes)
+        if "workspace" in idf_scopes:
+            await add_other_tenant(store, seed)
+            shared = await time_searches(store, queries, seed, ["workspace"], label="+tenant")
+            timings.update({name: stats for name, stats in shared.items() if "+tenant" in name})
+        return {"points": size, "build": build, "search_ms": timings}
     finally:
         await store.close()
 
 
 def print_table(report: dict[str, Any]) -> None:
     print()
-    print(f"{'points':>8} {'hnsw':>5} {'query':<36} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'hits':>5}")
+    print(f"{'points':>8} {'hnsw':>5} {'query':<44} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'hits':>5}")
     for run in report["sizes"]:
         for name, stats in run["search_ms"].items():
             hnsw = "yes" if run["build"]["hnsw_built"] else "no"
             print(
-                f"{run['points']:>8} {hnsw:>5} {name:<36} {stats['p50']:>8} {stats['p95']:>8} {stats['p99']:>8}"
+                f"{run['points']:>8} {hnsw:>5} {name:<44} {stats['p50']:>8} {stats['p95']:>8} {stats['p99']:>8}"
                 f" {stats['mean_hits']:>5}"
             )
     if "query_encoding_ms" in report:
         for name, stats in report["query_encoding_ms"].items():
             if isinstance(stats, dict):
-                print(f"{'':>8} {'':>5} {'encode ' + name:<36} {stats['p50']:>8} {stats['p95']:>8} {stats['p99']:>8}")
+                print(f"{'':>8} {'':>5} {'encode ' + name:<44} {stats['p50']:>8} {stats['p95']:>8} {stats['p99']:>8}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
