@@ -16,6 +16,7 @@ the filter.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,21 +59,25 @@ class EdgeVectorStore:
         path: Shard directory; created (with its parents) when it holds no shard yet.
         dim: Dense vector dimension; an existing shard with another dimension is refused.
         idf_scope: BM25 IDF over the querying workspace (default, no cross-tenant signal) or the whole shard.
+        idf_recheck_s: After a write, at most one check per this many seconds of whether the querying workspace
+            is alone in the shard (the shard-wide IDF shortcut); 0 checks on the first search after every write.
 
     Raises:
         Conflict: Another process (or another store in this process) has the shard open.
         EngineError: The directory holds an incompatible or unreadable shard.
     """
 
-    def __init__(self, path: Path, dim: int, *, idf_scope: IdfScope = "workspace") -> None:
+    def __init__(self, path: Path, dim: int, *, idf_scope: IdfScope = "workspace", idf_recheck_s: float = 1.0) -> None:
         self.path = Path(path)
         self.dim = dim
         self.idf_scope = idf_scope
         self._write_lock = threading.Lock()
         self._closed = False
+        self.idf_recheck_s = idf_recheck_s
         # Seqlock-style write counter: odd while a write is being applied, bumped again when it is done.
         self._writes = 0
-        self._sole_workspace: tuple[int, str | None] = (-1, None)  # (write count, the only workspace)
+        self._alone_cache: tuple[int, str, bool] = (-1, "", False)  # (write count, workspace, alone in the shard)
+        self._alone_recheck_at = 0.0
         self._shard = _open_shard(self.path, dim)
         try:
             _ensure_payload_indexes(self._shard)
@@ -106,34 +111,32 @@ class EdgeVectorStore:
         scope = self.idf_scope
         if scope == "workspace" and query.mode != "dense":
             before = self._writes
-            if before % 2 == 0 and self._only_workspace(before) == query.filters.workspace_id:
+            if before % 2 == 0 and self._alone(query.filters.workspace_id, before):
                 hits = self._shard.query(_query_request(query, conditions, "global"))
                 if self._writes == before:
                     return hits
         return self._shard.query(_query_request(query, conditions, scope))
 
-    def _only_workspace(self, writes: int) -> str | None:
-        """The workspace owning every point when all of them are published, else None; cached per write count."""
-        cached_at, workspace = self._sole_workspace
-        if cached_at == writes:
-            return workspace
-        workspace = None
+    def _alone(self, workspace_id: str, writes: int) -> bool:
+        """Whether every point in the shard is a published point of this workspace; cached per write count."""
+        cached_writes, cached_workspace, alone = self._alone_cache
+        if cached_writes == writes and cached_workspace == workspace_id:
+            return alone
+        now = time.monotonic()
+        if now < self._alone_recheck_at:
+            return False  # the shard keeps changing (an ingest is running): stay on the filtered path for now
+        self._alone_recheck_at = now + self.idf_recheck_s
         info = self._shard.info()
         total = info.points_count
         # Shard-wide term statistics still count deleted points until the shard is reopened or optimised; the
-        # index then holds more vectors than there are points (one sparse vector per point, dense ones only
+        # index then holds more vectors than there are points (one sparse vector per point; dense ones only
         # after an HNSW build, which also leaves the counts unequal).
-        fresh = total > 0 and info.indexed_vectors_count == total
-        facets = []
-        if fresh:
-            request = qe.FacetRequest(key="workspace_id", limit=total, exact=True)
-            facets = [hit for hit in self._shard.facet(request).hits if hit.count > 0]  # deleted values linger at 0
-        if len(facets) == 1 and facets[0].count == total:
-            candidate = str(facets[0].value)
-            published = qe.CountRequest(exact=True, filter=_edge_filter(workspace_conditions(candidate)))
-            workspace = candidate if self._shard.count(published) == total else None
-        self._sole_workspace = (writes, workspace)
-        return workspace
+        alone = total > 0 and info.indexed_vectors_count == total
+        if alone:
+            own = qe.CountRequest(exact=True, filter=_edge_filter(workspace_conditions(workspace_id)))
+            alone = self._shard.count(own) == total  # one exact count: ~4 ms at 11k points, run once per change
+        self._alone_cache = (writes, workspace_id, alone)
+        return alone
 
     async def get_chunks(self, workspace_id: str, file_id: str, ordinals: Sequence[int]) -> list[ChunkRecord]:
         """Published chunks of one file with the given ordinals, in ordinal order (missing ones skipped)."""

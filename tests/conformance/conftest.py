@@ -20,7 +20,7 @@ def _make_store(kind: str, tmp_path: Path, edge_template: Path) -> VectorStore:
         # Creating a shard fsyncs once per payload index (1-2 s on a busy 2-core box); a copy of a closed
         # empty shard opens in ~0.2 s. Creation itself is covered by edge_template and test_edge_store.
         shutil.copytree(edge_template, tmp_path / "shard")
-        return EdgeVectorStore(tmp_path / "shard", DIM)
+        return EdgeVectorStore(tmp_path / "shard", DIM, idf_recheck_s=0)  # every write re-evaluated: guards tested
     return QdrantServerVectorStore(location=":memory:", collection="conformance", dim=DIM)
 
 

@@ -192,8 +192,9 @@ async def test_bm25_idf_is_computed_within_the_workspace(store: VectorStore, cor
 
 async def _own_file_still_ingesting(store: VectorStore, own: list[VectorPoint], others: list[VectorPoint]) -> None:
     draft = msgspec.structs.replace(own[0].chunk, file_id="file-a-draft")
-    await store.upsert([msgspec.structs.replace(p, chunk=msgspec.structs.replace(draft, id=str(uuid.uuid4())))
-                        for p in own])
+    await store.upsert(
+        [msgspec.structs.replace(p, chunk=msgspec.structs.replace(draft, id=str(uuid.uuid4()))) for p in own]
+    )
 
 
 async def _other_tenant_ingesting(store: VectorStore, own: list[VectorPoint], others: list[VectorPoint]) -> None:
@@ -222,8 +223,10 @@ async def test_workspace_scores_depend_only_on_its_own_published_points(
     others = [p for p in corpus if p.chunk.workspace_id == WS_B]
     await publish_corpus(empty_store, own)
     target = point_with(corpus, "A volcano erupts")
-    requests = [query(mode, SearchFilters(workspace_id=WS_A), dense=target.dense, text="volcano crater pressure")
-                for mode in ("sparse", "hybrid")]
+    requests = [
+        query(mode, SearchFilters(workspace_id=WS_A), dense=target.dense, text="volcano crater pressure")
+        for mode in ("sparse", "hybrid")
+    ]
 
     async def scores() -> list[list[tuple[str, float]]]:
         return [[(h.chunk.id, round(h.score, 5)) for h in await empty_store.search(r)] for r in requests]
