@@ -1,4 +1,4 @@
-"""``ragline`` command line: serve, ingest, search, reindex, token create."""
+"""``ragline`` command line: serve, ingest, search, reindex, optimize, token create."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     search.add_argument("--top-k", type=int, default=5)
     search.add_argument("--mode", choices=["dense", "sparse", "hybrid"], default="hybrid")
     sub.add_parser("reindex", help="rebuild the vector store from the stored files")
+    sub.add_parser("optimize", help="build the embedded store's HNSW index (stop the server first; minutes)")
     token = sub.add_parser("token", help="API tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True)
     create = token_sub.add_parser("create", help="create a user with a role and print its token once")
@@ -77,6 +78,8 @@ async def _run_offline(settings: Settings, args: argparse.Namespace) -> int:
             await services.worker.recover()
             await _drain_with_progress(services, None)
             return 0
+        if args.command == "optimize":
+            return _optimize(services)
         if args.command == "token":
             issued = await services.access.create_user_token(
                 workspace_name=args.workspace, user_name=args.user, role=args.role, token_name=args.name
@@ -156,6 +159,24 @@ async def _drain_with_progress(services: Services, ids: list[str] | None) -> int
     for name, error in failures:
         print(f"  failed {name}: {error}", file=sys.stderr)
     return len(failures)
+
+
+def _optimize(services: Services) -> int:
+    """Build HNSW for the embedded shard: exact scans (40 ms at 100k chunks) become graph searches (6.6 ms).
+
+    It holds the GIL for the whole build (~5 min at 100k chunks on 2 cores), which is why the server never
+    runs it and it is a separate, offline command.
+    """
+    from engine.stores.edge import EdgeVectorStore
+
+    store = services.store
+    if not isinstance(store, EdgeVectorStore):
+        print("ragline: a Qdrant server builds its indexes itself; nothing to do")
+        return 0
+    started = time.monotonic()
+    store.optimize()
+    print(f"optimized in {time.monotonic() - started:.1f}s: {store.indexed_vectors()} vectors in indexes")
+    return 0
 
 
 async def _search(services: Services, args: argparse.Namespace) -> int:

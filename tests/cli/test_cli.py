@@ -1,4 +1,4 @@
-"""The command line as a user runs it: ingest with a progress bar, search, reindex, token create."""
+"""The command line as a user runs it: ingest with a progress bar, search, reindex, optimize, token create."""
 
 from __future__ import annotations
 
@@ -44,6 +44,11 @@ def test_ingest_search_reindex_and_token(tmp_path):
     assert reindex.returncode == 0 and "re-indexing 2 files" in reindex.stdout
     again = ragline(data, "search", "when does the office close", "--kb", "handbook", "--mode", "sparse")
     assert "notes.md" in again.stdout.splitlines()[0]
+
+    optimize = ragline(data, "optimize")
+    assert optimize.returncode == 0 and "optimized in" in optimize.stdout, optimize.stderr
+    after = ragline(data, "search", "how long is parental leave", "--kb", "handbook")
+    assert after.stdout.splitlines()[0] == first  # same best hit, same score, after the segments are rebuilt
 
     token = ragline(data, "token", "create", "--workspace", "default", "--role", "viewer")
     assert token.returncode == 0 and token.stdout.strip().startswith("rl_")
