@@ -38,6 +38,9 @@ TRIGGER_TYPES = ("manual", "webhook", "schedule")
 MAX_TEMPLATE = 10_000
 MAX_VALUE = 20_000  # one substituted field
 MAX_INPUT = 100_000  # the rendered run input (the same bound as a run's input over the API)
+# Delivery ids are remembered this long. Signatures older than webhooks.TOLERANCE_S (5 min) are refused
+# anyway; a day also covers senders that retry one event under its Idempotency-Key with fresh signatures.
+DELIVERY_RETENTION_S = 24 * 3600
 HookSource = Callable[[str | None, str | None], list[FinishedHook]]
 
 # {{ and }} are literal braces; {a.b.0} looks up keys (and list indices) in the event, nothing else
@@ -384,8 +387,16 @@ class TriggerService:
         return WebhookAccepted(run_id=run_id, execution_id=run_id, duplicate=False)
 
     async def _claim_delivery(self, trigger_id: str, keys: Sequence[str]) -> str | None:
-        """Insert the delivery keys; when any was seen before, the run id it started (else None)."""
+        """Insert the delivery keys; when any was seen before, the run id it started (else None).
+
+        Keys older than ``DELIVERY_RETENTION_S`` are dropped first, so the table stays bounded.
+        """
         async with self.sessions() as session:
+            await session.execute(
+                delete(WebhookDelivery).where(
+                    WebhookDelivery.trigger_id == trigger_id, WebhookDelivery.received_at < now() - DELIVERY_RETENTION_S
+                )
+            )
             existing = await session.scalars(
                 select(WebhookDelivery).where(
                     WebhookDelivery.trigger_id == trigger_id, WebhookDelivery.delivery_id.in_(list(keys))

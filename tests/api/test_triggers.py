@@ -160,6 +160,47 @@ def test_signed_webhook_starts_exactly_one_run_and_bad_signatures_none(app: Api)
     assert len(trigger_runs(app, trigger["id"])) == 1
 
 
+def test_remembered_delivery_ids_expire_after_a_day(app: Api) -> None:
+    trigger = new_trigger(app, name="expiring", agent_id=new_agent(app), type="webhook", input_template="{raw}")
+    secret, url = trigger["webhook_secret"], trigger["webhook_url"]
+    body = b'{"n": 1}'
+    first = post_webhook(app, url, body, webhooks.sign_headers(secret, "evt_old", body))
+    assert first.status_code == 202
+    with app.client.portal() as portal:  # as if the delivery had arrived 25 hours ago
+        portal.call(_age_deliveries, app.services.sessions, trigger["id"], 25 * 3600)
+    recent = post_webhook(app, url, body, webhooks.sign_headers(secret, "evt_new", body))
+    assert recent.status_code == 202
+    assert post_webhook(app, url, body, webhooks.sign_headers(secret, "evt_new", body)).json()["data"]["duplicate"]
+    with app.client.portal() as portal:
+        kept = portal.call(_delivery_ids, app.services.sessions, trigger["id"])
+    assert kept == ["evt_new"]  # the day-old id was dropped when the next delivery came in
+    assert len(trigger_runs(app, trigger["id"])) == 2
+
+
+async def _age_deliveries(sessions: Any, trigger_id: str, seconds: float) -> None:
+    from sqlalchemy import update
+
+    from engine.db.models import WebhookDelivery
+
+    async with sessions() as session:
+        await session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.trigger_id == trigger_id)
+            .values(received_at=WebhookDelivery.received_at - seconds)
+        )
+        await session.commit()
+
+
+async def _delivery_ids(sessions: Any, trigger_id: str) -> list[str]:
+    from sqlalchemy import select
+
+    from engine.db.models import WebhookDelivery
+
+    async with sessions() as session:
+        query = select(WebhookDelivery.delivery_id).where(WebhookDelivery.trigger_id == trigger_id)
+        return sorted(await session.scalars(query))
+
+
 def test_webhook_deliveries_are_rate_limited_per_path(tmp_path: Path, embedder: Any) -> None:
     settings = make_settings(tmp_path / "data", webhook_rate_per_minute=2)
     with open_api(settings, embedder) as api:
