@@ -49,7 +49,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # outbound run callbacks: networks exempt from the SSRF guard (operator opt-in, e.g. "127.0.0.1/32")
     callback_allow_networks: tuple[str, ...] = ()
     callback_max_attempts: int = 6
-    callback_retry_base_s: float = 5.0  # backoff: base, 2x base, 4x base ... (capped at an hour)
+    callback_retry_base_s: float = 5.0  # backoff: base, 2x base, 4x base ... (capped at an hour), +-10 % jitter
     webhook_rate_per_minute: int = 60  # inbound webhook deliveries per trigger path
 
     @property

@@ -15,6 +15,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import random
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -293,7 +294,9 @@ class CallbackService:
         elif final or row.attempts >= self.max_attempts:
             row.status = "failed"
         else:
-            row.next_attempt_at = now() + min(MAX_BACKOFF_S, self.retry_base_s * 2 ** (row.attempts - 1))
+            backoff = min(MAX_BACKOFF_S, self.retry_base_s * 2 ** (row.attempts - 1))
+            # +-10 %: callbacks that failed together (a receiver outage) do not all come back in the same second
+            row.next_attempt_at = now() + backoff * random.uniform(0.9, 1.1)
 
     # -- reading the log and the agent's secret -------------------------------------------------
 
