@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from engine.types import MetadataScalar, MetadataValue
+
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Id = Annotated[str, Meta(min_length=1, max_length=64)]
 Description = Annotated[str, Meta(max_length=10_000)]
@@ -35,6 +37,8 @@ class SearchBody(Body):
     file_ids: Annotated[list[Id], Meta(max_length=1000)] | None = None
     file_types: Annotated[list[Annotated[str, Meta(max_length=16)]], Meta(max_length=20)] | None = None
     tags: Annotated[list[Annotated[str, Meta(max_length=64)]], Meta(max_length=50)] | None = None
+    # {key: value} or {key: [accepted values]}: every key must match (engine.metadata)
+    metadata: Annotated[dict[str, MetadataScalar | list[MetadataScalar]], Meta(max_length=16)] | None = None
     page_from: Annotated[int, Meta(ge=0, le=1_000_000)] | None = None
     page_to: Annotated[int, Meta(ge=0, le=1_000_000)] | None = None
     created_after: Annotated[float, Meta(ge=0, le=1e11)] | None = None
@@ -68,6 +72,7 @@ class SearchResult(msgspec.Struct, frozen=True, kw_only=True):
     char_start: int
     char_end: int
     tags: list[str]
+    metadata: dict[str, MetadataValue]
     citation: Citation
     before: list[str] = []
     after: list[str] = []

@@ -8,6 +8,8 @@ import msgspec
 
 SearchMode = Literal["dense", "sparse", "hybrid"]
 Fusion = Literal["rrf", "dbsf"]
+MetadataScalar = str | int  # no bool: see engine.metadata
+MetadataValue = str | int | list[str]
 
 
 class SparseVector(msgspec.Struct, frozen=True):
@@ -34,6 +36,7 @@ class ChunkRecord(msgspec.Struct, frozen=True, kw_only=True):
     char_end: int = 0
     tags: tuple[str, ...] = ()
     created_at: float = 0.0  # unix seconds of the file's upload
+    metadata: dict[str, MetadataValue] = msgspec.field(default_factory=dict)  # the file's, see engine.metadata
 
 
 class VectorPoint(msgspec.Struct, frozen=True, kw_only=True):
@@ -52,6 +55,8 @@ class SearchFilters(msgspec.Struct, frozen=True, kw_only=True):
     file_ids: tuple[str, ...] | None = None
     file_types: tuple[str, ...] | None = None
     tags: tuple[str, ...] | None = None  # a chunk matches if it has any of these tags
+    # (key, accepted values): every key must hold one of its values (a list value: contain one of them)
+    metadata: tuple[tuple[str, tuple[MetadataScalar, ...]], ...] | None = None
     page_from: int | None = None
     page_to: int | None = None
     created_after: float | None = None

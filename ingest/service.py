@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import anyio.to_thread
 from sqlalchemy import delete, func, select, update
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from engine.db.models import File, KnowledgeBase, new_id, now
 from engine.db.paging import fetch_page
 from engine.errors import Conflict, InvalidInput, NotFound
+from engine.metadata import clean_metadata
 from engine.ports import VectorStore
 from ingest.blobs import BlobStore
 from ingest.loaders import detect_file_type
@@ -150,11 +151,16 @@ class KnowledgeService:
         filename: str,
         source: BinaryIO,
         tags: Sequence[str] = (),
+        metadata: Mapping[str, Any] | None = None,
         declared_mime: str | None = None,
     ) -> FileInfo:
-        """Store the original durably, record it and queue it. Same bytes in the same KB: the existing file."""
+        """Store the original durably, record it and queue it. Same bytes in the same KB: the existing file.
+
+        ``metadata`` (see ``engine.metadata``) is copied to every chunk and can be filtered on in search.
+        """
         name = sanitize_filename(filename)
         clean_tags = _clean_tags(tags)
+        meta = clean_metadata(metadata)
         async with self.sessions() as session:
             await self._kb(session, workspace_id, kb_id)
         sha, size = await anyio.to_thread.run_sync(
@@ -179,6 +185,7 @@ class KnowledgeService:
             mime=mime,
             file_type=file_type,
             tags=clean_tags,
+            meta=meta,
             status="queued",
             warnings=[],
         )

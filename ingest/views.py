@@ -7,6 +7,7 @@ from typing import Generic, TypeVar
 import msgspec
 
 from engine.db.models import File, KnowledgeBase
+from engine.types import MetadataValue
 
 T = TypeVar("T")
 
@@ -42,6 +43,7 @@ class FileInfo(msgspec.Struct, frozen=True, kw_only=True):
     mime: str
     file_type: str
     tags: list[str]
+    metadata: dict[str, MetadataValue]
     status: str
     error: str | None
     warnings: list[str]
@@ -76,6 +78,7 @@ class FileInfo(msgspec.Struct, frozen=True, kw_only=True):
             mime=row.mime,
             file_type=row.file_type,
             tags=list(row.tags or []),
+            metadata=dict(row.meta or {}),
             status=row.status,
             error=row.error,
             warnings=list(row.warnings or []),

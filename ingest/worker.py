@@ -243,6 +243,7 @@ class IngestWorker:
                 char_end=draft.char_end,
                 tags=tuple(file.tags),
                 created_at=file.created_at,
+                metadata=file.metadata,
             )
             points.append(VectorPoint(chunk=record, dense=vector, sparse=sparse_vector))
         return points
@@ -285,4 +286,5 @@ class _FileJob:
         self.sha256 = row.sha256
         self.file_type = row.file_type
         self.tags = list(row.tags or [])
+        self.metadata = dict(row.meta or {})
         self.created_at = row.created_at

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, BinaryIO, cast
 
+import msgspec
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.datastructures import UploadFile
 from litestar.params import Parameter
@@ -15,12 +16,14 @@ from api.envelope import Envelope, ListEnvelope, ok, page_of
 from api.schemas import KnowledgeBaseCreate, KnowledgeBaseUpdate, UploadResult
 from api.services.identity import Principal
 from engine.errors import EngineError, InvalidInput, NotFound, UnsupportedMediaType
+from engine.metadata import clean_metadata
 from ingest.views import FileInfo, KnowledgeBaseInfo
 
 PageNo = Annotated[int, Parameter(ge=1, le=1_000_000, query="page")]
 Limit = Annotated[int, Parameter(ge=1, le=100, query="limit")]
 UPLOAD_OVERHEAD = 1024 * 1024  # multipart framing and form fields on top of the file limit
 MAX_FILES_PER_UPLOAD = 100
+MAX_METADATA_FIELD = 16_384  # characters of the JSON text; engine.metadata bounds keys and values
 
 
 def visible_kb(principal: Principal, kb_id: str) -> None:
@@ -77,7 +80,10 @@ class FileController(Controller):
 
     # the body limit (RAGLINE_MAX_UPLOAD_BYTES) is set on the router that mounts this controller
     @post(
-        "/", opt=EDITOR, status_code=201, summary="Upload files (multipart field 'file', repeatable; optional 'tags')"
+        "/",
+        opt=EDITOR,
+        status_code=201,
+        summary="Upload files (multipart field 'file', repeatable; optional 'tags' and 'metadata' (a JSON object))",
     )
     async def upload(
         self, kb_id: str, request: Request[Any, Any, Any], services: Services, principal: Principal
@@ -90,14 +96,18 @@ class FileController(Controller):
         if len(uploads) > MAX_FILES_PER_UPLOAD:
             raise InvalidInput(f"at most {MAX_FILES_PER_UPLOAD} files per request")
         tags = [t for k, v in form.multi_items() if k == "tags" and isinstance(v, str) for t in v.split(",")]
+        metadata = _form_metadata(form.get("metadata"))
         if len(uploads) == 1:
-            info = await _store_one(services, principal, kb_id, uploads[0], tags)
+            info = await _store_one(services, principal, kb_id, uploads[0], tags, metadata)
             return ok(info, "File already present" if info.duplicate else "File queued for ingestion")
         results = []
         for upload in uploads:
             try:
                 results.append(
-                    UploadResult(name=upload.filename, file=await _store_one(services, principal, kb_id, upload, tags))
+                    UploadResult(
+                        name=upload.filename,
+                        file=await _store_one(services, principal, kb_id, upload, tags, metadata),
+                    )
                 )
             except EngineError as exc:
                 results.append(UploadResult(name=upload.filename, error=exc.message, code=exc.code))
@@ -155,8 +165,26 @@ async def _read_form(request: Request[Any, Any, Any]) -> Any:
     return await request.form()
 
 
+def _form_metadata(value: object) -> dict[str, Any] | None:
+    """The upload's 'metadata' form field: a JSON object (see ``engine.metadata``), or absent."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_METADATA_FIELD:
+        raise InvalidInput(f"'metadata' must be a JSON object of at most {MAX_METADATA_FIELD} characters")
+    try:
+        decoded = msgspec.json.decode(value)
+    except (msgspec.DecodeError, RecursionError) as exc:  # msgspec recurses per nesting level
+        raise InvalidInput(f"'metadata' is not valid JSON: {exc}") from exc
+    return clean_metadata(decoded)  # checked once for the whole request, before any file is stored
+
+
 async def _store_one(
-    services: Services, principal: Principal, kb_id: str, upload: UploadFile, tags: list[str]
+    services: Services,
+    principal: Principal,
+    kb_id: str,
+    upload: UploadFile,
+    tags: list[str],
+    metadata: dict[str, Any] | None,
 ) -> FileInfo:
     try:
         return await services.knowledge.add_file(
@@ -165,6 +193,7 @@ async def _store_one(
             filename=upload.filename or "unnamed",
             source=cast(BinaryIO, upload.file),
             tags=tags,
+            metadata=metadata,
             declared_mime=upload.content_type,
         )
     finally:

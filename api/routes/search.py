@@ -9,6 +9,7 @@ from api.container import Services
 from api.envelope import Envelope, ok
 from api.schemas import Citation, SearchBody, SearchResult
 from api.services.identity import Principal
+from engine.metadata import metadata_filter
 from engine.retrieval import SearchHit, SearchRequest
 from engine.types import SearchFilters
 
@@ -38,6 +39,7 @@ def to_result(hit: SearchHit) -> SearchResult:
         char_start=c.char_start,
         char_end=c.char_end,
         tags=list(c.tags),
+        metadata=c.metadata,
         citation=Citation(
             file_id=c.file_id,
             file_name=c.file_name,
@@ -62,6 +64,7 @@ async def run_search(
         file_ids=tuple(body.file_ids) if body.file_ids is not None else None,
         file_types=tuple(t.lower().lstrip(".") for t in body.file_types) if body.file_types is not None else None,
         tags=tuple(body.tags) if body.tags is not None else None,
+        metadata=metadata_filter(body.metadata),
         page_from=body.page_from,
         page_to=body.page_to,
         created_after=body.created_after,

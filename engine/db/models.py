@@ -101,6 +101,7 @@ class File(Base):
     mime: Mapped[str] = mapped_column(String(100))
     file_type: Mapped[str] = mapped_column(String(16))
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # user metadata (engine.metadata rules)
     status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|processing|ready|failed
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     warnings: Mapped[list[str]] = mapped_column(JSON, default=list)  # e.g. pages that failed to parse

@@ -22,6 +22,7 @@ RRF_K = 60  # the usual RRF constant; set explicitly so both adapters fuse ident
 # operation. A keyword, not a bool: qdrant-edge 0.9 turns MatchValue(True) into the integer 1, which never
 # matches a stored boolean.
 VISIBILITY_FIELD = "visibility"
+METADATA_FIELD = "metadata"  # ChunkRecord.metadata: user keys are filtered as "metadata.<key>"
 PENDING = "pending"
 PUBLISHED = "published"
 
@@ -89,8 +90,8 @@ def filter_conditions(filters: SearchFilters) -> list[Condition] | None:
     """Translate ``SearchFilters`` into conditions, all of which must hold.
 
     Returns ``None`` when the filter cannot match anything: an empty ``kb_ids``/``file_ids``/``file_types``/
-    ``tags`` tuple means "none of them" (fail closed), not "any". ``page_from``/``page_to`` are inclusive;
-    ``created_after`` is inclusive and ``created_before`` exclusive (a half-open interval).
+    ``tags`` tuple, or a metadata key with no accepted value, means "none of them" (fail closed), not "any".
+    ``page_from``/``page_to`` are inclusive; ``created_after`` is inclusive and ``created_before`` exclusive.
     """
     conditions = workspace_conditions(filters.workspace_id)
     for key, values in (
@@ -104,6 +105,10 @@ def filter_conditions(filters: SearchFilters) -> list[Condition] | None:
         if not values:
             return None
         conditions.append(MatchCondition(key, tuple(values)))
+    for name, accepted in filters.metadata or ():
+        if not accepted:
+            return None
+        conditions.append(MatchCondition(f"{METADATA_FIELD}.{name}", accepted))
     if filters.page_from is not None or filters.page_to is not None:
         conditions.append(RangeCondition("page", gte=filters.page_from, lte=filters.page_to))
     if filters.created_after is not None or filters.created_before is not None:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from engine.ports import VectorStore
 from engine.sparse import Bm25SparseEncoder
-from engine.types import ChunkRecord, SearchFilters, VectorPoint
+from engine.types import ChunkRecord, MetadataValue, SearchFilters, VectorPoint
 
 DIM = 8
 WS_A = "ws-a"
@@ -80,6 +80,14 @@ FILES: list[tuple[str, str, str, str, tuple[str, ...], float, bool, list[str]]] 
 ]
 
 
+# User metadata per file (file-a-txt has none): strings, integers and lists of strings.
+FILE_METADATA: dict[str, dict[str, MetadataValue]] = {
+    "file-a-pdf": {"department": "legal", "year": 2024, "code": "2025", "regions": ["eu", "us"]},
+    "file-a-md": {"department": "ops", "year": 2025, "code": "7", "regions": ["apac"]},
+    "file-b-pdf": {"department": "legal", "year": 2024},
+}
+
+
 def chunk_id(file_id: str, ordinal: int) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"ragline-test/{file_id}/{ordinal}"))
 
@@ -110,6 +118,7 @@ def build_corpus() -> list[VectorPoint]:
                 char_end=ordinal * 100 + len(text),
                 tags=tags,
                 created_at=created_at + ordinal,
+                metadata=FILE_METADATA.get(file_id, {}),
             )
             points.append(
                 VectorPoint(chunk=chunk, dense=(dense / np.linalg.norm(dense)).tolist(), sparse=sparse[ordinal])
@@ -126,6 +135,11 @@ def reference_match(chunk: ChunkRecord, filters: SearchFilters) -> bool:
         filters.file_types is None or chunk.file_type in filters.file_types,
         filters.tags is None or bool(set(chunk.tags) & set(filters.tags)),
     ]
+    for key, accepted in filters.metadata or ():
+        value = chunk.metadata.get(key)
+        held = value if isinstance(value, list) else [] if value is None else [value]
+        # exact type and value: the string "2025" is not the integer 2025
+        checks.append(any(type(v) is type(a) and v == a for v in held for a in accepted))
     if filters.page_from is not None or filters.page_to is not None:
         low = filters.page_from if filters.page_from is not None else -(10**9)
         high = filters.page_to if filters.page_to is not None else 10**9

@@ -133,6 +133,13 @@ FILTER_CASES = {
     "created_after": SearchFilters(workspace_id=WS_A, created_after=3000.0),
     "combined": SearchFilters(workspace_id=WS_A, kb_ids=("kb-1",), tags=("beta",), created_before=2001.0),
     "workspace_b": SearchFilters(workspace_id=WS_B, kb_ids=("kb-1",)),
+    "metadata_value": SearchFilters(workspace_id=WS_A, metadata=(("department", ("legal",)),)),
+    "metadata_any_and_int": SearchFilters(
+        workspace_id=WS_A, metadata=(("department", ("legal", "ops")), ("year", (2025,)))
+    ),
+    "metadata_string_not_int": SearchFilters(workspace_id=WS_A, metadata=(("code", ("2025",)), ("year", (2024,)))),
+    "metadata_list_contains": SearchFilters(workspace_id=WS_A, metadata=(("regions", ("us", "latam")),)),
+    "metadata_and_tags": SearchFilters(workspace_id=WS_A, tags=("alpha",), metadata=(("year", (2024,)),)),
 }
 
 
@@ -158,6 +165,20 @@ async def test_an_empty_selection_matches_nothing(store: VectorStore, corpus: li
     filters = msgspec.structs.replace(SearchFilters(workspace_id=WS_A), **{field: ()})
     assert await store.search(query("dense", filters, dense=corpus[0].dense)) == []
     assert await store.count(filters) == 0
+
+
+async def test_a_metadata_key_with_no_accepted_value_matches_nothing(
+    store: VectorStore, corpus: list[VectorPoint]
+) -> None:
+    filters = SearchFilters(workspace_id=WS_A, metadata=(("department", ()),))
+    assert await store.search(query("dense", filters, dense=corpus[0].dense)) == []
+    assert await store.count(filters) == 0
+
+
+async def test_metadata_comes_back_with_each_hit(store: VectorStore, corpus: list[VectorPoint]) -> None:
+    target = point_with(corpus, "A volcano erupts")
+    hits = await store.search(query("dense", SearchFilters(workspace_id=WS_A), dense=target.dense, limit=1))
+    assert hits[0].chunk.metadata == {"department": "legal", "year": 2024, "code": "2025", "regions": ["eu", "us"]}
 
 
 # ---- workspace isolation ------------------------------------------------------------------------------------------
