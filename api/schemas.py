@@ -28,6 +28,13 @@ class KnowledgeBaseUpdate(Body):
     description: Description | None = None
 
 
+class FileUpdate(Body):
+    """Replace a file's tags and/or metadata (omitted fields are kept); chunks are relabelled, not re-embedded."""
+
+    tags: Annotated[list[Annotated[str, Meta(max_length=64)]], Meta(max_length=32)] | None = None
+    metadata: dict[str, MetadataValue] | None = None  # checked by engine.metadata (keys, types, sizes)
+
+
 class SearchBody(Body):
     query: Annotated[str, Meta(min_length=1, max_length=4000)]
     top_k: Annotated[int, Meta(ge=1, le=10_000)] = 10

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
 from engine.llm import ModelEvent, ModelRequest
-from engine.types import ChunkRecord, ScoredChunk, SearchFilters, SparseVector, VectorPoint, VectorQuery
+from engine.types import (
+    ChunkRecord,
+    MetadataValue,
+    ScoredChunk,
+    SearchFilters,
+    SparseVector,
+    VectorPoint,
+    VectorQuery,
+)
 
 
 @runtime_checkable
@@ -41,6 +49,12 @@ class VectorStore(Protocol):
 
     async def publish_file(self, workspace_id: str, file_id: str) -> None:
         """Make every chunk of a file searchable in one operation (a file is searchable all or nothing)."""
+        ...
+
+    async def relabel_file(
+        self, workspace_id: str, file_id: str, *, tags: Sequence[str], metadata: Mapping[str, MetadataValue]
+    ) -> None:
+        """Replace the tags and the metadata of every chunk of a file (published or not) in one operation."""
         ...
 
     async def search(self, query: VectorQuery) -> list[ScoredChunk]: ...

@@ -262,6 +262,34 @@ class KnowledgeService:
             if not refs:
                 await anyio.to_thread.run_sync(self.blobs.delete, sha)
 
+    async def update_file(
+        self,
+        workspace_id: str,
+        file_id: str,
+        kb_id: str,
+        *,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> FileInfo:
+        """Replace a file's tags and/or metadata, on its row and on every chunk, without re-embedding.
+
+        The row is committed first: a worker still embedding the file re-reads it before publishing
+        (``IngestWorker._catch_up_labels``), so its points cannot keep the old labels.
+        """
+        new_tags = _clean_tags(tags) if tags is not None else None
+        new_meta = clean_metadata(metadata) if metadata is not None else None
+        async with self.sessions() as session:
+            row = await self._file(session, workspace_id, file_id, kb_id)
+            if new_tags is not None:
+                row.tags = new_tags
+            if new_meta is not None:
+                row.meta = new_meta
+            row.updated_at = now()
+            await session.commit()
+            info = FileInfo.of(row)
+        await self.store.relabel_file(workspace_id, file_id, tags=info.tags, metadata=info.metadata)
+        return info
+
     async def requeue(self, workspace_id: str, file_id: str) -> FileInfo:
         """Queue a failed (or any) file again from its stored original."""
         async with self.sessions() as session:

@@ -219,6 +219,7 @@ class IngestWorker:
                 await self.store.delete_file(file.workspace_id, file.id)  # deleted while we worked: delete wins
                 return
         embed_ms = (time.perf_counter() - embed_started) * 1000
+        await self._catch_up_labels(file)
         await self.store.publish_file(file.workspace_id, file.id)
         if not await self._finish(file.id, embed_ms=embed_ms):
             await self.store.delete_file(file.workspace_id, file.id)
@@ -247,6 +248,17 @@ class IngestWorker:
             )
             points.append(VectorPoint(chunk=record, dense=vector, sparse=sparse_vector))
         return points
+
+    async def _catch_up_labels(self, file: _FileJob) -> None:
+        """Tags or metadata edited while this job embedded (its points carry the old ones): set the new ones.
+
+        ``KnowledgeService.update_file`` commits the row before it relabels the points, so either its relabel
+        comes after our last upsert, or this read sees its commit.
+        """
+        async with self.sessions() as session:
+            row = await session.get(File, file.id)
+        if row is not None and (list(row.tags or []) != file.tags or dict(row.meta or {}) != file.metadata):
+            await self.store.relabel_file(file.workspace_id, file.id, tags=row.tags or [], metadata=row.meta or {})
 
     async def _progress(self, file_id: str, **values: object) -> bool:
         """Update progress; False when the file was deleted meanwhile."""

@@ -13,7 +13,7 @@ from litestar.response import File as FileResponse
 from api.auth import EDITOR, VIEWER
 from api.container import Services
 from api.envelope import Envelope, ListEnvelope, ok, page_of
-from api.schemas import KnowledgeBaseCreate, KnowledgeBaseUpdate, UploadResult
+from api.schemas import FileUpdate, KnowledgeBaseCreate, KnowledgeBaseUpdate, UploadResult
 from api.services.identity import Principal
 from engine.errors import EngineError, InvalidInput, NotFound, UnsupportedMediaType
 from engine.metadata import clean_metadata
@@ -145,6 +145,16 @@ class FileController(Controller):
             content_disposition_type="attachment",
             headers={"X-Content-Type-Options": "nosniff"},
         )
+
+    @patch("/{file_id:str}", opt=EDITOR, summary="Replace a file's tags and/or metadata (no re-embedding)")
+    async def update_file(
+        self, kb_id: str, file_id: str, data: FileUpdate, services: Services, principal: Principal
+    ) -> Envelope[FileInfo]:
+        visible_kb(principal, kb_id)
+        info = await services.knowledge.update_file(
+            principal.workspace_id, file_id, kb_id, tags=data.tags, metadata=data.metadata
+        )
+        return ok(info, "File updated")
 
     @post("/{file_id:str}/reprocess", opt=EDITOR, status_code=202, summary="Queue a file for ingestion again")
     async def reprocess(self, kb_id: str, file_id: str, services: Services, principal: Principal) -> Envelope[FileInfo]:

@@ -6,14 +6,14 @@ own SDK classes, so the embedded shard and a Qdrant server apply exactly the sam
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
 
 from engine.errors import InvalidInput
-from engine.types import ChunkRecord, SearchFilters, VectorPoint, VectorQuery
+from engine.types import ChunkRecord, MetadataValue, SearchFilters, VectorPoint, VectorQuery
 
 DENSE_VECTOR = "dense"
 SPARSE_VECTOR = "bm25"
@@ -71,6 +71,11 @@ def point_payload(point: VectorPoint) -> dict[str, Any]:
     payload: dict[str, Any] = msgspec.to_builtins(point.chunk)
     payload[VISIBILITY_FIELD] = PENDING
     return payload
+
+
+def label_payload(tags: Sequence[str], metadata: Mapping[str, MetadataValue]) -> dict[str, Any]:
+    """The payload keys ``relabel_file`` sets; top-level keys are replaced whole, so removed metadata goes."""
+    return {"tags": list(tags), METADATA_FIELD: dict(metadata)}
 
 
 def chunk_from_payload(payload: dict[str, Any] | None) -> ChunkRecord:

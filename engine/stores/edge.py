@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,11 +41,12 @@ from engine.stores._common import (
     check_query,
     chunk_from_payload,
     filter_conditions,
+    label_payload,
     point_payload,
     prefetch_limit,
     workspace_conditions,
 )
-from engine.types import ChunkRecord, ScoredChunk, SearchFilters, VectorPoint, VectorQuery
+from engine.types import ChunkRecord, MetadataValue, ScoredChunk, SearchFilters, VectorPoint, VectorQuery
 
 T = TypeVar("T")
 
@@ -97,6 +98,14 @@ class EdgeVectorStore:
         """Make all chunks of one file searchable in a single WAL operation."""
         target = _edge_filter([*workspace_conditions(workspace_id, published_only=False), _file(file_id)])
         await self._write(lambda: qe.UpdateOperation.set_payload_by_filter(target, {VISIBILITY_FIELD: PUBLISHED}))
+
+    async def relabel_file(
+        self, workspace_id: str, file_id: str, *, tags: Sequence[str], metadata: Mapping[str, MetadataValue]
+    ) -> None:
+        """Replace tags and metadata on every chunk of one file in a single WAL operation."""
+        target = _edge_filter([*workspace_conditions(workspace_id, published_only=False), _file(file_id)])
+        labels = label_payload(tags, metadata)
+        await self._write(lambda: qe.UpdateOperation.set_payload_by_filter(target, labels))
 
     async def search(self, query: VectorQuery) -> list[ScoredChunk]:
         """Dense, sparse or fused hybrid search over published chunks matching ``query.filters``."""

@@ -8,7 +8,7 @@ payload indexes and brute-forces every query, so it is for tests only.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -32,11 +32,20 @@ from engine.stores._common import (
     check_query,
     chunk_from_payload,
     filter_conditions,
+    label_payload,
     point_payload,
     prefetch_limit,
     workspace_conditions,
 )
-from engine.types import ChunkRecord, ScoredChunk, SearchFilters, SparseVector, VectorPoint, VectorQuery
+from engine.types import (
+    ChunkRecord,
+    MetadataValue,
+    ScoredChunk,
+    SearchFilters,
+    SparseVector,
+    VectorPoint,
+    VectorQuery,
+)
 
 
 class QdrantServerVectorStore:
@@ -91,6 +100,19 @@ class QdrantServerVectorStore:
             self._client.set_payload,
             collection_name=self.collection,
             payload={VISIBILITY_FIELD: PUBLISHED},
+            points=target,
+            wait=True,
+        )
+
+    async def relabel_file(
+        self, workspace_id: str, file_id: str, *, tags: Sequence[str], metadata: Mapping[str, MetadataValue]
+    ) -> None:
+        """Replace tags and metadata on every chunk of one file in one request."""
+        target = _filter([*workspace_conditions(workspace_id, published_only=False), _file(file_id)])
+        await self._call(
+            self._client.set_payload,
+            collection_name=self.collection,
+            payload=label_payload(tags, metadata),
             points=target,
             wait=True,
         )

@@ -202,6 +202,9 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("GET", "/api/v1/knowledge-bases/{kb_id}/files"): viewer(),
     ("GET", "/api/v1/knowledge-bases/{kb_id}/files/{file_id}"): viewer(),
     ("GET", "/api/v1/knowledge-bases/{kb_id}/files/{file_id}/download"): viewer(),
+    ("PATCH", "/api/v1/knowledge-bases/{kb_id}/files/{file_id}"): editor(
+        json_body(lambda w, p: {"tags": ["census"], "metadata": {"region": "andes"}})
+    ),
     ("POST", "/api/v1/knowledge-bases/{kb_id}/files/{file_id}/reprocess"): editor(),
     ("DELETE", "/api/v1/knowledge-bases/{kb_id}/files/{file_id}"): editor(),
     # search

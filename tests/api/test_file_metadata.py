@@ -77,3 +77,29 @@ def test_bad_metadata_filters_are_4xx(api: Api, metadata: Any) -> None:
     response = api.request("POST", "/api/v1/search", json={"query": "contract", "metadata": metadata})
     assert response.status_code in (400, 422), response.text
     assert response.json()["data"] is None and response.json()["message"]
+
+
+def test_patch_replaces_tags_and_metadata_without_reembedding(api: Api) -> None:
+    kb = api.create_kb()
+    text, _, _ = NOTES["legal-2024.md"]
+    file = upload_with_metadata(api, kb, "legal-2024.md", text, {"department": "legal", "year": 2024}).json()["data"]
+    ready = api.wait_ingested(kb, file["id"])
+    url = f"/api/v1/knowledge-bases/{kb}/files/{file['id']}"
+
+    patched = api.request("PATCH", url, json={"metadata": {"department": "finance"}, "tags": ["audit"]})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["data"]["metadata"] == {"department": "finance"}
+    assert patched.json()["data"]["tags"] == ["audit"]
+    assert patched.json()["data"]["embed_ms"] == ready["embed_ms"]  # relabelled in place, not re-ingested
+    hits = api.search("liability caps", metadata={"department": "finance"}, tags=["audit"])
+    assert hits and hits[0]["metadata"] == {"department": "finance"} and hits[0]["tags"] == ["audit"]
+    assert api.search("liability caps", metadata={"department": "legal"}) == []
+
+    tags_only = api.request("PATCH", url, json={"tags": []}).json()["data"]
+    assert tags_only["tags"] == [] and tags_only["metadata"] == {"department": "finance"}  # omitted: kept
+
+    for bad in ({"metadata": {"public": True}}, {"metadata": {"a.b": "x"}}, {"metadata": [1]}, {"tags": "x"}):
+        response = api.request("PATCH", url, json=bad)
+        assert response.status_code in (400, 422) and response.json()["data"] is None, (bad, response.text)
+    missing = api.request("PATCH", f"/api/v1/knowledge-bases/{kb}/files/file_unknown", json={"tags": []})
+    assert missing.status_code == 404

@@ -300,6 +300,33 @@ async def test_publish_file_is_scoped_to_the_workspace(empty_store: VectorStore,
     assert await empty_store.count(SearchFilters(workspace_id=WS_B)) == 0
 
 
+async def test_relabel_file_replaces_tags_and_metadata_of_one_file(
+    fresh_store: VectorStore, corpus: list[VectorPoint]
+) -> None:
+    await fresh_store.relabel_file(WS_B, "file-a-pdf", tags=["x"], metadata={})  # wrong workspace: no change
+    await fresh_store.relabel_file(WS_A, "file-a-pdf", tags=["zeta"], metadata={"department": "finance"})
+    old = SearchFilters(workspace_id=WS_A, metadata=(("department", ("legal",)),))
+    assert await fresh_store.count(old) == 0
+    relabelled = SearchFilters(workspace_id=WS_A, tags=("zeta",), metadata=(("department", ("finance",)),))
+    assert await fresh_store.count(relabelled) == 4
+    chunk = (await fresh_store.get_chunks(WS_A, "file-a-pdf", [0]))[0]
+    assert chunk.tags == ("zeta",) and chunk.metadata == {"department": "finance"}  # removed keys are gone
+    untouched = (await fresh_store.get_chunks(WS_A, "file-a-md", [0]))[0]
+    assert untouched.metadata == {"department": "ops", "year": 2025, "code": "7", "regions": ["apac"]}
+    other = (await fresh_store.get_chunks(WS_B, "file-b-pdf", [0]))[0]
+    assert other.tags == ("alpha", "beta") and other.metadata["department"] == "legal"
+
+
+async def test_relabel_reaches_chunks_that_are_not_published_yet(
+    empty_store: VectorStore, corpus: list[VectorPoint]
+) -> None:
+    await empty_store.upsert([p for p in corpus if p.chunk.file_id == "file-a-md"])
+    await empty_store.relabel_file(WS_A, "file-a-md", tags=["late"], metadata={"year": 2026})
+    await empty_store.publish_file(WS_A, "file-a-md")
+    filters = SearchFilters(workspace_id=WS_A, tags=("late",), metadata=(("year", (2026,)),))
+    assert await empty_store.count(filters) == 3
+
+
 async def test_delete_file_removes_one_file_of_one_workspace(
     fresh_store: VectorStore, corpus: list[VectorPoint]
 ) -> None:

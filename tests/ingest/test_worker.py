@@ -94,3 +94,32 @@ def test_recover_removes_points_of_unknown_files(tmp_path, embedder):
             await services.close()
 
     asyncio.run(scenario())
+
+
+def test_labels_edited_during_ingest_reach_every_chunk(tmp_path, embedder):
+    async def scenario() -> None:
+        services, ws, kb = await open_services(tmp_path, embedder)
+        try:
+            long_doc = make_pdf([" ".join(HANDBOOK_PAGES) * 6] * 12)
+            info = await services.knowledge.add_file(
+                ws, kb, filename="long.pdf", source=io.BytesIO(long_doc), tags=["draft"], metadata={"stage": "draft"}
+            )
+            services.worker.start()
+            for _ in range(600):
+                current = await services.knowledge.get_file(ws, info.id)
+                if current.status == "processing" and current.chunks_total:
+                    break
+                await asyncio.sleep(0.02)
+            assert current.chunks_done < current.chunks_total  # the edit lands while batches are still embedded
+            await services.knowledge.update_file(ws, info.id, kb, tags=["final"], metadata={"stage": "final"})
+            await services.worker.drain(timeout_s=120)
+            await services.worker.stop()
+            done = await services.knowledge.get_file(ws, info.id)
+            assert done.status == "ready" and (done.tags, done.metadata) == (["final"], {"stage": "final"})
+            final = SearchFilters(workspace_id=ws, tags=("final",), metadata=(("stage", ("final",)),))
+            assert await services.store.count(final) == done.chunks_total
+            assert await services.store.count(SearchFilters(workspace_id=ws, tags=("draft",))) == 0
+        finally:
+            await services.close()
+
+    asyncio.run(scenario())
