@@ -1,4 +1,10 @@
-"""HTML as text via the stdlib parser: no scripts, no styles, headings become the heading path, nothing fetched."""
+"""HTML as text via the stdlib parser: no scripts, no styles, headings become the heading path, nothing fetched.
+
+Elements a browser would not show are dropped with their content: the ``hidden`` attribute,
+``aria-hidden="true"``, and inline styles with ``display:none``, ``visibility:hidden``, ``font-size:0`` or
+``opacity:0``. Hidden text is a classic prompt-injection carrier: indexed, it reaches the model as if the
+author had written it for readers. Stylesheet classes are not evaluated (that needs a CSS engine).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,11 @@ _BLOCKS = frozenset(
      "header", "footer", "main", "nav", "aside", "hr", "figure", "figcaption", "form", "address", "details"}
 )
 _VOID = frozenset({"br", "hr", "img", "input", "meta", "link", "area", "base", "col", "embed", "source", "wbr"})
+_ZERO = r"\s*:\s*0+(?:\.0*)?[a-z%]*\s*(?:!important\s*)?(?:;|$)"
+_HIDDEN_STYLE = re.compile(
+    rf"display\s*:\s*none|visibility\s*:\s*(?:hidden|collapse)|(?<![-\w])font-size{_ZERO}|(?<![-\w])opacity{_ZERO}",
+    re.IGNORECASE,
+)
 _SPACES = re.compile(r"[ \t\f\v]+")
 _BLANK_LINES = re.compile(r"\n\s*\n\s*")
 MAX_DEPTH_TRACKED = 10_000
@@ -34,8 +45,16 @@ class _TextExtractor(HTMLParser):
         self.sections: list[Section] = []
         self.title_parts: list[str] = []
         self.in_title = False
+        self.hidden_tag: str | None = None  # the element that hides everything until its end tag
+        self.hidden_depth = 0  # nesting of that tag name inside it
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self.hidden_tag is not None:
+            self.hidden_depth += tag == self.hidden_tag
+            return
+        if tag not in _VOID and _is_hidden(attrs):
+            self.hidden_tag, self.hidden_depth = tag, 1
+            return
         if tag == "title":
             self.in_title = True
         if tag in _SKIPPED and tag not in _VOID:
@@ -52,6 +71,12 @@ class _TextExtractor(HTMLParser):
             self.parts.append("\n")
 
     def handle_endtag(self, tag: str) -> None:
+        if self.hidden_tag is not None:
+            if tag == self.hidden_tag:
+                self.hidden_depth -= 1
+                if self.hidden_depth == 0:
+                    self.hidden_tag = None
+            return
         if tag == "title":
             self.in_title = False
         if tag in _SKIPPED and tag not in _VOID:
@@ -62,6 +87,8 @@ class _TextExtractor(HTMLParser):
             self.parts.append("\n")
 
     def handle_data(self, data: str) -> None:
+        if self.hidden_tag is not None:
+            return
         if self.in_title:
             self.title_parts.append(data)
         if self.skip_depth:
@@ -85,6 +112,15 @@ class _TextExtractor(HTMLParser):
         self.parts = []
         if text:
             self.sections.append(Section(text=text, heading_path=tuple(n for _, n in self.stack)))
+
+
+def _is_hidden(attrs: list[tuple[str, str | None]]) -> bool:
+    for name, value in attrs:
+        if name == "hidden" or (name == "aria-hidden" and (value or "").strip().lower() == "true"):
+            return True
+        if name == "style" and value and _HIDDEN_STYLE.search(value):
+            return True
+    return False
 
 
 def parse_html(data: bytes) -> ParsedDocument:
