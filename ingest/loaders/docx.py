@@ -11,6 +11,7 @@ import zlib
 import docx
 from docx.document import Document as DocxDocument
 from docx.table import Table
+from docx.text.hyperlink import Hyperlink
 from docx.text.paragraph import Paragraph
 
 from engine.errors import InvalidInput
@@ -81,10 +82,22 @@ def _heading_level(paragraph: Paragraph) -> int:
     return int(match.group(1)) if match else 0
 
 
+def _visible_text(paragraph: Paragraph) -> str:
+    """The paragraph's text without hidden runs (``w:vanish``): Word does not show them, and hidden text is a
+    classic prompt-injection carrier."""
+    if paragraph.style is not None and paragraph.style.font.hidden:
+        return ""
+    parts: list[str] = []
+    for item in paragraph.iter_inner_content():
+        runs = item.runs if isinstance(item, Hyperlink) else [item]
+        parts.extend(run.text for run in runs if not run.font.hidden)
+    return "".join(parts)
+
+
 def _table_text(table: Table) -> str:
     rows = []
     for row in table.rows:
-        cells = [cell.text.strip() for cell in row.cells]
+        cells = ["\n".join(_visible_text(p) for p in cell.paragraphs).strip() for cell in row.cells]
         rows.append(" | ".join(cells))
     return "\n".join(rows)
 
@@ -105,7 +118,7 @@ def _sections(document: DocxDocument, budget: TextBudget) -> tuple[list[Section]
         if isinstance(block, Table):
             lines.append(_table_text(block))
             continue
-        text = block.text.strip()
+        text = _visible_text(block).strip()
         level = _heading_level(block)
         if level and text:
             flush()
