@@ -1,4 +1,7 @@
-"""API fixtures: the real app (SQLite, embedded Qdrant, real model) on a temporary data directory."""
+"""API fixtures: the real app (SQLite, embedded Qdrant, real model) on a temporary data directory.
+
+With ``RAGLINE_TEST_DATABASE_URL`` set, every app gets a fresh PostgreSQL database instead of SQLite.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from litestar.testing import TestClient
 from api.app import create_app
 from api.services.identity import TOKEN_PREFIX
 from engine.settings import Settings
+from tests.support import postgres
 
 
 class Api:
@@ -62,6 +66,8 @@ class Api:
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    if postgres.SERVER_URL and "database_url" not in overrides:
+        overrides["database_url"] = postgres.fresh_database()
     return Settings.from_env({}, data_dir=data_dir, torch_threads=1, bootstrap_token=token, **overrides)
 
 
