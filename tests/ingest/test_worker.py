@@ -10,13 +10,15 @@ import pytest
 from api.container import Services, build_services
 from engine.settings import Settings
 from engine.types import SearchFilters
+from tests.support import postgres
 from tests.support.documents import HANDBOOK_PAGES, make_pdf
 
 pytestmark = pytest.mark.slow
 
 
 async def open_services(tmp_path, embedder) -> tuple[Services, str, str]:
-    settings = Settings.from_env({}, data_dir=tmp_path / "data", torch_threads=1)
+    database = {"database_url": postgres.fresh_database()} if postgres.SERVER_URL else {}
+    settings = Settings.from_env({}, data_dir=tmp_path / "data", torch_threads=1, **database)
     services = await build_services(settings, embedder=embedder)
     issued = await services.access.bootstrap()
     assert issued is not None
