@@ -1,7 +1,8 @@
-"""Opt-in PostgreSQL for the API and ingest-worker tests: ``RAGLINE_TEST_DATABASE_URL`` names a server (any database on it).
+"""Opt-in PostgreSQL for the API and ingest-worker tests.
 
-Each ``make_settings`` call then gets a database of its own, created here, so the API suite runs unchanged
-against PostgreSQL (``DATABASE_URL``'s path) instead of SQLite. Unset, the tests use SQLite as always.
+``RAGLINE_TEST_DATABASE_URL`` names a server (any database on it). Each app the tests start then gets a
+database of its own, created here, so those suites run unchanged against PostgreSQL (``DATABASE_URL``'s
+path) instead of SQLite. Unset, the tests use SQLite as always.
 """
 
 from __future__ import annotations
