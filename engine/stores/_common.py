@@ -91,6 +91,11 @@ def workspace_conditions(workspace_id: str, *, published_only: bool = True) -> l
     return conditions
 
 
+def file_conditions(workspace_id: str, file_id: str, *, published_only: bool = True) -> list[Condition]:
+    """One file of one workspace; with ``published_only=False`` every point of it (writes, deletes)."""
+    return [*workspace_conditions(workspace_id, published_only=published_only), MatchCondition("file_id", (file_id,))]
+
+
 def filter_conditions(filters: SearchFilters) -> list[Condition] | None:
     """Translate ``SearchFilters`` into conditions, all of which must hold.
 

@@ -40,6 +40,7 @@ from engine.stores._common import (
     check_points,
     check_query,
     chunk_from_payload,
+    file_conditions,
     filter_conditions,
     label_payload,
     point_payload,
@@ -96,14 +97,14 @@ class EdgeVectorStore:
 
     async def publish_file(self, workspace_id: str, file_id: str) -> None:
         """Make all chunks of one file searchable in a single WAL operation."""
-        target = _edge_filter([*workspace_conditions(workspace_id, published_only=False), _file(file_id)])
+        target = _edge_filter(file_conditions(workspace_id, file_id, published_only=False))
         await self._write(lambda: qe.UpdateOperation.set_payload_by_filter(target, {VISIBILITY_FIELD: PUBLISHED}))
 
     async def relabel_file(
         self, workspace_id: str, file_id: str, *, tags: Sequence[str], metadata: Mapping[str, MetadataValue]
     ) -> None:
         """Replace tags and metadata on every chunk of one file in a single WAL operation."""
-        target = _edge_filter([*workspace_conditions(workspace_id, published_only=False), _file(file_id)])
+        target = _edge_filter(file_conditions(workspace_id, file_id, published_only=False))
         labels = label_payload(tags, metadata)
         await self._write(lambda: qe.UpdateOperation.set_payload_by_filter(target, labels))
 
@@ -152,7 +153,7 @@ class EdgeVectorStore:
         wanted = sorted(set(ordinals))
         if not wanted:
             return []
-        conditions = [*workspace_conditions(workspace_id), _file(file_id), MatchCondition("ordinal", tuple(wanted))]
+        conditions = [*file_conditions(workspace_id, file_id), MatchCondition("ordinal", tuple(wanted))]
         request = qe.ScrollRequest(limit=len(wanted), filter=_edge_filter(conditions), with_payload=True)
         records, _ = await self._read(self._shard.scroll, request)
         return sorted((chunk_from_payload(record.payload) for record in records), key=lambda c: c.ordinal)
@@ -166,7 +167,7 @@ class EdgeVectorStore:
 
     async def delete_file(self, workspace_id: str, file_id: str) -> None:
         """Delete every point of one file, published or not."""
-        target = [*workspace_conditions(workspace_id, published_only=False), _file(file_id)]
+        target = file_conditions(workspace_id, file_id, published_only=False)
         await self._write(lambda: qe.UpdateOperation.delete_points_by_filter(_edge_filter(target)))
 
     async def delete_kb(self, workspace_id: str, kb_id: str) -> None:
@@ -328,10 +329,6 @@ def _edge_condition(condition: Condition) -> qe.FieldCondition:
     if len(values) == 1:
         return qe.FieldCondition(condition.key, match=qe.MatchValue(values[0]))
     return qe.FieldCondition(condition.key, match=qe.MatchAny(list(values)))  # type: ignore[arg-type]
-
-
-def _file(file_id: str) -> MatchCondition:
-    return MatchCondition("file_id", (file_id,))
 
 
 def _translate_errors(call: Callable[..., T], *args: Any) -> T:

@@ -31,6 +31,7 @@ from engine.stores._common import (
     check_points,
     check_query,
     chunk_from_payload,
+    file_conditions,
     filter_conditions,
     label_payload,
     point_payload,
@@ -95,7 +96,7 @@ class QdrantServerVectorStore:
 
     async def publish_file(self, workspace_id: str, file_id: str) -> None:
         """Make all chunks of one file searchable in one request."""
-        target = _filter([*workspace_conditions(workspace_id, published_only=False), _file(file_id)])
+        target = _filter(file_conditions(workspace_id, file_id, published_only=False))
         await self._call(
             self._client.set_payload,
             collection_name=self.collection,
@@ -108,7 +109,7 @@ class QdrantServerVectorStore:
         self, workspace_id: str, file_id: str, *, tags: Sequence[str], metadata: Mapping[str, MetadataValue]
     ) -> None:
         """Replace tags and metadata on every chunk of one file in one request."""
-        target = _filter([*workspace_conditions(workspace_id, published_only=False), _file(file_id)])
+        target = _filter(file_conditions(workspace_id, file_id, published_only=False))
         await self._call(
             self._client.set_payload,
             collection_name=self.collection,
@@ -135,7 +136,7 @@ class QdrantServerVectorStore:
         wanted = sorted(set(ordinals))
         if not wanted:
             return []
-        conditions = [*workspace_conditions(workspace_id), _file(file_id), MatchCondition("ordinal", tuple(wanted))]
+        conditions = [*file_conditions(workspace_id, file_id), MatchCondition("ordinal", tuple(wanted))]
         records, _ = await self._call(
             self._client.scroll,
             collection_name=self.collection,
@@ -158,7 +159,7 @@ class QdrantServerVectorStore:
 
     async def delete_file(self, workspace_id: str, file_id: str) -> None:
         """Delete every point of one file, published or not."""
-        await self._delete([*workspace_conditions(workspace_id, published_only=False), _file(file_id)])
+        await self._delete(file_conditions(workspace_id, file_id, published_only=False))
 
     async def delete_kb(self, workspace_id: str, kb_id: str) -> None:
         """Delete every point of one knowledge base, published or not."""
@@ -304,6 +305,3 @@ def _condition(condition: Condition) -> models.FieldCondition:
         return models.FieldCondition(key=condition.key, match=models.MatchValue(value=values[0]))
     return models.FieldCondition(key=condition.key, match=models.MatchAny(any=list(values)))  # type: ignore[arg-type]
 
-
-def _file(file_id: str) -> MatchCondition:
-    return MatchCondition("file_id", (file_id,))
