@@ -1,6 +1,6 @@
 """Agent loop overhead: time to first event and per-event cost, loop vs the raw litellm stream.
 
-The same scripted stream (a local OpenAI-compatible server, ``tests/support/openai_server.py``)
+The same scripted stream (a local OpenAI-compatible server, ``tests/helpers/openai_server.py``)
 is read four ways, interleaved, several times each; medians are reported:
 
 - ``litellm_raw``: ``litellm.acompletion(stream=True)`` iterated directly (the baseline);
@@ -40,7 +40,7 @@ from engine.models.litellm_client import LiteLLMModelClient, configure_litellm
 from engine.ports import ToolContext
 from engine.runs import RunManager
 from engine.testing import ScriptedModelClient
-from tests.support.openai_server import Reply, scripted_server
+from tests.helpers.openai_server import Reply, scripted_server
 
 Timing = tuple[float, float, int]  # first content (s), total (s), content events
 SPEC = AgentSpec(name="bench", model="openai/scripted", tools=(), timeout_s=60)

@@ -11,7 +11,7 @@ import engine  # noqa: F401  (offline environment before litellm is imported)
 from engine.db.run_store import SqlRunStore
 from engine.db.session import create_engine, migrate, session_factory
 from engine.runs import RunManager
-from tests.support.openai_server import Server, serve
+from tests.helpers.openai_server import Server, serve
 
 
 @pytest.fixture

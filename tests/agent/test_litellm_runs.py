@@ -16,7 +16,7 @@ from engine.events import CitationEvent, DoneEvent, ErrorEvent, ToolEndEvent, To
 from engine.models.litellm_client import LiteLLMModelClient
 from engine.runs import RunManager
 from tests.agent.helpers import API_KEY, assert_seq, chunk, collect, compact, kinds, other_tasks
-from tests.support.openai_server import Call, Reply, Server
+from tests.helpers.openai_server import Call, Reply, Server
 
 pytestmark = pytest.mark.anyio
 

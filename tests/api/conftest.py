@@ -17,7 +17,7 @@ from litestar.testing import TestClient
 from api.app import create_app
 from api.services.identity import TOKEN_PREFIX
 from engine.settings import Settings
-from tests.support import postgres
+from tests.helpers import postgres
 
 
 class Api:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.support.documents import HANDBOOK_PAGES, make_pdf
+from tests.helpers.pdfs import HANDBOOK_PAGES, make_pdf
 
 pytestmark = pytest.mark.slow
 

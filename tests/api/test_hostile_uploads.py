@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.documents import HANDBOOK_PAGES, make_pdf
+from tests.helpers.pdfs import HANDBOOK_PAGES, make_pdf
 
 pytestmark = pytest.mark.slow
 HOSTILE = Path(__file__).resolve().parents[2].parent / "shared" / "eval" / "hostile-upstream"

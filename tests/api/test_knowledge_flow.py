@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.api.conftest import open_api
-from tests.support.documents import HANDBOOK_PAGES, make_pdf
+from tests.helpers.pdfs import HANDBOOK_PAGES, make_pdf
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ import pytest
 from engine import webhooks
 from tests.api.conftest import Api, make_settings, open_api
 from tests.api.test_chat_and_runs import parse_sse
-from tests.support.openai_server import Reply, Server, serve
+from tests.helpers.openai_server import Reply, Server, serve
 
 
 @dataclass

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.support.openai_server import Reply, scripted_server
+from tests.helpers.openai_server import Reply, scripted_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

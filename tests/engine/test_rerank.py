@@ -12,7 +12,7 @@ from engine.settings import Settings
 from engine.sparse import Bm25SparseEncoder
 from engine.stores.edge import EdgeVectorStore
 from engine.types import ChunkRecord, SearchFilters, VectorPoint
-from tests.support.rerankers import WordOverlapReranker
+from tests.helpers.rerankers import WordOverlapReranker
 
 TEXTS = [
     "Cats sleep most of the day and hunt at night.",
@@ -23,7 +23,7 @@ TEXTS = [
 
 def test_reranking_is_off_by_default_and_loads_from_configuration():
     assert load_reranker(Settings.from_env({})) is None
-    custom = load_reranker(Settings.from_env({"RAGLINE_RERANKER": "tests.support.rerankers:word_overlap"}))
+    custom = load_reranker(Settings.from_env({"RAGLINE_RERANKER": "tests.helpers.rerankers:word_overlap"}))
     assert isinstance(custom, WordOverlapReranker)
     with pytest.raises(ValueError, match="RAGLINE_RERANKER"):
         load_reranker(Settings.from_env({"RAGLINE_RERANKER": "no-colon-here"}))

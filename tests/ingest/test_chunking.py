@@ -12,7 +12,7 @@ from engine.tokens import count_tokens
 from ingest.chunking import EMBED_WINDOW, PREFIX_TOKENS, ChunkDraft, chunk_document, document_text, embed_prefix
 from ingest.loaders import parse_document
 from ingest.parsed import ParsedDocument, Section
-from tests.fixtures.pdfs import page_marker, reportlab_pdf
+from tests.helpers.pdfs import page_marker, reportlab_pdf
 
 PROSE = (
     "Retrieval systems split documents into chunks. Each chunk is embedded and stored with its page number. "

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def run_and_kill(data_dir: Path, token: str, seed: int, kill_after_s: float) -> list[str]:
     """Start the driver, SIGKILL it ``kill_after_s`` after its first ACK; return the acknowledged ids."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.ingest_driver", str(data_dir), token, str(seed), "6"],
+        [sys.executable, "-m", "tests.helpers.ingest_driver", str(data_dir), token, str(seed), "6"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -22,8 +22,8 @@ from ingest.loaders import detect_file_type
 from ingest.loaders.pdf import PASSWORD_REASON
 from ingest.parsed import ParsedDocument, ParseFailure
 from ingest.sandbox import parse_in_sandbox, run_sandboxed, timeout_reason
-from tests.fixtures import sandbox_jobs
-from tests.fixtures.pdfs import many_operators_pdf, page_marker, reportlab_pdf
+from tests.helpers import sandbox_jobs
+from tests.helpers.pdfs import many_operators_pdf, page_marker, reportlab_pdf
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTILE = REPO.parent / "shared" / "eval" / "hostile-upstream"

@@ -15,8 +15,8 @@ from engine.errors import InvalidInput, UnsupportedMediaType
 from ingest.loaders import detect_file_type, parse_document
 from ingest.loaders.docx import check_zip_bomb
 from ingest.loaders.pdf import NO_TEXT_REASON, PASSWORD_REASON
-from tests.fixtures.documents import docx_bomb, make_docx
-from tests.fixtures.pdfs import blank_pdf, page_marker, pdf_with_broken_page, reportlab_pdf
+from tests.helpers.docx_files import docx_bomb, make_docx
+from tests.helpers.pdfs import blank_pdf, page_marker, pdf_with_broken_page, reportlab_pdf
 
 HOSTILE = Path(__file__).resolve().parents[2].parent / "shared" / "eval" / "hostile-upstream"
 

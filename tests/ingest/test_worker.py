@@ -10,8 +10,8 @@ import pytest
 from api.container import Services, build_services
 from engine.settings import Settings
 from engine.types import SearchFilters
-from tests.support import postgres
-from tests.support.documents import HANDBOOK_PAGES, make_pdf
+from tests.helpers import postgres
+from tests.helpers.pdfs import HANDBOOK_PAGES, make_pdf
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """Subprocess for crash tests: upload files, print an ACK line per acknowledged upload, then ingest.
 
-Usage: python -m tests.support.ingest_driver DATA_DIR TOKEN SEED COUNT
+Usage: python -m tests.helpers.ingest_driver DATA_DIR TOKEN SEED COUNT
 The parent SIGKILLs this process at a random moment and checks the recovery invariants.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import engine  # noqa: F401
 from api.container import build_services
 from engine.settings import Settings
-from tests.support.documents import make_pdf
+from tests.helpers.pdfs import make_pdf
 
 WORDS = [
     "vacation",
