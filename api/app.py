@@ -1,4 +1,9 @@
-"""``create_app()``: the single composition root of the HTTP API."""
+"""``create_app()``: the HTTP API around one ``Services`` (built by ``api.container``, the composition root).
+
+One init plugin (litestar-fullstack's ``ApplicationCore`` shape) contributes the routes, the
+dependencies, the guard, the error handlers, the OpenAPI settings and the lifespan that starts and
+stops the services.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,14 @@ from typing import Any
 
 import anyio.to_thread
 from litestar import Litestar, Router
+from litestar.config.app import AppConfig
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins import InitPluginProtocol
 
-from api.auth import TokenBucket, access_guard, provide_principal
+from api.auth import access_guard, provide_principal
 from api.container import Services, build_services
 from api.errors import EXCEPTION_HANDLERS
 from api.routes.agents import AgentController
@@ -27,84 +34,94 @@ from api.routes.search import SearchController
 from api.routes.tokens import TokenController
 from api.routes.triggers import TRIGGER_HANDLERS
 from api.routes.workspaces import WorkspaceController, me
-from api.services.scheduler import TriggerRuntime
-from engine.ports import Embedder
 from engine.settings import Settings
 
 log = logging.getLogger("ragline")
 JSON_BODY_LIMIT = 1024 * 1024
 
 
-def _provide_services(request: Any) -> Services:
-    services: Services = request.app.state.services
-    return services
+class RaglineCore(InitPluginProtocol):
+    """Wires one ``Services`` into the app: routes, dependencies, guard, errors, OpenAPI and lifespan."""
 
+    def __init__(self, services: Services, *, extra_handlers: Sequence[Any] = ()) -> None:
+        self.services = services
+        self.extra_handlers = tuple(extra_handlers)
 
-def create_app(
-    settings: Settings | None = None,
-    *,
-    embedder: Embedder | None = None,
-    extra_handlers: Sequence[Any] = (),
-) -> Litestar:
-    """Build the app; its lifespan opens the services. ``embedder`` lets tests share one loaded model."""
-    settings = settings or Settings.from_env()
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        settings = self.services.settings
+        upload_router = Router(
+            path="/", route_handlers=[FileController],
+            request_max_body_size=settings.max_upload_bytes + UPLOAD_OVERHEAD,
+        )  # fmt: skip
+        app_config.route_handlers.extend([
+            health, KnowledgeBaseController, SearchController, upload_router, AgentController, ExecutionController,
+            ChatController, AssistantController, TokenController, WorkspaceController, me, *TRIGGER_HANDLERS,
+            *self.extra_handlers,
+        ])  # fmt: skip
+        services = self.services
+        app_config.dependencies.update({
+            "services": Provide(lambda: services, sync_to_thread=False),
+            "principal": Provide(provide_principal, sync_to_thread=False),
+        })  # fmt: skip
+        app_config.state.update({"services": services})  # the guard runs before dependency injection
+        app_config.guards.append(access_guard)
+        app_config.exception_handlers.update(EXCEPTION_HANDLERS)
+        app_config.lifespan.append(self._lifespan)
+        app_config.request_max_body_size = JSON_BODY_LIMIT
+        if settings.cors_origins:
+            app_config.cors_config = CORSConfig(allow_origins=list(settings.cors_origins))
+        app_config.openapi_config = _openapi()
+        app_config.debug = False
+        return app_config
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        built = await build_services(settings, embedder=embedder)
-        app.state.services = built
-        app.state.rate_limiter = TokenBucket(settings.rate_limit_per_minute)
-        issued = await built.access.bootstrap(secret=settings.bootstrap_token or None)
-        if issued is not None and not settings.bootstrap_token:
-            # printed once, on the first start only: the operator's way in
-            print(f"ragline: bootstrap admin token (shown once): {issued.secret}", flush=True)
-        await built.worker.recover()
-        built.worker.start()
-        await built.open_runs()
-        triggers = TriggerRuntime(built)
-        triggers.start()
-        warm = asyncio.create_task(_warm_up(built))
+    async def _lifespan(self, app: Litestar) -> AsyncIterator[None]:
+        services, settings = self.services, self.services.settings
+        try:
+            await services.migrate()
+            issued = await services.access.bootstrap(secret=settings.bootstrap_token or None)
+            if issued is not None and not settings.bootstrap_token:
+                # printed once, on the first start only: the operator's way in
+                print(f"ragline: bootstrap admin token (shown once): {issued.secret}", flush=True)
+            await services.start()
+        except BaseException:
+            await services.close()
+            raise
+        warm = asyncio.create_task(_warm_up(services))
         try:
             yield
         finally:
             warm.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await warm
-            await triggers.stop()  # pending fires and callbacks stay in the database for the next start
-            await built.close()
+            await services.close()  # pending fires and callbacks stay in the database for the next start
 
-    upload_router = Router(
-        path="/", route_handlers=[FileController], request_max_body_size=settings.max_upload_bytes + UPLOAD_OVERHEAD
-    )
-    return Litestar(
-        route_handlers=[health, KnowledgeBaseController, SearchController, upload_router, AgentController,
-                        ExecutionController, ChatController, AssistantController,
-                        TokenController, WorkspaceController, me, *TRIGGER_HANDLERS, *extra_handlers],
-        dependencies={"services": Provide(_provide_services, sync_to_thread=False),
-                      "principal": Provide(provide_principal, sync_to_thread=False)},
-        guards=[access_guard],
-        exception_handlers=EXCEPTION_HANDLERS,
-        lifespan=[lifespan],
-        request_max_body_size=JSON_BODY_LIMIT,
-        cors_config=CORSConfig(allow_origins=list(settings.cors_origins)) if settings.cors_origins else None,
-        openapi_config=OpenAPIConfig(
-            title="Ragline API", version="1.0.0", path="/schema",
-            components=Components(security_schemes={
-                "bearer": SecurityScheme(type="http", scheme="bearer", description="API token (rl_…)"),
-                "apiKey": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header"),
-            }),
-            security=[{"bearer": []}, {"apiKey": []}],
-        ),
-        debug=False,
-    )
+
+def create_app(
+    settings: Settings | None = None, *, services: Services | None = None, extra_handlers: Sequence[Any] = ()
+) -> Litestar:
+    """The app. ``services`` hands in services a test built itself (``build_services(settings, embedder=…)``)."""
+    if services is None:
+        services = build_services(settings or Settings.from_env())
+    return Litestar(plugins=[RaglineCore(services, extra_handlers=extra_handlers)])
+
+
+def _openapi() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Ragline API", version="1.0.0", path="/schema",
+        components=Components(security_schemes={
+            "bearer": SecurityScheme(type="http", scheme="bearer", description="API token (rl_…)"),
+            "apiKey": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header"),
+        }),
+        security=[{"bearer": []}, {"apiKey": []}],
+    )  # fmt: skip
 
 
 async def _warm_up(services: Services) -> None:
-    """Load the embedding model and litellm in the background so the first search or run does not pay."""
-    warm = getattr(services.embedder, "warm_up", None)
-    for step in (warm, services.agents.model_client):
-        if step is None:
-            continue
+    """Load the embedding model and the default model's client in the background, so the first search or
+    run does not pay for them (the built-in extractive model needs nothing; litellm is imported only when
+    the default model is a provider's)."""
+    for step in (services.embedder.warm_up, services.models.warm_up):
         try:
             await anyio.to_thread.run_sync(step)
         except Exception:

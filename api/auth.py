@@ -66,8 +66,7 @@ async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: 
     # a route addressing a workspace (/workspaces/{workspace_id}/...) is judged by the role held there
     workspace_id = connection.path_params.get("workspace_id") or connection.headers.get("x-workspace-id") or None
     principal = await access.authenticate(secret, workspace_id=workspace_id)
-    bucket: TokenBucket = connection.app.state.rate_limiter
-    wait = bucket.take(principal.token_id)
+    wait = connection.app.state.services.request_limiter.take(principal.token_id)
     if wait:
         raise RateLimited("rate limit exceeded for this token", retry_after=wait)
     if not principal.has_role(needed):

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import engine  # noqa: F401  (process environment first)
-from api.container import Services, build_services
+from api.container import Services, open_services
 from engine.errors import EngineError
 from engine.settings import Settings
 from engine.types import SearchFilters
@@ -63,7 +63,7 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
 
 
 async def _run_offline(settings: Settings, args: argparse.Namespace) -> int:
-    services = await build_services(settings)
+    services = await open_services(settings)
     try:
         issued = await services.access.bootstrap()
         if issued is not None:
@@ -167,15 +167,13 @@ def _optimize(services: Services) -> int:
     It holds the GIL for the whole build (~5 min at 100k chunks on 2 cores), which is why the server never
     runs it and it is a separate, offline command.
     """
-    from engine.stores.edge import EdgeVectorStore
-
-    store = services.store
-    if not isinstance(store, EdgeVectorStore):
+    builder = services.index_builder
+    if builder is None:
         print("ragline: a Qdrant server builds its indexes itself; nothing to do")
         return 0
     started = time.monotonic()
-    store.optimize()
-    print(f"optimized in {time.monotonic() - started:.1f}s: {store.indexed_vectors()} vectors in indexes")
+    builder.optimize()
+    print(f"optimized in {time.monotonic() - started:.1f}s: {builder.indexed_vectors()} vectors in indexes")
     return 0
 
 

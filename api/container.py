@@ -1,27 +1,43 @@
-"""Services: everything the handlers need, built once from Settings (the composition root's parts)."""
+"""The composition root: ``build_services`` wires every service once, as typed fields.
+
+This is the one module that imports adapters (``engine.embedders``, ``engine.stores``, ``engine.models``,
+``engine.rerankers``); import-linter enforces it. Nothing writes into ``Services`` after it is built. A test
+swaps a port by handing ``build_services`` its own adapter (``embedder=``, ``models=``), never by patching.
+
+Lifecycle: ``build_services`` does no I/O beyond opening the embedded store; ``migrate`` readies the
+database; ``start`` starts the background work a server runs (ingest worker, runs, callbacks,
+schedules) and ``close`` stops all of it, leaving what is pending in the database for the next start.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from api.auth import TokenBucket
 from api.services.access import AccessService
 from api.services.agents import AgentService
+from api.services.background import Wakeup
+from api.services.callbacks import CallbackService
 from api.services.chat import ChatService
 from api.services.executions import ExecutionService
+from api.services.runs import RunService
+from api.services.scheduler import Scheduler
+from api.services.triggers import TriggerService
+from api.services.workspaces import WorkspaceService
 from engine.db.run_store import SqlRunStore
 from engine.db.session import create_engine, migrate, session_factory
-from engine.embedders import create_embedder
-from engine.ports import Embedder, SparseEncoder, VectorStore
-from engine.rerank import load_reranker
+from engine.embedders import create_embedder, create_sparse_encoder
+from engine.models import create_model_provider
+from engine.net import allowed_networks
+from engine.ports import Embedder, IndexBuilder, ModelProvider, SparseEncoder, VectorStore
+from engine.rerankers import load_reranker
 from engine.retrieval import Retriever
-from engine.runs import FinishedHook, RunManager
+from engine.runs import RunManager
 from engine.settings import Settings
-from engine.sparse import Bm25SparseEncoder
 from engine.stores import create_vector_store
 from ingest.blobs import BlobStore
 from ingest.service import KnowledgeService
@@ -30,7 +46,7 @@ from ingest.worker import IngestConfig, IngestWorker
 log = logging.getLogger("ragline")
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Services:
     settings: Settings
     db: AsyncEngine
@@ -42,58 +58,65 @@ class Services:
     knowledge: KnowledgeService
     worker: IngestWorker
     access: AccessService
-    runs: RunManager
+    workspaces: WorkspaceService
+    request_limiter: TokenBucket
+    models: ModelProvider
+    run_store: SqlRunStore
+    run_manager: RunManager
     agents: AgentService
+    callbacks: CallbackService
+    runs: RunService
     chat: ChatService
     executions: ExecutionService
-    hook_factories: list[Callable[[str | None, str | None], list[FinishedHook]]] = field(default_factory=list)
-    extras: dict[str, Any] = field(default_factory=dict)
-    _runs_open: bool = False
+    triggers: TriggerService
+    scheduler: Scheduler
+    _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack, repr=False)
 
-    def run_hooks(self, agent_id: str | None = None, trigger_id: str | None = None) -> list[FinishedHook]:
-        """Hooks to call when a run of this agent/trigger ends (e.g. signed outbound callbacks)."""
-        return [hook for factory in self.hook_factories for hook in factory(agent_id, trigger_id)]
+    @property
+    def index_builder(self) -> IndexBuilder | None:
+        """The store's offline index step (``ragline optimize``), when it has one."""
+        return self.store if isinstance(self.store, IndexBuilder) else None
 
-    async def open_runs(self) -> None:
-        """Start the run manager (its task group lives until ``close``); close what a crash left running."""
-        await SqlRunStore(self.sessions).fail_unfinished()
-        await self.runs.__aenter__()
-        self._runs_open = True
+    async def migrate(self) -> None:
+        """Bring the metadata database to the current schema (idempotent)."""
+        await migrate(self.db)
+
+    async def start(self) -> None:
+        """Start what a server runs in the background. Unfinished files go back to the queue, runs a
+        crash left ``running`` are closed as failed, pending callbacks and schedules resume."""
+        await self.worker.recover()
+        self.worker.start()
+        self._stack.push_async_callback(self.worker.stop)
+        await self.run_store.fail_unfinished()
+        await self._stack.enter_async_context(self.run_manager)
+        self.callbacks.start()
+        self._stack.push_async_callback(self.callbacks.stop)
+        self.scheduler.start()
+        self._stack.push_async_callback(self.scheduler.stop)
 
     async def close(self) -> None:
-        if self._runs_open:
-            self._runs_open = False
-            await self.runs.__aexit__(None, None, None)
-        await self.worker.stop()
-        await self.store.close()
-        await self.db.dispose()
+        """Stop in reverse order (schedules, callbacks, runs, ingest), then release the store and database."""
+        try:
+            await self._stack.aclose()
+        finally:
+            await self.worker.stop()
+            await self.store.close()
+            await self.db.dispose()
 
 
-async def build_services(settings: Settings, *, embedder: Embedder | None = None) -> Services:
-    """Open the database (migrated), the vector store, the embedder and the ingest worker."""
+def build_services(
+    settings: Settings, *, embedder: Embedder | None = None, models: ModelProvider | None = None
+) -> Services:
+    """Wire everything from settings. ``embedder`` and ``models`` replace the configured adapters."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = create_engine(settings.resolved_database_url)
-    await migrate(db)
     sessions = session_factory(db)
     embedder = embedder or create_embedder(settings)
-    sparse = Bm25SparseEncoder()
+    sparse = create_sparse_encoder()
     store = create_vector_store(settings, embedder.dim)
     blobs = BlobStore(settings.files_dir)
     worker = IngestWorker(
-        sessions=sessions,
-        blobs=blobs,
-        store=store,
-        embedder=embedder,
-        sparse=sparse,
-        config=IngestConfig(
-            chunk_tokens=settings.chunk_tokens,
-            chunk_overlap=settings.chunk_overlap,
-            max_chunks=settings.max_chunks_per_file,
-            parse_timeout_s=settings.parse_timeout_s,
-            parse_memory_mb=settings.parse_memory_mb,
-            max_attempts=settings.ingest_max_attempts,
-            workers=settings.ingest_workers,
-        ),
+        sessions=sessions, blobs=blobs, store=store, embedder=embedder, sparse=sparse, config=_ingest_config(settings)
     )
     knowledge = KnowledgeService(
         sessions=sessions, blobs=blobs, store=store, max_upload_bytes=settings.max_upload_bytes, notify=worker.notify
@@ -101,22 +124,57 @@ async def build_services(settings: Settings, *, embedder: Embedder | None = None
     retriever = Retriever(
         embedder=embedder, sparse=sparse, store=store, max_top_k=settings.search_max_top_k,
         reranker=load_reranker(settings),
-    )
-    runs = RunManager(SqlRunStore(sessions), max_running_per_workspace=settings.max_runs_per_workspace)
-    agents = AgentService(sessions=sessions, runs=runs, retriever=retriever, settings=settings)
+    )  # fmt: skip
+    models = models or create_model_provider(settings)
+    run_store = SqlRunStore(sessions)
+    run_manager = RunManager(run_store, max_running_per_workspace=settings.max_runs_per_workspace)
+    networks = allowed_networks(settings.callback_allow_networks)
+    callbacks = CallbackService(
+        sessions=sessions, allowed=networks, max_attempts=settings.callback_max_attempts,
+        retry_base_s=settings.callback_retry_base_s,
+    )  # fmt: skip
+    agents = AgentService(sessions=sessions, settings=settings)
+    runs = RunService(
+        manager=run_manager, models=models, agents=agents, knowledge=knowledge, retriever=retriever,
+        callbacks=callbacks, default_model=settings.default_model,
+    )  # fmt: skip
+    schedules_changed = Wakeup()
+    triggers = TriggerService(
+        sessions=sessions, runs=runs, callback_networks=networks,
+        webhook_rate_per_minute=settings.webhook_rate_per_minute, schedules_changed=schedules_changed,
+    )  # fmt: skip
     return Services(
-        settings=settings,
-        db=db,
-        sessions=sessions,
-        embedder=embedder,
-        sparse=sparse,
-        store=store,
-        retriever=retriever,
-        knowledge=knowledge,
-        worker=worker,
-        access=AccessService(sessions),
-        runs=runs,
-        agents=agents,
-        chat=ChatService(sessions=sessions, agents=agents),
-        executions=ExecutionService(sessions=sessions, runs=runs),
+        settings=settings, db=db, sessions=sessions, embedder=embedder, sparse=sparse, store=store,
+        retriever=retriever, knowledge=knowledge, worker=worker, access=AccessService(sessions),
+        workspaces=WorkspaceService(sessions, knowledge),
+        request_limiter=TokenBucket(settings.rate_limit_per_minute), models=models, run_store=run_store,
+        run_manager=run_manager, agents=agents, callbacks=callbacks, runs=runs,
+        chat=ChatService(sessions=sessions, runs=runs, agents=agents),
+        executions=ExecutionService(run_store=run_store, runs=run_manager, sessions=sessions),
+        triggers=triggers, scheduler=Scheduler(sessions=sessions, triggers=triggers, wakeup=schedules_changed),
+    )  # fmt: skip
+
+
+async def open_services(
+    settings: Settings, *, embedder: Embedder | None = None, models: ModelProvider | None = None
+) -> Services:
+    """``build_services`` plus a migrated database: what the CLI, benchmarks and offline tools use."""
+    services = build_services(settings, embedder=embedder, models=models)
+    try:
+        await services.migrate()
+    except BaseException:
+        await services.close()
+        raise
+    return services
+
+
+def _ingest_config(settings: Settings) -> IngestConfig:
+    return IngestConfig(
+        chunk_tokens=settings.chunk_tokens,
+        chunk_overlap=settings.chunk_overlap,
+        max_chunks=settings.max_chunks_per_file,
+        parse_timeout_s=settings.parse_timeout_s,
+        parse_memory_mb=settings.parse_memory_mb,
+        max_attempts=settings.ingest_max_attempts,
+        workers=settings.ingest_workers,
     )

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from api.container import Services, build_services
+from api.container import Services, open_services
 from engine.db.models import File
 from engine.settings import Settings
 from engine.types import SearchFilters
@@ -86,16 +86,16 @@ async def open_ingested(
         shutil.rmtree(settings.data_dir)
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else None
     if manifest is not None and manifest.get("complete"):
-        services = await build_services(settings)
+        services = await open_services(settings)
         ready = await _ready_docs(services)
         return Ingested(services, manifest["workspace_id"], manifest["kb_id"], 0.0, ready, True)
     if manifest is None or not manifest.get("uploaded"):  # nothing usable yet: start from an empty directory
         if settings.data_dir.exists():
             shutil.rmtree(settings.data_dir)
-        services = await build_services(settings)
+        services = await open_services(settings)
         manifest = await _upload(services, settings, corpus)
     else:  # uploaded but not fully ingested: the queue is durable, so just keep draining it
-        services = await build_services(settings)
+        services = await open_services(settings)
         await services.worker.recover()
     started = time.monotonic()
     complete = await _drain(services, manifest["workspace_id"], len(corpus), started, budget_s)

@@ -38,7 +38,7 @@ from engine.events import ContentEvent
 from engine.llm import Finish, Message, ModelRequest, TextDelta, UsageReport
 from engine.models.litellm_client import LiteLLMModelClient, configure_litellm
 from engine.ports import ToolContext
-from engine.runs import RunManager
+from engine.runs import RunManager, RunRequest
 from engine.testing import ScriptedModelClient
 from tests.helpers.openai_server import Reply, scripted_server
 
@@ -104,7 +104,8 @@ async def bench_http(chunks: int, repeats: int) -> dict[str, dict[str, float]]:
             async with RunManager(store) as manager:
 
                 async def managed() -> AsyncIterator[Any]:
-                    run_id = await manager.start(SPEC, model=client, tools=[], user_input="go", workspace_id="ws")
+                    request = RunRequest(spec=SPEC, user_input="go", workspace_id="ws")
+                    run_id = await manager.start(request, model=client, tools=[])
                     async for event in manager.subscribe(run_id):
                         yield event
 

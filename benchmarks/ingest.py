@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import engine  # noqa: F401
-from api.container import build_services
+from api.container import open_services
 from engine.db.models import File
 from engine.settings import Settings
 
@@ -56,7 +56,7 @@ def pdf_from_scifact(pages: int) -> bytes:
 async def run_case(name: str, files: list[tuple[str, bytes]], embedder_name: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings.from_env(os.environ, data_dir=Path(tmp), embedder=embedder_name)
-        services = await build_services(settings)
+        services = await open_services(settings)
         try:
             services.embedder.warm_up()  # type: ignore[attr-defined]
             issued = await services.access.bootstrap()

@@ -36,7 +36,7 @@ import msgspec
 import numpy as np
 from engine.embedders import create_embedder
 from engine.settings import Settings
-from engine.sparse import Bm25SparseEncoder
+from engine.embedders.bm25 import Bm25SparseEncoder
 from engine.stores.edge import EdgeVectorStore
 from engine.types import ChunkRecord, SearchFilters, SparseVector, VectorPoint, VectorQuery
 

@@ -21,11 +21,23 @@ from engine.types import (
 
 @runtime_checkable
 class Embedder(Protocol):
-    """Dense text embeddings, L2-normalised. Encoding runs off the event loop."""
+    """Dense text embeddings, L2-normalised, in input order. Encoding runs off the event loop.
+
+    ``max_tokens`` and ``token_count`` are what the chunker needs to make every chunk fit the model's
+    window: cl100k counts alone do not (Russian text runs ~2.2 word-pieces per cl100k token).
+    """
 
     name: str
     dim: int
-    max_tokens: int  # the model's input window in its own tokens
+    max_tokens: int  # the model's input window in its own tokens, special tokens included
+
+    def token_count(self, text: str) -> int:
+        """Length of ``text`` in the model's own tokens, without special tokens (blocking, fast)."""
+        ...
+
+    def warm_up(self) -> None:
+        """Load the model now (blocking), so the first request does not pay for it."""
+        ...
 
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]: ...
 
@@ -85,9 +97,34 @@ class Reranker(Protocol):
 
 
 class ModelClient(Protocol):
-    """Streams one model call as typed ``ModelEvent``s. Raises ``ModelError`` on provider failure."""
+    """Streams one model call as typed ``ModelEvent``s. Raises ``ModelError`` on provider failure.
+
+    Every stream ends with exactly one ``Finish``; ``ToolCallReady`` and ``UsageReport`` come before it.
+    """
 
     def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]: ...
+
+
+class ModelProvider(Protocol):
+    """Picks the client for a model name (``ragline/extractive``, ``openai/gpt-4o-mini``, ...).
+
+    Raises ``InvalidInput`` for a name no client serves. Cheap: clients import their SDK lazily.
+    """
+
+    def get_model(self, name: str) -> ModelClient: ...
+
+    def warm_up(self) -> None:
+        """Import and configure what the default model needs (blocking), so the first run does not pay."""
+        ...
+
+
+@runtime_checkable
+class IndexBuilder(Protocol):
+    """A vector store whose search index is built by an explicit, offline step (the embedded shard)."""
+
+    def optimize(self) -> bool: ...
+
+    def indexed_vectors(self) -> int: ...
 
 
 class ToolResult(msgspec.Struct, frozen=True, kw_only=True):

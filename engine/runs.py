@@ -4,6 +4,10 @@ A run is a background task in the manager's task group. Its events are kept in m
 persisted through a ``RunStore``) so any number of subscribers can replay what they missed and
 then follow live events, e.g. an SSE client resuming with ``Last-Event-ID``. Use it as
 ``async with RunManager(store) as runs:``; leaving the block cancels whatever is still running.
+
+The terminal event (``done`` or ``error``) is the last word: it is published only after everything the
+run writes is committed (its events, its final record, and what its finished hooks store, such as a chat
+answer), on every path: success, model error, timeout, cancel and crash.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import anyio
 import msgspec
@@ -23,9 +27,9 @@ from anyio.abc import TaskGroup
 from engine.agent.loop import run_agent
 from engine.agent.spec import AgentSpec
 from engine.agent.trace import RunTrace
-from engine.db.models import new_id
 from engine.errors import NotFound, RateLimited
 from engine.events import DoneEvent, ErrorEvent, RunEvent
+from engine.ids import new_id
 from engine.llm import Message
 from engine.ports import ModelClient, Tool, ToolContext
 
@@ -33,6 +37,24 @@ log = logging.getLogger(__name__)
 
 HOOK_TIMEOUT_S = 30.0
 TIMEOUT_GRACE_S = 5.0  # the loop enforces timeout_s itself; this backstop only catches a stuck tool
+RunKind = Literal["chat", "agent", "trigger"]
+
+
+class RunRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a run is started with, whoever starts it (chat, assistant, agent, trigger).
+
+    ``spec.kb_ids`` must already be checked to lie in ``workspace_id``: tools only ever see that scope.
+    """
+
+    spec: AgentSpec
+    user_input: str
+    workspace_id: str
+    kind: RunKind = "agent"
+    history: tuple[Message, ...] = ()
+    agent_id: str | None = None
+    session_id: str | None = None
+    trigger_id: str | None = None
+    run_id: str | None = None  # default: a new id
 
 
 class RunRecord(msgspec.Struct, kw_only=True):
@@ -73,7 +95,10 @@ class RunStore(Protocol):
     async def list_events(self, run_id: str, after_seq: int = 0) -> list[RunEvent]: ...
 
 
-FinishedHook = Callable[[RunRecord], Awaitable[None]]
+FinishedHook = Callable[[RunRecord, Sequence[RunEvent]], Awaitable[None]]
+"""Called with the final record and every event (the terminal one last) before the terminal event is
+published: what it stores is visible to any client that has seen ``done``. Keep it short (a database
+write); slow work such as an HTTP callback goes through a durable queue."""
 
 
 @dataclass(eq=False)
@@ -102,7 +127,7 @@ class RunManager:
 
     Args:
         store: Persistence (``None``: memory only, for tools and tests).
-        hooks: Called with the final ``RunRecord`` of every run (e.g. outbound webhooks).
+        hooks: Finished hooks of every run (``FinishedHook``); ``start`` adds per-run ones.
         keep_finished: Finished runs kept in memory for fast replay; older ones are read from the store.
         max_running_per_workspace: Concurrent runs per workspace (``None``: unlimited).
         flush_interval_s: Events are written in batches at most this far apart (and at the end).
@@ -142,56 +167,37 @@ class RunManager:
     # -- public API ---------------------------------------------------------------------------
     async def start(
         self,
-        spec: AgentSpec,
+        request: RunRequest,
         *,
         model: ModelClient,
-        tools: Sequence[Tool],
-        user_input: str,
-        workspace_id: str,
-        history: Sequence[Message] = (),
-        kind: str = "chat",
-        agent_id: str | None = None,
-        session_id: str | None = None,
-        trigger_id: str | None = None,
-        kb_ids: tuple[str, ...] | None = None,
-        hooks: Sequence[FinishedHook] = (),
-        run_id: str | None = None,
+        tools: Sequence[Tool] = (),
+        on_finish: Sequence[FinishedHook] = (),
     ) -> str:
-        """Start a run in the background and return its id (the run row exists when this returns).
-
-        ``kb_ids`` (default ``spec.kb_ids``) must already be checked to lie in ``workspace_id``;
-        tools only ever see this scope.
-        """
+        """Start a run in the background and return its id (the run row exists when this returns)."""
         if self._tg is None or self._closing:
             raise RuntimeError("RunManager is not running (use 'async with RunManager(...)')")
-        self._check_capacity(workspace_id)
-        run_id = run_id or new_id("run")
+        self._check_capacity(request.workspace_id)
+        spec = request.spec
+        run_id = request.run_id or new_id("run")
         record = RunRecord(
-            id=run_id, workspace_id=workspace_id, kind=kind, status="running", model=spec.model,
-            input=user_input, agent_id=agent_id, session_id=session_id, trigger_id=trigger_id,
-            started_at=time.time(),
+            id=run_id, workspace_id=request.workspace_id, kind=request.kind, status="running", model=spec.model,
+            input=request.user_input, agent_id=request.agent_id, session_id=request.session_id,
+            trigger_id=request.trigger_id, started_at=time.time(),
         )  # fmt: skip
         live = _LiveRun(
-            record=record, spec=spec, trace=RunTrace(), hooks=[*self._hooks, *hooks],
+            record=record, spec=spec, trace=RunTrace(), hooks=[*self._hooks, *on_finish],
             scope=anyio.CancelScope(deadline=anyio.current_time() + spec.timeout_s + TIMEOUT_GRACE_S),
         )  # fmt: skip
         if self._store is not None:
             await self._store.create_run(record)
         self._runs[run_id] = live
-        ctx = ToolContext(run_id=run_id, workspace_id=workspace_id, kb_ids=spec.kb_ids if kb_ids is None else kb_ids)
+        ctx = ToolContext(run_id=run_id, workspace_id=request.workspace_id, kb_ids=spec.kb_ids)
         events = run_agent(
-            spec, history=history, user_input=user_input, tools=tools, model=model,
-            run_id=run_id, ctx=ctx, trace=live.trace, session_id=session_id,
+            spec, history=request.history, user_input=request.user_input, tools=tools, model=model,
+            run_id=run_id, ctx=ctx, trace=live.trace, session_id=request.session_id,
         )  # fmt: skip
         self._tg.start_soon(self._execute, live, events, name=f"run {run_id}")
         return run_id
-
-    def add_finished_hook(self, run_id: str, hook: FinishedHook) -> None:
-        """Call ``hook`` with the final record when this still-running run ends. Raises ``NotFound``."""
-        live = self._runs.get(run_id)
-        if live is None or live.finished.is_set():
-            raise NotFound("run", run_id)
-        live.hooks.append(hook)
 
     async def get(self, run_id: str, *, workspace_id: str | None = None) -> RunRecord:
         """The run's record (live or stored). Raises ``NotFound`` (also for another workspace's run)."""
@@ -320,8 +326,8 @@ class RunManager:
         return ErrorEvent(run_id=live.record.id, seq=live.trace.last_seq, ts=time.time(), code=code, message=message)
 
     async def _finalize(self, live: _LiveRun, terminal: RunEvent | None) -> None:
-        # The terminal event becomes visible only once the run is stored as finished, so a client
-        # that saw ``done`` and then reads the run record gets the final record.
+        # The terminal event becomes visible only once the run is stored as finished and its hooks
+        # have stored what they write, so a client that saw ``done`` reads the final state.
         if terminal is None:
             terminal = self._missing_terminal(live)
         live.unsaved.append(terminal)
@@ -332,17 +338,18 @@ class RunManager:
                 await self._store.finish_run(live.record)
             except Exception:
                 log.exception("could not store the end of run %s", live.record.id)
+        events = (*live.events, terminal)
+        for hook in live.hooks:
+            try:
+                with anyio.move_on_after(HOOK_TIMEOUT_S):  # a stuck hook must not block the run's end
+                    await hook(live.record, events)
+            except Exception:
+                log.exception("finished hook failed for run %s", live.record.id)
         live.events.append(terminal)
         live.finished.set()
         changed, live.changed = live.changed, anyio.Event()
         changed.set()
         self._remember_finished(live.record.id)
-        for hook in live.hooks:
-            try:
-                with anyio.move_on_after(HOOK_TIMEOUT_S):  # a stuck hook must not block shutdown
-                    await hook(live.record)
-            except Exception:
-                log.exception("finished hook failed for run %s", live.record.id)
 
     def _fill_record(self, live: _LiveRun, terminal: RunEvent) -> None:
         record, usage = live.record, live.trace.usage

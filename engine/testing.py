@@ -8,6 +8,7 @@ import anyio
 
 from engine.errors import ModelError
 from engine.llm import ModelEvent, ModelRequest
+from engine.ports import ModelClient
 
 
 class ScriptedModelClient:
@@ -40,3 +41,20 @@ class ScriptedModelClient:
     def assert_complete(self) -> None:
         """Fail unless every scripted step was requested."""
         assert len(self.calls) == len(self._steps), f"{len(self.calls)} of {len(self._steps)} scripted calls made"
+
+
+class StaticModelProvider:
+    """A ``ModelProvider`` that answers every model name with one client (e.g. a ``ScriptedModelClient``)."""
+
+    __test__ = False
+
+    def __init__(self, client: ModelClient) -> None:
+        self.client = client
+        self.names: list[str] = []  # every name asked for, in order
+
+    def get_model(self, name: str) -> ModelClient:
+        self.names.append(name)
+        return self.client
+
+    def warm_up(self) -> None:
+        return None

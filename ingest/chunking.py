@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Callable
-from functools import lru_cache
+from typing import Protocol
 
 import msgspec
 
@@ -26,14 +26,21 @@ from ingest.parsed import ParsedDocument
 
 SECTION_SEPARATOR = "\n\n"
 PREFIX_TOKENS = 24
-EMBED_WINDOW = 256  # all-MiniLM-L6-v2 max_seq_length in word-pieces, [CLS] and [SEP] included
-_SPECIAL_TOKENS = 2
+_SPECIAL_TOKENS = 2  # kept free in the window for the model's own markers ([CLS] and [SEP] for BERT models)
 _PARAGRAPH = re.compile(r"\n[ \t]*\n")
 _SENTENCE_END = re.compile(r"(?:[.!?;:][\"')\]]*(?=\s)|[\u3002\uff01\uff1f\uff1b])")  # CJK full stop, !, ?, ;
 _LINE_END = re.compile(r"\n")
 _WHITESPACE = re.compile(r"\s")
 
 WindowCounter = Callable[[str], int]
+
+
+class TokenWindow(Protocol):
+    """What the chunker needs of the embedder (``engine.ports.Embedder`` provides both)."""
+
+    max_tokens: int
+
+    def token_count(self, text: str) -> int: ...
 
 
 class ChunkDraft(msgspec.Struct, frozen=True):
@@ -46,23 +53,6 @@ class ChunkDraft(msgspec.Struct, frozen=True):
     char_start: int
     char_end: int
     ordinal: int
-
-
-@lru_cache(maxsize=1)
-def minilm_wordpiece_counter() -> WindowCounter:
-    """Word-piece count with the bundled all-MiniLM-L6-v2 tokenizer (Rust ``tokenizers``, no torch)."""
-    from tokenizers import Tokenizer
-
-    from engine.embedders.sentence_transformer import bundled_model_path
-
-    tokenizer = Tokenizer.from_file(str(bundled_model_path() / "tokenizer.json"))
-    tokenizer.no_truncation()  # tokenizer.json truncates at 128; we need the true length
-    tokenizer.no_padding()
-
-    def count(text: str) -> int:
-        return len(tokenizer.encode(text, add_special_tokens=False).ids)
-
-    return count
 
 
 def _safe(text: str) -> str:
@@ -179,8 +169,7 @@ def chunk_document(
     overlap: int = 40,
     max_chunks: int = 20_000,
     title: str | None = None,
-    window_tokens: int = EMBED_WINDOW,
-    count_window_tokens: WindowCounter | None = None,
+    window: TokenWindow,
 ) -> list[ChunkDraft]:
     """Split ``doc`` into overlapping token chunks with an embedding text that fits the model window.
 
@@ -191,15 +180,14 @@ def chunk_document(
         overlap: cl100k tokens repeated from the end of the previous chunk of the same section.
         max_chunks: refuse files producing more chunks than this.
         title: prefix for ``embed_text`` (e.g. the file name); defaults to the document's own title.
-        window_tokens: the embedder's input window in its own tokens, special tokens included.
-        count_window_tokens: the embedder's token counter; defaults to the bundled MiniLM word-pieces.
+        window: the embedder: its input window (``max_tokens``) and its own token counter.
 
     Raises:
         InvalidInput: the document produces more than ``max_chunks`` chunks.
     """
     _validate(chunk_tokens, overlap, max_chunks)
-    count = count_window_tokens or minilm_wordpiece_counter()
-    limit = window_tokens - _SPECIAL_TOKENS
+    count = window.token_count
+    limit = window.max_tokens - _SPECIAL_TOKENS
     drafts: list[ChunkDraft] = []
     base = 0
     for section in doc.sections:

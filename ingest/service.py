@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engine.db.models import File, KnowledgeBase, new_id, now
 from engine.db.paging import fetch_page
+from engine.db.scoped import get_in_workspace
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.metadata import clean_metadata
 from engine.ports import VectorStore
@@ -82,10 +83,15 @@ class KnowledgeService:
         return KnowledgeBaseInfo.of(row)
 
     async def _kb(self, session: AsyncSession, workspace_id: str, kb_id: str) -> KnowledgeBase:
-        row = await session.get(KnowledgeBase, kb_id)
-        if row is None or row.workspace_id != workspace_id:
-            raise NotFound("knowledge base", kb_id)
-        return row
+        return await get_in_workspace(session, KnowledgeBase, kb_id, workspace_id, "knowledge base")
+
+    async def kb_ids(self, workspace_id: str, *, among: Sequence[str] | None = None) -> list[str]:
+        """Ids of the workspace's knowledge bases (only those in ``among`` when given), oldest first."""
+        query = select(KnowledgeBase.id).where(KnowledgeBase.workspace_id == workspace_id)
+        if among is not None:
+            query = query.where(KnowledgeBase.id.in_(list(among)))
+        async with self.sessions() as session:
+            return list(await session.scalars(query.order_by(KnowledgeBase.created_at, KnowledgeBase.id)))
 
     async def get_kb(self, workspace_id: str, kb_id: str) -> KnowledgeBaseInfo:
         async with self.sessions() as session:
@@ -221,8 +227,8 @@ class KnowledgeService:
             return FileInfo.of(await self._file(session, workspace_id, file_id, kb_id))
 
     async def _file(self, session: AsyncSession, workspace_id: str, file_id: str, kb_id: str | None) -> File:
-        row = await session.get(File, file_id)
-        if row is None or row.workspace_id != workspace_id or (kb_id is not None and row.kb_id != kb_id):
+        row = await get_in_workspace(session, File, file_id, workspace_id, "file")
+        if kb_id is not None and row.kb_id != kb_id:
             raise NotFound("file", file_id)
         return row
 

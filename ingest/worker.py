@@ -194,6 +194,7 @@ class IngestWorker:
                 max_chunks=self.config.max_chunks,
                 # the document's own title beats its file name; a bare id like "4983.md" is noise
                 title=parsed.title or PurePath(file.name).stem,
+                window=self.embedder,
             )
         )
         if not drafts:

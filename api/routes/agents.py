@@ -16,6 +16,7 @@ from api.routes.common import Limit, PageNo, stream_run
 from api.schemas import Body
 from api.services.agents import AgentFields, AgentInfo
 from api.services.identity import Principal
+from api.services.runs import RunStart
 
 ModelName = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/@-]+$")]
 ToolName = Annotated[str, Meta(min_length=1, max_length=64)]
@@ -105,12 +106,12 @@ class AgentController(Controller):
     async def run_agent(
         self, agent_id: str, data: RunBody, services: Services, principal: Principal
     ) -> Envelope[RunStarted]:
-        run_id = await services.agents.start_run(principal, agent_id, data.input, hooks=services.run_hooks(agent_id))
+        run_id = await services.runs.start(principal, RunStart(user_input=data.input, agent_id=agent_id))
         return ok(RunStarted(run_id=run_id, execution_id=run_id), "Run started")
 
     @post("/{agent_id:str}/run/stream", opt=VIEWER, status_code=200, summary="Start a run and stream its events (SSE)")
     async def run_agent_stream(
         self, agent_id: str, data: RunBody, request: Request[Any, Any, Any], services: Services, principal: Principal
     ) -> ServerSentEvent:
-        run_id = await services.agents.start_run(principal, agent_id, data.input, hooks=services.run_hooks(agent_id))
+        run_id = await services.runs.start(principal, RunStart(user_input=data.input, agent_id=agent_id))
         return stream_run(services, principal, run_id, 0)

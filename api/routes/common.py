@@ -17,5 +17,5 @@ Limit = Annotated[int, Parameter(ge=1, le=100, query="limit")]
 
 def stream_run(services: Services, principal: Principal, run_id: str, after_seq: int = 0) -> ServerSentEvent:
     """The run's events as SSE (replay after ``after_seq``, then live), with keepalive pings."""
-    events = services.runs.subscribe(run_id, after_seq, workspace_id=principal.workspace_id)
+    events = services.run_manager.subscribe(run_id, after_seq, workspace_id=principal.workspace_id)
     return event_stream_response(events, services.settings.sse_ping_interval_s)

@@ -15,7 +15,7 @@ from api.container import Services
 from api.envelope import Envelope, ListEnvelope, ok, page_of
 from api.schemas import FileUpdate, KnowledgeBaseCreate, KnowledgeBaseUpdate, UploadResult
 from api.services.identity import Principal
-from engine.errors import EngineError, InvalidInput, NotFound, UnsupportedMediaType
+from engine.errors import EngineError, InvalidInput, UnsupportedMediaType
 from engine.metadata import clean_metadata
 from ingest.views import FileInfo, KnowledgeBaseInfo
 
@@ -24,12 +24,6 @@ Limit = Annotated[int, Parameter(ge=1, le=100, query="limit")]
 UPLOAD_OVERHEAD = 1024 * 1024  # multipart framing and form fields on top of the file limit
 MAX_FILES_PER_UPLOAD = 100
 MAX_METADATA_FIELD = 16_384  # characters of the JSON text; engine.metadata bounds keys and values
-
-
-def visible_kb(principal: Principal, kb_id: str) -> None:
-    """A token limited to some knowledge bases sees the others as missing."""
-    if not principal.allows_kb(kb_id):
-        raise NotFound("knowledge base", kb_id)
 
 
 class KnowledgeBaseController(Controller):
@@ -54,14 +48,14 @@ class KnowledgeBaseController(Controller):
 
     @get("/{kb_id:str}", opt=VIEWER, summary="Get a knowledge base")
     async def get_kb(self, kb_id: str, services: Services, principal: Principal) -> Envelope[KnowledgeBaseInfo]:
-        visible_kb(principal, kb_id)
+        principal.require_kb(kb_id)
         return ok(await services.knowledge.get_kb(principal.workspace_id, kb_id))
 
     @patch("/{kb_id:str}", opt=EDITOR, summary="Rename or describe a knowledge base")
     async def update(
         self, kb_id: str, data: KnowledgeBaseUpdate, services: Services, principal: Principal
     ) -> Envelope[KnowledgeBaseInfo]:
-        visible_kb(principal, kb_id)
+        principal.require_kb(kb_id)
         kb = await services.knowledge.update_kb(
             principal.workspace_id, kb_id, name=data.name, description=data.description
         )
@@ -69,7 +63,7 @@ class KnowledgeBaseController(Controller):
 
     @delete("/{kb_id:str}", opt=EDITOR, status_code=200, summary="Delete a knowledge base with all its files")
     async def remove(self, kb_id: str, services: Services, principal: Principal) -> Envelope[None]:
-        visible_kb(principal, kb_id)
+        principal.require_kb(kb_id)
         await services.knowledge.delete_kb(principal.workspace_id, kb_id)
         return ok(None, "Knowledge base deleted")
 
@@ -88,7 +82,7 @@ class FileController(Controller):
     async def upload(
         self, kb_id: str, request: Request[Any, Any, Any], services: Services, principal: Principal
     ) -> Envelope[Any]:
-        visible_kb(principal, kb_id)
+        principal.require_kb(kb_id)
         form = await _read_form(request)
         uploads = [v for k, v in form.multi_items() if isinstance(v, UploadFile) and k in ("file", "files")]
         if not uploads:
@@ -123,7 +117,7 @@ class FileController(Controller):
         limit: Limit = 20,
         status: Annotated[str | None, Parameter(query="status", max_length=16)] = None,
     ) -> ListEnvelope[FileInfo]:
-        visible_kb(principal, kb_id)
+        principal.require_kb(kb_id)
         result = await services.knowledge.list_files(
             principal.workspace_id, kb_id, page=page, limit=limit, status=status
         )
@@ -131,12 +125,12 @@ class FileController(Controller):
 
     @get("/{file_id:str}", opt=VIEWER, summary="Get a file with status and progress")
     async def get_file(self, kb_id: str, file_id: str, services: Services, principal: Principal) -> Envelope[FileInfo]:
-        visible_kb(principal, kb_id)
+        principal.require_kb(kb_id)
         return ok(await services.knowledge.get_file(principal.workspace_id, file_id, kb_id))
 
     @get("/{file_id:str}/download", opt=VIEWER, summary="Download the original file (as an attachment)")
     async def download(self, kb_id: str, file_id: str, services: Services, principal: Principal) -> FileResponse:
-        visible_kb(principal, kb_id)
+        principal.require_kb(kb_id)
         info, path = await services.knowledge.file_path(principal.workspace_id, file_id, kb_id)
         return FileResponse(
             path=path,
@@ -150,7 +144,7 @@ class FileController(Controller):
     async def update_file(
         self, kb_id: str, file_id: str, data: FileUpdate, services: Services, principal: Principal
     ) -> Envelope[FileInfo]:
-        visible_kb(principal, kb_id)
+        principal.require_kb(kb_id)
         info = await services.knowledge.update_file(
             principal.workspace_id, file_id, kb_id, tags=data.tags, metadata=data.metadata
         )
@@ -158,13 +152,13 @@ class FileController(Controller):
 
     @post("/{file_id:str}/reprocess", opt=EDITOR, status_code=202, summary="Queue a file for ingestion again")
     async def reprocess(self, kb_id: str, file_id: str, services: Services, principal: Principal) -> Envelope[FileInfo]:
-        visible_kb(principal, kb_id)
+        principal.require_kb(kb_id)
         await services.knowledge.get_file(principal.workspace_id, file_id, kb_id)
         return ok(await services.knowledge.requeue(principal.workspace_id, file_id), "File queued")
 
     @delete("/{file_id:str}", opt=EDITOR, status_code=200, summary="Delete a file, its chunks and its original")
     async def remove(self, kb_id: str, file_id: str, services: Services, principal: Principal) -> Envelope[None]:
-        visible_kb(principal, kb_id)
+        principal.require_kb(kb_id)
         await services.knowledge.delete_file(principal.workspace_id, file_id, kb_id)
         return ok(None, "File deleted")
 

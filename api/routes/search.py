@@ -14,15 +14,6 @@ from engine.retrieval import SearchHit, SearchRequest
 from engine.types import SearchFilters
 
 
-def _scoped_kbs(principal: Principal, requested: list[str] | None) -> tuple[str, ...] | None:
-    """The knowledge bases a search may read: the request narrows, the token's limit bounds."""
-    if principal.kb_ids is None:
-        return tuple(requested) if requested is not None else None
-    if requested is None:
-        return principal.kb_ids
-    return tuple(kb for kb in requested if kb in principal.kb_ids)
-
-
 def to_result(hit: SearchHit) -> SearchResult:
     c = hit.chunk
     return SearchResult(
@@ -60,7 +51,7 @@ async def run_search(
 ) -> list[SearchResult]:
     filters = SearchFilters(
         workspace_id=principal.workspace_id,  # from the token, never from the request
-        kb_ids=_scoped_kbs(principal, kb_ids),
+        kb_ids=principal.narrow_kbs(kb_ids),  # the request narrows, the token's limit bounds
         file_ids=tuple(body.file_ids) if body.file_ids is not None else None,
         file_types=tuple(t.lower().lstrip(".") for t in body.file_types) if body.file_types is not None else None,
         tags=tuple(body.tags) if body.tags is not None else None,
@@ -97,8 +88,5 @@ class SearchController(Controller):
         self, kb_id: str, data: SearchBody, services: Services, principal: Principal
     ) -> Envelope[list[SearchResult]]:
         await services.knowledge.get_kb(principal.workspace_id, kb_id)
-        if not principal.allows_kb(kb_id):
-            from engine.errors import NotFound
-
-            raise NotFound("knowledge base", kb_id)
+        principal.require_kb(kb_id)
         return ok(await run_search(services, principal, data, [kb_id]))

@@ -14,9 +14,9 @@ from api.container import Services
 from api.envelope import Envelope, ListEnvelope, error_body, ok, page_of
 from api.routes.common import Limit, PageNo
 from api.schemas import Body
-from api.services.callbacks import CallbackInfo, CallbackService
+from api.services.callbacks import CallbackInfo
 from api.services.identity import Principal
-from api.services.triggers import TriggerFields, TriggerInfo, TriggerService, TriggerWithSecrets
+from api.services.triggers import TriggerFields, TriggerInfo, TriggerWithSecrets
 from engine.webhooks import WebhookVerificationError
 
 WEBHOOK_MAX_BODY = 256 * 1024
@@ -67,16 +67,6 @@ class AgentCallbackSecret(msgspec.Struct, frozen=True):
     callback_secret: str
 
 
-def _triggers(services: Services) -> TriggerService:
-    service: TriggerService = services.extras["triggers"]
-    return service
-
-
-def _callbacks(services: Services) -> CallbackService:
-    service: CallbackService = services.extras["callbacks"]
-    return service
-
-
 def _fields(data: msgspec.Struct) -> TriggerFields:
     return msgspec.convert(msgspec.structs.asdict(data), TriggerFields)
 
@@ -89,29 +79,29 @@ class TriggerController(Controller):
     async def create_trigger(
         self, data: TriggerCreate, services: Services, principal: Principal
     ) -> Envelope[TriggerWithSecrets]:
-        return ok(await _triggers(services).create(principal, _fields(data)), "Trigger created")
+        return ok(await services.triggers.create(principal, _fields(data)), "Trigger created")
 
     @get("/", opt=VIEWER, summary="List triggers")
     async def list_triggers(
         self, services: Services, principal: Principal, page: PageNo = 1, limit: Limit = 20,
         agent_id: Annotated[str | None, Parameter(query="agent_id", max_length=64)] = None,
     ) -> ListEnvelope[TriggerInfo]:
-        result = await _triggers(services).list(principal, page=page, limit=limit, agent_id=agent_id)
+        result = await services.triggers.list(principal, page=page, limit=limit, agent_id=agent_id)
         return page_of(result.items, page=page, limit=limit, total=result.total)
 
     @get("/{trigger_id:str}", opt=VIEWER, summary="Get a trigger (with its next fire time)")
     async def get_trigger(self, trigger_id: str, services: Services, principal: Principal) -> Envelope[TriggerInfo]:
-        return ok(await _triggers(services).get(principal, trigger_id))
+        return ok(await services.triggers.get(principal, trigger_id))
 
     @patch("/{trigger_id:str}", opt=EDITOR, summary="Update a trigger")
     async def update_trigger(
         self, trigger_id: str, data: TriggerUpdate, services: Services, principal: Principal
     ) -> Envelope[TriggerInfo]:
-        return ok(await _triggers(services).update(principal, trigger_id, _fields(data)), "Trigger updated")
+        return ok(await services.triggers.update(principal, trigger_id, _fields(data)), "Trigger updated")
 
     @delete("/{trigger_id:str}", opt=EDITOR, status_code=200, summary="Delete a trigger")
     async def delete_trigger(self, trigger_id: str, services: Services, principal: Principal) -> Envelope[None]:
-        await _triggers(services).delete(principal, trigger_id)
+        await services.triggers.delete(principal, trigger_id)
         return ok(None, "Trigger deleted")
 
     @post("/{trigger_id:str}/execute", opt=EDITOR, status_code=202,
@@ -119,7 +109,7 @@ class TriggerController(Controller):
     async def execute_trigger(
         self, trigger_id: str, data: ExecuteBody, services: Services, principal: Principal
     ) -> Envelope[RunStarted]:
-        run_id = await _triggers(services).execute(principal, trigger_id, text=data.input, body=data.body)
+        run_id = await services.triggers.execute(principal, trigger_id, text=data.input, body=data.body)
         return ok(RunStarted(run_id=run_id, execution_id=run_id), "Run started")
 
     @post("/{trigger_id:str}/rotate-secret", opt=EDITOR, status_code=200,
@@ -128,13 +118,13 @@ class TriggerController(Controller):
         self, trigger_id: str, services: Services, principal: Principal,
         kind: Annotated[Literal["webhook", "callback"], Parameter(query="kind")] = "webhook",
     ) -> Envelope[TriggerWithSecrets]:
-        return ok(await _triggers(services).rotate_secret(principal, trigger_id, kind), "Secret rotated")
+        return ok(await services.triggers.rotate_secret(principal, trigger_id, kind), "Secret rotated")
 
     @get("/{trigger_id:str}/deliveries", opt=VIEWER, summary="The trigger's callback deliveries and their attempts")
     async def trigger_deliveries(
         self, trigger_id: str, services: Services, principal: Principal, page: PageNo = 1, limit: Limit = 20
     ) -> ListEnvelope[CallbackInfo]:
-        result = await _callbacks(services).list(principal, page=page, limit=limit, trigger_id=trigger_id)
+        result = await services.callbacks.list(principal, page=page, limit=limit, trigger_id=trigger_id)
         return page_of(result.items, page=page, limit=limit, total=result.total)
 
 
@@ -143,7 +133,7 @@ class TriggerController(Controller):
 async def execution_callbacks(
     run_id: str, services: Services, principal: Principal, page: PageNo = 1, limit: Limit = 20
 ) -> ListEnvelope[CallbackInfo]:
-    result = await _callbacks(services).list(principal, page=page, limit=limit, run_id=run_id)
+    result = await services.callbacks.list(principal, page=page, limit=limit, run_id=run_id)
     return page_of(result.items, page=page, limit=limit, total=result.total)
 
 
@@ -152,7 +142,7 @@ async def execution_callbacks(
 async def rotate_agent_callback_secret(
     agent_id: str, services: Services, principal: Principal
 ) -> Envelope[AgentCallbackSecret]:
-    secret = await _callbacks(services).rotate_agent_secret(principal, agent_id)
+    secret = await services.callbacks.rotate_agent_secret(principal, agent_id)
     return ok(AgentCallbackSecret(agent_id=agent_id, callback_secret=secret), "Secret rotated")
 
 
@@ -164,7 +154,7 @@ async def receive_webhook(
     body = await request.body()
     headers = {k.lower(): v for k, v in request.headers.items()}
     try:
-        accepted = await _triggers(services).receive_webhook(path[:200], headers, body)
+        accepted = await services.triggers.receive_webhook(path[:200], headers, body)
     except WebhookVerificationError as exc:
         return Response(error_body(401, "invalid_signature", str(exc)), status_code=401)
     if accepted.duplicate:

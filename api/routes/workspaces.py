@@ -40,7 +40,7 @@ class MemberUpdate(Body):
 
 
 def provide_workspaces(services: Services) -> WorkspaceService:
-    return WorkspaceService(services.sessions, services.knowledge)
+    return services.workspaces
 
 
 class WorkspaceController(Controller):

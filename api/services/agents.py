@@ -1,25 +1,20 @@
-"""Agents: definitions in the workspace, and starting their runs through the RunManager."""
+"""Agents: their definitions in the workspace (runs start in ``api.services.runs``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-import anyio.to_thread
 import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.services.identity import Principal
-from engine.agent.registry import build_tools
-from engine.agent.spec import HTTP_FETCH, KNOWLEDGE_SEARCH, AgentSpec
+from engine.agent.spec import HTTP_FETCH, KNOWLEDGE_SEARCH
 from engine.db.models import Agent, KnowledgeBase, new_id, now
 from engine.db.paging import fetch_page
-from engine.errors import InvalidInput, NotFound
-from engine.models.litellm_client import LiteLLMModelClient
+from engine.db.scoped import get_in_workspace
+from engine.errors import InvalidInput
 from engine.net import allowed_networks, resolve_url_async
-from engine.retrieval import Retriever
-from engine.runs import FinishedHook, RunManager
 from engine.settings import Settings
 from ingest.views import Page
 
@@ -66,14 +61,9 @@ class AgentFields(msgspec.Struct, kw_only=True):
 
 
 class AgentService:
-    def __init__(
-        self, *, sessions: async_sessionmaker[AsyncSession], runs: RunManager, retriever: Retriever, settings: Settings
-    ) -> None:
+    def __init__(self, *, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
         self.sessions = sessions
-        self.runs = runs
-        self.retriever = retriever
         self.settings = settings
-        self._clients: dict[str, LiteLLMModelClient] = {}
 
     # -- definitions -----------------------------------------------------------------------------
 
@@ -111,10 +101,7 @@ class AgentService:
         return AgentInfo.of(row)
 
     async def _row(self, session: AsyncSession, workspace_id: str, agent_id: str) -> Agent:
-        row = await session.get(Agent, agent_id)
-        if row is None or row.workspace_id != workspace_id:
-            raise NotFound("agent", agent_id)
-        return row
+        return await get_in_workspace(session, Agent, agent_id, workspace_id, "agent")
 
     async def get(self, principal: Principal, agent_id: str) -> AgentInfo:
         async with self.sessions() as session:
@@ -144,62 +131,3 @@ class AgentService:
         async with self.sessions() as session:
             await session.delete(await self._row(session, principal.workspace_id, agent_id))
             await session.commit()
-
-    # -- runs ------------------------------------------------------------------------------------
-
-    def model_client(self) -> LiteLLMModelClient:
-        key = "default"
-        if key not in self._clients:
-            self._clients[key] = LiteLLMModelClient(
-                api_base=self.settings.model_api_base or None, api_key=self.settings.model_api_key or None
-            )
-        return self._clients[key]
-
-    async def model_client_async(self) -> LiteLLMModelClient:
-        """The client, built off the event loop: the first one imports litellm (seconds)."""
-        return await anyio.to_thread.run_sync(self.model_client)
-
-    def spec_of(self, agent: AgentInfo, kb_ids: Sequence[str]) -> AgentSpec:
-        return AgentSpec(
-            name=agent.name,
-            model=agent.model,
-            instructions=agent.instructions,
-            tools=tuple(agent.tools),
-            kb_ids=tuple(kb_ids),
-            max_steps=agent.max_steps,
-            max_tokens=agent.max_tokens,
-            timeout_s=agent.timeout_s,
-            temperature=agent.temperature,
-        )
-
-    async def start_run(
-        self,
-        principal: Principal,
-        agent_id: str,
-        user_input: str,
-        *,
-        kind: str = "agent",
-        history: Sequence[Any] = (),
-        session_id: str | None = None,
-        trigger_id: str | None = None,
-        hooks: Sequence[FinishedHook] = (),
-    ) -> str:
-        """Start an agent run; its knowledge is the agent's KBs that the caller's token may read."""
-        agent = await self.get(principal, agent_id)
-        kb_ids = tuple(kb for kb in agent.kb_ids if principal.allows_kb(kb))
-        spec = self.spec_of(agent, kb_ids)
-        tools = build_tools(spec, searcher=self.retriever, http_fetch_enabled=agent.http_fetch_enabled)
-        return await self.runs.start(
-            spec,
-            model=await self.model_client_async(),
-            tools=tools,
-            user_input=user_input,
-            workspace_id=principal.workspace_id,
-            history=history,
-            kind=kind,
-            agent_id=agent.id,
-            session_id=session_id,
-            trigger_id=trigger_id,
-            kb_ids=kb_ids,
-            hooks=hooks,
-        )

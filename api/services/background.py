@@ -10,6 +10,22 @@ from collections.abc import Awaitable, Callable
 log = logging.getLogger("ragline.background")
 
 
+class Wakeup:
+    """A shared "look again now" signal: whoever changes the work wakes the loop that does it."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def __call__(self) -> None:
+        self._event.set()
+
+    def clear(self) -> None:
+        self._event.clear()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
 class PassLoop:
     """Runs ``one_pass`` repeatedly in a task; each pass returns the seconds until the next is due.
 
@@ -18,17 +34,23 @@ class PassLoop:
     """
 
     def __init__(
-        self, name: str, one_pass: Callable[[], Awaitable[float]], *, error_delay_s: float, min_delay_s: float
+        self,
+        name: str,
+        one_pass: Callable[[], Awaitable[float]],
+        *,
+        error_delay_s: float,
+        min_delay_s: float,
+        wakeup: Wakeup | None = None,
     ) -> None:
         self.name = name
         self._one_pass = one_pass
         self._error_delay_s = error_delay_s
         self._min_delay_s = min_delay_s
-        self._wake = asyncio.Event()
+        self._wake = wakeup or Wakeup()
         self._task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
-        self._wake.set()
+        self._wake()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=self.name)

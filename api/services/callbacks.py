@@ -32,7 +32,9 @@ from api.services.identity import Principal
 from engine import webhooks
 from engine.db.models import Agent, CallbackDelivery, Run, Trigger, new_id, now
 from engine.db.paging import fetch_page
+from engine.db.scoped import get_in_workspace
 from engine.errors import BlockedDestination, NotFound
+from engine.events import RunEvent
 from engine.net import IPNetwork, Target, resolve_url_async
 from engine.runs import FinishedHook, RunRecord
 from ingest.views import Page
@@ -139,11 +141,11 @@ class CallbackService:
     # -- queueing (a RunManager finished hook) --------------------------------------------------
 
     def hooks_for(self, agent_id: str | None, trigger_id: str | None) -> list[FinishedHook]:
-        """The ``Services.hook_factories`` entry: one hook that queues this run's callbacks."""
+        """The finished hook that queues this run's callbacks (none for a run with neither owner)."""
         if agent_id is None and trigger_id is None:
             return []
 
-        async def queue(record: RunRecord) -> None:
+        async def queue(record: RunRecord, events: Sequence[RunEvent]) -> None:
             await self.enqueue(record, agent_id=agent_id, trigger_id=trigger_id)
 
         return [queue]
@@ -309,12 +311,10 @@ class CallbackService:
         if trigger_id is not None:
             where.append(CallbackDelivery.trigger_id == trigger_id)
         async with self.sessions() as session:
-            run = await session.get(Run, run_id) if run_id is not None else None
-            if run_id is not None and (run is None or run.workspace_id != principal.workspace_id):
-                raise NotFound("run", run_id)
-            trigger = await session.get(Trigger, trigger_id) if trigger_id is not None else None
-            if trigger_id is not None and (trigger is None or trigger.workspace_id != principal.workspace_id):
-                raise NotFound("trigger", trigger_id)
+            if run_id is not None:
+                await get_in_workspace(session, Run, run_id, principal.workspace_id, "run")
+            if trigger_id is not None:
+                await get_in_workspace(session, Trigger, trigger_id, principal.workspace_id, "trigger")
             order = [CallbackDelivery.created_at.desc(), CallbackDelivery.id]
             total, rows = await fetch_page(session, CallbackDelivery, where, order, page=page, limit=limit)
             return Page(items=[CallbackInfo.of(r) for r in rows], page=page, limit=limit, total=total)
@@ -322,9 +322,7 @@ class CallbackService:
     async def rotate_agent_secret(self, principal: Principal, agent_id: str) -> str:
         """A new secret for the agent's callbacks (shown once; the old one stops signing at once)."""
         async with self.sessions() as session:
-            agent = await session.get(Agent, agent_id)
-            if agent is None or agent.workspace_id != principal.workspace_id:
-                raise NotFound("agent", agent_id)
+            agent = await get_in_workspace(session, Agent, agent_id, principal.workspace_id, "agent")
             agent.callback_secret = webhooks.new_secret()
             await session.commit()
             return agent.callback_secret

@@ -11,22 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.services.agents import AgentService
 from api.services.identity import Principal
-from engine.agent.registry import build_tools
-from engine.agent.spec import KNOWLEDGE_SEARCH, AgentSpec
-from engine.db.models import ChatMessage, ChatSession, KnowledgeBase, new_id, now
+from api.services.runs import RunService, RunStart
+from engine.db.models import ChatMessage, ChatSession, new_id, now
 from engine.db.paging import fetch_page
-from engine.db.run_store import SqlRunStore
-from engine.errors import InvalidInput, NotFound
-from engine.events import CitationEvent
+from engine.db.scoped import get_in_workspace
+from engine.errors import InvalidInput
+from engine.events import CitationEvent, RunEvent
 from engine.llm import Message
-from engine.runs import RunRecord
+from engine.runs import FinishedHook, RunRecord
 from ingest.views import Page
 
-ASSISTANT_INSTRUCTIONS = (
-    "You are Ragline's knowledge assistant. Answer from the knowledge bases only: call knowledge_search, "
-    "then answer concisely and cite the passages you used with their numbers in square brackets, like [1]. "
-    "If the passages do not contain the answer, say so."
-)
 MAX_HISTORY_MESSAGES = 40
 
 
@@ -71,33 +65,23 @@ class MessageInfo(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ChatService:
-    def __init__(self, *, sessions: async_sessionmaker[AsyncSession], agents: AgentService) -> None:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        runs: RunService,
+        agents: AgentService,
+    ) -> None:
         self.sessions = sessions
+        self.runs = runs
         self.agents = agents
-        self.run_store = SqlRunStore(sessions)
-
-    async def _readable_kbs(self, principal: Principal, requested: Sequence[str] | None) -> list[str]:
-        """Requested knowledge bases, checked; or every one the caller may read."""
-        async with self.sessions() as session:
-            ids = list(
-                await session.scalars(
-                    select(KnowledgeBase.id).where(KnowledgeBase.workspace_id == principal.workspace_id)
-                )
-            )
-        readable = [kb for kb in ids if principal.allows_kb(kb)]
-        if requested is None:
-            return readable
-        for kb in requested:
-            if kb not in readable:
-                raise NotFound("knowledge base", kb)
-        return list(dict.fromkeys(requested))
 
     async def create_session(
         self, principal: Principal, *, agent_id: str | None, title: str, kb_ids: Sequence[str] | None
     ) -> SessionInfo:
         if agent_id is not None:
             await self.agents.get(principal, agent_id)
-        kbs = await self._readable_kbs(principal, kb_ids) if kb_ids is not None else []
+        kbs = list(await self.runs.readable_kbs(principal, kb_ids)) if kb_ids is not None else []
         row = ChatSession(
             id=new_id("chat"), workspace_id=principal.workspace_id, agent_id=agent_id, title=title, kb_ids=kbs
         )
@@ -107,10 +91,7 @@ class ChatService:
         return SessionInfo.of(row)
 
     async def _session(self, session: AsyncSession, principal: Principal, session_id: str) -> ChatSession:
-        row = await session.get(ChatSession, session_id)
-        if row is None or row.workspace_id != principal.workspace_id:
-            raise NotFound("chat session", session_id)
-        return row
+        return await get_in_workspace(session, ChatSession, session_id, principal.workspace_id, "chat session")
 
     async def get_session(self, principal: Principal, session_id: str) -> SessionInfo:
         async with self.sessions() as session:
@@ -159,51 +140,27 @@ class ChatService:
                 chat.title = content.strip()[:80]
             await session.commit()
             agent_id, kb_ids = chat.agent_id, list(chat.kb_ids or [])
-        hook = self._store_answer(session_id)
-        if agent_id is not None:
-            return await self.agents.start_run(
-                principal, agent_id, content, kind="chat", history=history, session_id=session_id, hooks=[hook]
-            )
-        kbs = tuple(await self._readable_kbs(principal, kb_ids or None))
-        spec = AgentSpec(
-            name="assistant",
-            model=self.agents.settings.default_model,
-            instructions=ASSISTANT_INSTRUCTIONS,
-            tools=(KNOWLEDGE_SEARCH,),
-            kb_ids=kbs,
-        )
-        tools = build_tools(spec, searcher=self.agents.retriever)
-        return await self.agents.runs.start(
-            spec,
-            model=await self.agents.model_client_async(),
-            tools=tools,
-            user_input=content,
-            workspace_id=principal.workspace_id,
-            history=history,
-            kind="chat",
-            session_id=session_id,
-            kb_ids=kbs,
-            hooks=[hook],
-        )
+        start = RunStart(
+            user_input=content, kind="chat", agent_id=agent_id, kb_ids=tuple(kb_ids) or None,
+            history=tuple(history), session_id=session_id,
+        )  # fmt: skip
+        return await self.runs.start(principal, start, on_finish=[self._store_answer(session_id)])
 
-    def _store_answer(self, session_id: str) -> Any:
-        async def hook(record: RunRecord) -> None:
+    def _store_answer(self, session_id: str) -> FinishedHook:
+        """The finished hook that stores the answer and its citations (before ``done`` is published)."""
+
+        async def hook(record: RunRecord, events: Sequence[RunEvent]) -> None:
             if record.status != "succeeded" or record.output is None:
                 return
-            events = await self.run_store.list_events(record.id)
             citations = [msgspec.to_builtins(e) for e in events if isinstance(e, CitationEvent)]
             async with self.sessions() as session:
                 if await session.get(ChatSession, session_id) is None:
                     return  # the session was deleted meanwhile
-                session.add(
-                    ChatMessage(
-                        session_id=session_id,
-                        role="assistant",
-                        content=record.output,
-                        run_id=record.id,
-                        citations=citations,
-                    )
-                )
+                answer = ChatMessage(
+                    session_id=session_id, role="assistant", content=record.output, run_id=record.id,
+                    citations=citations,
+                )  # fmt: skip
+                session.add(answer)
                 await session.commit()
 
         return hook

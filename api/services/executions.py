@@ -17,10 +17,10 @@ RUN_STATUSES = ("running", "succeeded", "failed", "cancelled")
 
 
 class ExecutionService:
-    def __init__(self, *, sessions: async_sessionmaker[AsyncSession], runs: RunManager) -> None:
+    def __init__(self, *, sessions: async_sessionmaker[AsyncSession], runs: RunManager, run_store: SqlRunStore) -> None:
         self.sessions = sessions
         self.runs = runs
-        self.store = SqlRunStore(sessions)
+        self.store = run_store
 
     async def list_runs(
         self,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
 from engine.db.models import ApiToken, now
-from engine.errors import InvalidInput
+from engine.errors import InvalidInput, NotFound
 
 TOKEN_PREFIX = "rl_"
 ROLES = ("viewer", "editor", "admin")
@@ -32,8 +33,21 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     def has_role(self, needed: str) -> bool:
         return ROLE_RANK[self.role] >= ROLE_RANK[needed]
 
+    # The knowledge-base rule, written once: a token may be limited to some knowledge bases of its
+    # workspace, and the others are missing to it (404), exactly like unknown ids.
     def allows_kb(self, kb_id: str) -> bool:
         return self.kb_ids is None or kb_id in self.kb_ids
+
+    def require_kb(self, kb_id: str) -> None:
+        """Raise ``NotFound`` for a knowledge base outside the token's scope."""
+        if not self.allows_kb(kb_id):
+            raise NotFound("knowledge base", kb_id)
+
+    def narrow_kbs(self, kb_ids: Sequence[str] | None) -> tuple[str, ...] | None:
+        """The part of ``kb_ids`` the token may read (``None``: no narrowing asked, the token's own scope)."""
+        if kb_ids is None:
+            return self.kb_ids
+        return tuple(kb for kb in dict.fromkeys(kb_ids) if self.allows_kb(kb))
 
 
 class IssuedToken(msgspec.Struct, frozen=True, kw_only=True):

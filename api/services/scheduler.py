@@ -17,13 +17,11 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.container import Services
-from api.services.background import PassLoop
-from api.services.callbacks import CallbackService
-from api.services.triggers import TriggerService, next_fire, zone
+from api.services.background import PassLoop, Wakeup
+from api.services.cron import next_fire, zone
+from api.services.triggers import TriggerService
 from engine.db.models import Run, Trigger, now
 from engine.errors import EngineError
-from engine.net import allowed_networks
 
 log = logging.getLogger("ragline.scheduler")
 
@@ -31,10 +29,15 @@ MAX_SLEEP_S = 5.0  # also picks up schedules changed by another process sharing 
 
 
 class Scheduler:
-    def __init__(self, *, sessions: async_sessionmaker[AsyncSession], triggers: TriggerService) -> None:
+    def __init__(
+        self, *, sessions: async_sessionmaker[AsyncSession], triggers: TriggerService, wakeup: Wakeup | None = None
+    ) -> None:
+        """``wakeup``: the signal the trigger service gives when a schedule is created or changed."""
         self.sessions = sessions
         self.triggers = triggers
-        self._loop = PassLoop("trigger scheduler", self.fire_due, error_delay_s=MAX_SLEEP_S, min_delay_s=0.02)
+        self._loop = PassLoop(
+            "trigger scheduler", self.fire_due, error_delay_s=MAX_SLEEP_S, min_delay_s=0.02, wakeup=wakeup
+        )
 
     def wake(self) -> None:
         """A schedule was created or changed: look again now."""
@@ -94,32 +97,3 @@ class Scheduler:
                 Trigger.id == trigger_id, Trigger.next_fire_at == due_at).values(**values))
             await session.commit()
         return bool(getattr(result, "rowcount", 0) == 1)
-
-
-class TriggerRuntime:
-    """Triggers, callbacks and the scheduler wired into ``Services`` (opened in the app lifespan)."""
-
-    def __init__(self, services: Services) -> None:
-        settings = services.settings
-        self.callbacks = CallbackService(
-            sessions=services.sessions, allowed=allowed_networks(settings.callback_allow_networks),
-            max_attempts=settings.callback_max_attempts, retry_base_s=settings.callback_retry_base_s,
-        )
-        self.triggers = TriggerService(
-            sessions=services.sessions, agents=services.agents, hooks=services.run_hooks,
-            callback_networks=self.callbacks.allowed, webhook_rate_per_minute=settings.webhook_rate_per_minute,
-        )
-        self.scheduler = Scheduler(sessions=services.sessions, triggers=self.triggers)
-        self.triggers.on_schedule_change = self.scheduler.wake
-        services.hook_factories.append(self.callbacks.hooks_for)
-        services.extras["triggers"] = self.triggers
-        services.extras["callbacks"] = self.callbacks
-
-    def start(self) -> None:
-        self.callbacks.start()
-        self.scheduler.start()
-
-    async def stop(self) -> None:
-        """Stop firing and delivering; what is pending stays in the database for the next start."""
-        await self.scheduler.stop()
-        await self.callbacks.stop()

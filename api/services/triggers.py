@@ -10,112 +10,33 @@ generated here and returned only by create and rotate.
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
-from croniter import CroniterBadDateError, croniter
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth import TokenBucket
-from api.services.agents import AgentService
+from api.services.cron import check_cron, next_fire, zone
 from api.services.identity import Principal
+from api.services.runs import RunService, RunStart
+from api.services.trigger_templates import MAX_INPUT, check_template, render_template
 from engine import webhooks
 from engine.db.models import Agent, Trigger, WebhookDelivery, new_id, now
 from engine.db.paging import fetch_page
+from engine.db.scoped import get_in_workspace
 from engine.errors import InvalidInput, NotFound, RateLimited
 from engine.net import IPNetwork, resolve_url_async
-from engine.runs import FinishedHook
 from ingest.views import Page
 
 TRIGGER_TYPES = ("manual", "webhook", "schedule")
-MAX_TEMPLATE = 10_000
-MAX_VALUE = 20_000  # one substituted field
-MAX_INPUT = 100_000  # the rendered run input (the same bound as a run's input over the API)
 # Delivery ids are remembered this long. Signatures older than webhooks.TOLERANCE_S (5 min) are refused
 # anyway; a day also covers senders that retry one event under its Idempotency-Key with fresh signatures.
 DELIVERY_RETENTION_S = 24 * 3600
-HookSource = Callable[[str | None, str | None], list[FinishedHook]]
-
-# {{ and }} are literal braces; {a.b.0} looks up keys (and list indices) in the event, nothing else
-_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_-]{0,63}(?:\.[A-Za-z0-9_-]{1,64}){0,9})\}|[{}]")
-
-
-# -- input templates ----------------------------------------------------------------------------
-
-
-def check_template(template: str) -> str:
-    """Refuse stray braces and over-long templates at save time (422)."""
-    if len(template) > MAX_TEMPLATE:
-        raise InvalidInput(f"input_template is longer than {MAX_TEMPLATE} characters")
-    for match in _TOKEN.finditer(template):
-        if match.group(0) in ("{", "}"):
-            raise InvalidInput("input_template: use {field.path} placeholders, and {{ or }} for literal braces")
-    return template
-
-
-def _lookup(event: Any, path: str) -> Any:
-    value = event
-    for key in path.split("."):
-        if isinstance(value, Mapping):
-            value = value.get(key)
-        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
-            value = value[int(key)]
-        else:
-            return None
-    return value
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return text[:MAX_VALUE]
-
-
-def render_template(template: str, event: Mapping[str, Any]) -> str:
-    """Fill ``{field.path}`` placeholders from ``event`` (plain data only); missing fields are empty."""
-
-    def substitute(match: re.Match[str]) -> str:
-        token = match.group(0)
-        if token in ("{{", "}}"):
-            return token[0]
-        return _text(_lookup(event, match.group(1))) if match.group(1) else token
-
-    return _TOKEN.sub(substitute, template)[:MAX_INPUT]
-
-
-# -- schedules ----------------------------------------------------------------------------------
-
-
-def zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(f"unknown time zone {name!r}") from None
-
-
-def check_cron(cron: str, timezone: str) -> None:
-    """5-field cron, or 6 with seconds last; refused unless it fires at least once in the coming years."""
-    if len(cron.split()) not in (5, 6) or not croniter.is_valid(cron):
-        raise InvalidInput(f"invalid cron expression {cron!r}")
-    try:
-        next_fire(cron, timezone, now())
-    except (ValueError, KeyError, CroniterBadDateError) as exc:  # e.g. "0 0 31 2 *" never fires
-        raise InvalidInput(f"cron expression {cron!r} never fires") from exc
-
-
-def next_fire(cron: str, timezone: str, after: float) -> float:
-    """The first fire time strictly after ``after`` (Unix seconds), evaluated in ``timezone``."""
-    start = datetime.fromtimestamp(after, zone(timezone))
-    return float(croniter(cron, start, max_years_between_matches=5).get_next(float))
-
 
 # -- values shown through the API ---------------------------------------------------------------
 
@@ -200,31 +121,27 @@ class TriggerService:
         self,
         *,
         sessions: async_sessionmaker[AsyncSession],
-        agents: AgentService,
-        hooks: HookSource,
+        runs: RunService,
         callback_networks: Sequence[IPNetwork] = (),
         webhook_rate_per_minute: int = 60,
-        on_schedule_change: Callable[[], None] = lambda: None,
+        schedules_changed: Callable[[], None] = lambda: None,
     ) -> None:
         self.sessions = sessions
-        self.agents = agents
-        self.hooks = hooks
+        self.runs = runs
         self.callback_networks = tuple(callback_networks)
         self.webhook_bucket = TokenBucket(webhook_rate_per_minute)
-        self.on_schedule_change = on_schedule_change
+        self.on_schedule_change = schedules_changed
 
     # -- definitions -----------------------------------------------------------------------------
 
     async def _row(self, session: AsyncSession, workspace_id: str, trigger_id: str) -> Trigger:
-        row = await session.get(Trigger, trigger_id)
-        if row is None or row.workspace_id != workspace_id:
-            raise NotFound("trigger", trigger_id)
-        return row
+        return await get_in_workspace(session, Trigger, trigger_id, workspace_id, "trigger")
 
     async def _check_agent(self, session: AsyncSession, workspace_id: str, agent_id: str) -> None:
-        agent = await session.get(Agent, agent_id)
-        if agent is None or agent.workspace_id != workspace_id:
-            raise InvalidInput("agent_id names no agent of this workspace")
+        try:
+            await get_in_workspace(session, Agent, agent_id, workspace_id, "agent")
+        except NotFound:
+            raise InvalidInput("agent_id names no agent of this workspace") from None
 
     async def _check_callback(self, url: str | None) -> None:
         if url:  # the SSRF guard at save time; delivery checks (and pins) again
@@ -340,14 +257,8 @@ class TriggerService:
     async def fire(self, row: Trigger, event: Mapping[str, Any], principal: Principal | None = None) -> str:
         """Start one run of the trigger's agent with the rendered input; returns the run id."""
         user_input = render_template(row.input_template, event) or f"Trigger {row.name} fired."
-        return await self.agents.start_run(
-            principal or trigger_principal(row),
-            row.agent_id,
-            user_input,
-            kind="trigger",
-            trigger_id=row.id,
-            hooks=self.hooks(row.agent_id, row.id),
-        )
+        start = RunStart(user_input=user_input, kind="trigger", agent_id=row.agent_id, trigger_id=row.id)
+        return await self.runs.start(principal or trigger_principal(row), start)
 
     async def execute(self, principal: Principal, trigger_id: str, *, text: str, body: Any) -> str:
         """Manual execution by a member: the run is bounded by the caller's knowledge-base scope."""

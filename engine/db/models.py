@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
-import time
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-
-def new_id(prefix: str) -> str:
-    """Opaque, unguessable ids with a readable type prefix (``kb_…``, ``file_…``)."""
-    return f"{prefix}_{secrets.token_hex(12)}"
-
-
-def now() -> float:
-    return time.time()
+from engine.ids import new_id as new_id  # re-exported for the services that build rows
+from engine.ids import now as now
 
 
 class Base(DeclarativeBase):

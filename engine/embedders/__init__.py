@@ -1,8 +1,8 @@
-"""Embedder adapters and the factory that picks one from settings."""
+"""Embedder adapters (dense MiniLM in two backends, BM25 sparse) and the factories that pick them."""
 
 from __future__ import annotations
 
-from engine.ports import Embedder
+from engine.ports import Embedder, SparseEncoder
 from engine.settings import Settings
 
 
@@ -17,3 +17,10 @@ def create_embedder(settings: Settings) -> Embedder:
 
         return OnnxInt8Embedder(cache_dir=settings.model_cache_dir, threads=settings.resolved_torch_threads)
     raise ValueError(f"unknown RAGLINE_EMBEDDER {settings.embedder!r} (use 'minilm' or 'minilm-onnx-int8')")
+
+
+def create_sparse_encoder() -> SparseEncoder:
+    """BM25 term-frequency vectors (Qdrant's built-in English BM25; IDF is applied by the store)."""
+    from engine.embedders.bm25 import Bm25SparseEncoder
+
+    return Bm25SparseEncoder()

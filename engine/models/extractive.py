@@ -1,25 +1,27 @@
 """``ragline/extractive``: a built-in model so chat works with no provider configured.
 
-It is registered as a litellm custom provider and so drives the same tool loop as any model:
-with no search result yet, it asks for ``knowledge_search`` with the user's question; once the
-results are in the conversation it answers with the best-matching sentences of those passages,
-quoted verbatim with their ``[n]`` markers, and says plainly that no generative model is set up.
+A native ``ModelClient`` (no litellm round trip, no litellm import): with no search result yet it
+asks for ``knowledge_search`` with the user's question; once the results are in the conversation it
+answers with the best-matching sentences of those passages, quoted verbatim with their ``[n]``
+markers, and says plainly that no generative model is set up. It drives the same tool loop as any model.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 from engine.agent.passages import parse_passages
 from engine.agent.textmatch import keywords, overlap, sentences
+from engine.llm import Finish, Message, ModelEvent, ModelRequest, TextDelta, ToolCall, ToolCallReady, UsageReport
 from engine.tokens import count_tokens
 
 PROVIDER = "ragline"
 MODEL = "ragline/extractive"
 SEARCH_TOOL = "knowledge_search"
+SEARCH_CALL_ID = "call_extractive_search"
 MAX_QUOTES = 3
+WORDS_PER_DELTA = 8
 PREFACE = (
     "Extractive answer (no generative model is configured, so these are the passages that best "
     "match your question, quoted verbatim):"
@@ -34,20 +36,16 @@ NO_SEARCH = (
 )
 
 
-def _latest_turn(messages: list[dict[str, Any]]) -> tuple[str, list[str]]:
+def _latest_turn(messages: Sequence[Message]) -> tuple[str, list[str]]:
     """The last user message and the tool results that came after it."""
     question = ""
     results: list[str] = []
     for message in messages:
-        if message.get("role") == "user":
-            question, results = str(message.get("content") or ""), []
-        elif message.get("role") == "tool":
-            results.append(str(message.get("content") or ""))
+        if message.role == "user":
+            question, results = message.content, []
+        elif message.role == "tool":
+            results.append(message.content)
     return question, results
-
-
-def _tool_names(optional_params: dict[str, Any]) -> set[str]:
-    return {t.get("function", {}).get("name", "") for t in optional_params.get("tools") or ()}
 
 
 def extractive_answer(question: str, tool_results: list[str]) -> str:
@@ -75,51 +73,30 @@ def extractive_answer(question: str, tool_results: list[str]) -> str:
     return PREFACE + "\n\n" + "\n".join(lines)
 
 
-def _usage(messages: list[dict[str, Any]], output: str) -> dict[str, int]:
-    prompt = sum(count_tokens(str(m.get("content") or "")) for m in messages)
-    completion = count_tokens(output)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+def _usage(messages: Sequence[Message], output: str) -> UsageReport:
+    return UsageReport(sum(count_tokens(m.content) for m in messages), count_tokens(output))
 
 
-def _text_chunks(text: str, usage: dict[str, int]) -> Iterator[dict[str, Any]]:
+def _deltas(text: str) -> Iterator[TextDelta]:
     words = text.split(" ")
-    for i in range(0, len(words), 8):
-        piece = " ".join(words[i : i + 8]) + (" " if i + 8 < len(words) else "")
-        yield {"text": piece, "is_finished": False, "finish_reason": "", "usage": None, "index": 0}
-    yield {"text": "", "is_finished": True, "finish_reason": "stop", "usage": usage, "index": 0}
+    for i in range(0, len(words), WORDS_PER_DELTA):
+        yield TextDelta(" ".join(words[i : i + WORDS_PER_DELTA]) + (" " if i + WORDS_PER_DELTA < len(words) else ""))
 
 
-def plan(messages: list[dict[str, Any]], optional_params: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ``GenericStreamingChunk``s of one extractive model call."""
-    question, results = _latest_turn(messages)
-    if not results and SEARCH_TOOL in _tool_names(optional_params):
+def plan(request: ModelRequest) -> list[ModelEvent]:
+    """The events of one extractive model call."""
+    question, results = _latest_turn(request.messages)
+    if not results and any(tool.name == SEARCH_TOOL for tool in request.tools):
         arguments = json.dumps({"query": question})
-        tool_use = {
-            "id": "call_extractive_search",
-            "type": "function",
-            "function": {"name": SEARCH_TOOL, "arguments": arguments},
-            "index": 0,
-        }
-        usage = _usage(messages, arguments)
-        return [{"text": "", "tool_use": tool_use, "is_finished": True, "finish_reason": "tool_calls", "usage": usage}]
+        call = ToolCall(id=SEARCH_CALL_ID, name=SEARCH_TOOL, arguments=arguments)
+        return [ToolCallReady(call), _usage(request.messages, arguments), Finish("tool_calls")]
     answer = extractive_answer(question, results) if results else NO_SEARCH
-    return list(_text_chunks(answer, _usage(messages, answer)))
+    return [*_deltas(answer), _usage(request.messages, answer), Finish("stop")]
 
 
-def register_extractive_provider(litellm: Any) -> None:
-    """Add the ``ragline`` provider to litellm's custom provider map (idempotent)."""
+class ExtractiveModelClient:
+    """``ModelClient`` for ``ragline/extractive``: quotes retrieved passages, needs no provider."""
 
-    class ExtractiveLLM(litellm.CustomLLM):  # type: ignore[misc]
-        async def astreaming(
-            self, model: str, messages: list[dict[str, Any]], *args: Any, optional_params: dict[str, Any], **kw: Any
-        ) -> AsyncIterator[dict[str, Any]]:
-            for chunk in plan(messages, optional_params):
-                yield chunk
-
-    if any(item.get("provider") == PROVIDER for item in litellm.custom_provider_map):
-        return
-    litellm.custom_provider_map = [
-        *litellm.custom_provider_map,
-        {"provider": PROVIDER, "custom_handler": ExtractiveLLM()},
-    ]
-    litellm.utils.custom_llm_setup()
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        for event in plan(request):
+            yield event

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.to_thread
 
 from engine.errors import ModelError
 from engine.llm import (
@@ -31,16 +32,13 @@ _configured = False
 
 
 def configure_litellm() -> Any:
-    """Import litellm once with quiet, offline settings and register the built-in extractive model."""
+    """Import litellm once with quiet, offline settings (blocking: the import takes about 2 s)."""
     global _configured
     import litellm
 
     if not _configured:
         litellm.suppress_debug_info = True
         litellm.disable_hf_tokenizer_download = True
-        from engine.models.extractive import register_extractive_provider
-
-        register_extractive_provider(litellm)
         _configured = True
     return litellm
 
@@ -163,6 +161,10 @@ class LiteLLMModelClient:
         self._timeout_s = timeout_s
         self._extra = dict(extra or {})
         self._stall_timeout_s = stall_timeout_s
+        self._litellm: Any = None  # imported on first use, off the event loop
+
+    def warm_up(self) -> None:
+        """Import litellm now (blocking), so the first run does not pay for it."""
         self._litellm = configure_litellm()
 
     def _kwargs(self, request: ModelRequest) -> dict[str, Any]:
@@ -175,9 +177,9 @@ class LiteLLMModelClient:
             "timeout": self._timeout_s,
             "max_retries": self._max_retries,
         }
-        if self._api_base and not request.model.startswith("ragline/"):
+        if self._api_base:
             kwargs["api_base"] = self._api_base
-        if self._api_key and not request.model.startswith("ragline/"):
+        if self._api_key:
             kwargs["api_key"] = self._api_key
         if request.tools:
             kwargs["tools"] = [
@@ -201,6 +203,8 @@ class LiteLLMModelClient:
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         """Stream one model call. Raises ``ModelError`` on provider errors, timeouts and stalls."""
         assembler = _Assembler()
+        if self._litellm is None:
+            self._litellm = await anyio.to_thread.run_sync(configure_litellm)
         try:
             with anyio.fail_after(self._timeout_s):
                 response = await self._litellm.acompletion(**self._kwargs(request))

@@ -5,11 +5,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from engine.agent.spec import AgentSpec
 from engine.events import RunEvent, event_type
-from engine.runs import RunManager
+from engine.runs import RunManager, RunRequest
 from engine.types import ChunkRecord, ScoredChunk
 
 API_KEY = "sk-test-0123456789abcdefSECRET"
+
+
+def ask(spec: AgentSpec, user_input: str, workspace_id: str = "ws") -> RunRequest:
+    """A run request of ``spec`` for one question in one workspace."""
+    return RunRequest(spec=spec, user_input=user_input, workspace_id=workspace_id)
 
 
 def kinds(events: list[RunEvent]) -> list[str]:

@@ -1,4 +1,4 @@
-"""The built-in extractive model end to end: litellm custom provider -> tool loop -> cited answer."""
+"""The built-in extractive model end to end: native client -> tool loop -> cited answer (litellm never imported)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ from engine.agent.spec import AgentSpec
 from engine.agent.textmatch import keywords
 from engine.db.run_store import SqlRunStore
 from engine.events import CitationEvent, DoneEvent, ToolStartEvent
-from engine.models.extractive import NOTHING_FOUND, PREFACE
-from engine.models.litellm_client import LiteLLMModelClient
+from engine.models.extractive import NOTHING_FOUND, PREFACE, ExtractiveModelClient
 from engine.runs import RunManager
 from engine.types import ScoredChunk
-from tests.agent.helpers import chunk, collect, compact
+from tests.agent.helpers import ask, chunk, collect, compact
 
 pytestmark = pytest.mark.anyio
 
@@ -55,9 +54,7 @@ class KeywordSearcher:
 async def run_question(manager: RunManager, question: str, kb_ids: tuple[str, ...] = ("kb_1",)) -> list:  # type: ignore[type-arg]
     spec = AgentSpec(name="assistant", model="ragline/extractive", kb_ids=kb_ids)
     tool = KnowledgeSearchTool(KeywordSearcher())
-    run_id = await manager.start(
-        spec, model=LiteLLMModelClient(), tools=[tool], user_input=question, workspace_id="ws_a"
-    )
+    run_id = await manager.start(ask(spec, question, "ws_a"), model=ExtractiveModelClient(), tools=[tool])
     return await collect(manager, run_id)
 
 

@@ -15,7 +15,7 @@ from engine.db.run_store import SqlRunStore
 from engine.events import CitationEvent, DoneEvent, ErrorEvent, ToolEndEvent, ToolStartEvent
 from engine.models.litellm_client import LiteLLMModelClient
 from engine.runs import RunManager
-from tests.agent.helpers import API_KEY, assert_seq, chunk, collect, compact, kinds, other_tasks
+from tests.agent.helpers import API_KEY, ask, assert_seq, chunk, collect, compact, kinds, other_tasks
 from tests.helpers.openai_server import Call, Reply, Server
 
 pytestmark = pytest.mark.anyio
@@ -59,7 +59,7 @@ class PolicySearcher:
 
 async def test_text_and_reasoning_stream(manager: RunManager, store: SqlRunStore, server: Server) -> None:
     server.script = [Reply(text="The answer is 42.", reasoning="Thinking hard", split=3)]
-    run_id = await manager.start(spec(), model=client(server), tools=[], user_input="question?", workspace_id="ws_a")
+    run_id = await manager.start(ask(spec(), "question?", "ws_a"), model=client(server), tools=[])
     events = await collect(manager, run_id)
     assert kinds(events) == ["execution"] + ["thinking"] * 3 + ["content"] * 3 + ["done"]
     assert_seq(events, run_id)
@@ -89,9 +89,8 @@ async def test_knowledge_search_and_citations(manager: RunManager, store: SqlRun
         Reply(text="Refunds are accepted within 30 days [1]. Delivery is by drone [7]."),
     ]
     agent = spec(tools=("knowledge_search",), kb_ids=("kb_1",))
-    run_id = await manager.start(
-        agent, model=client(server), tools=[KnowledgeSearchTool(searcher)], user_input="refund?", workspace_id="ws_a"
-    )
+    tools = [KnowledgeSearchTool(searcher)]
+    run_id = await manager.start(ask(agent, "refund?", "ws_a"), model=client(server), tools=tools)
     events = await collect(manager, run_id)
     assert compact(events) == ["execution", "tool_start", "tool_end", "content*", "citation", "done"]
     assert_seq(events, run_id)
@@ -136,7 +135,7 @@ async def test_parallel_tool_calls_run_concurrently(manager: RunManager, server:
         return "pong ok"
 
     server.script = [Reply(calls=(Call("a", "ping", "{}"), Call("b", "pong", ""))), Reply(text="both ok")]
-    run_id = await manager.start(spec(), model=client(server), tools=[ping, pong], user_input="go", workspace_id="ws")
+    run_id = await manager.start(ask(spec(), "go", "ws"), model=client(server), tools=[ping, pong])
     events = await collect(manager, run_id)
     assert compact(events) == ["execution", "tool_start", "tool_start", "tool_end", "tool_end", "content*", "done"]
     ends = [e for e in events if isinstance(e, ToolEndEvent)]
@@ -157,7 +156,7 @@ async def test_bad_tool_calls_go_back_to_the_model(
     manager: RunManager, store: SqlRunStore, server: Server, call: Call, summary: str, told_model: str
 ) -> None:
     server.script = [Reply(calls=(call,)), Reply(text="Sorry, let me answer without it.")]
-    run_id = await manager.start(spec(), model=client(server), tools=[lookup], user_input="weather?", workspace_id="ws")
+    run_id = await manager.start(ask(spec(), "weather?", "ws"), model=client(server), tools=[lookup])
     events = await collect(manager, run_id)
     assert compact(events) == ["execution", "tool_start", "tool_end", "content*", "done"]
     end = events[2]
@@ -172,7 +171,7 @@ async def test_provider_error_is_a_model_error_without_the_key(
 ) -> None:
     failure = Reply(status=500, text=f"upstream exploded for key={API_KEY} Bearer {API_KEY}")
     server.script = [failure, failure]  # one retry (the client's default), then the run fails
-    run_id = await manager.start(spec(), model=client(server), tools=[], user_input="hi", workspace_id="ws")
+    run_id = await manager.start(ask(spec(), "hi", "ws"), model=client(server), tools=[])
     events = await collect(manager, run_id)
     assert kinds(events) == ["execution", "error"]
     error = events[-1]
@@ -187,7 +186,7 @@ async def test_provider_error_is_a_model_error_without_the_key(
 async def test_stalled_stream_fails_the_run(manager: RunManager, server: Server) -> None:
     server.script = [Reply(text="partial answer that never ends", stall_after_chunks=2)]
     model = client(server, stall_timeout_s=0.5)
-    run_id = await manager.start(spec(), model=model, tools=[], user_input="hi", workspace_id="ws")
+    run_id = await manager.start(ask(spec(), "hi", "ws"), model=model, tools=[])
     events = await collect(manager, run_id)
     assert kinds(events) == ["execution", "content", "error"]
     error = events[-1]
@@ -196,9 +195,7 @@ async def test_stalled_stream_fails_the_run(manager: RunManager, server: Server)
 
 async def test_endless_tool_calls_stop_at_max_steps(manager: RunManager, store: SqlRunStore, server: Server) -> None:
     server.default = lambda i: Reply(calls=(Call(f"c{i}", "lookup", '{"city": "Paris"}'),))
-    run_id = await manager.start(
-        spec(max_steps=3), model=client(server), tools=[lookup], user_input="?", workspace_id="w"
-    )
+    run_id = await manager.start(ask(spec(max_steps=3), "?", "w"), model=client(server), tools=[lookup])
     events = await collect(manager, run_id)
     assert kinds(events) == ["execution", "tool_start", "tool_end", "tool_start", "tool_end", "error"]
     assert isinstance(events[-1], ErrorEvent) and events[-1].code == "max_steps"
@@ -210,7 +207,7 @@ async def test_endless_tool_calls_stop_at_max_steps(manager: RunManager, store: 
 async def test_token_budget_ends_the_run(manager: RunManager, store: SqlRunStore, server: Server) -> None:
     server.default = lambda i: Reply(calls=(Call(f"c{i}", "lookup", '{"city": "Oslo"}'),), usage=(10, 5))
     agent = spec(max_tokens=20)
-    run_id = await manager.start(agent, model=client(server), tools=[lookup], user_input="?", workspace_id="w")
+    run_id = await manager.start(ask(agent, "?", "w"), model=client(server), tools=[lookup])
     events = await collect(manager, run_id)
     assert kinds(events) == ["execution", "tool_start", "tool_end", "error"]
     assert isinstance(events[-1], ErrorEvent) and events[-1].code == "max_tokens"
@@ -225,7 +222,7 @@ async def test_token_budget_ends_the_run(manager: RunManager, store: SqlRunStore
 
 async def test_run_timeout(manager: RunManager, store: SqlRunStore, server: Server) -> None:
     server.script = [Reply(text="slow " * 20, split=20, delay_s=0.15)]
-    run_id = await manager.start(spec(timeout_s=0.5), model=client(server), tools=[], user_input="?", workspace_id="w")
+    run_id = await manager.start(ask(spec(timeout_s=0.5), "?", "w"), model=client(server), tools=[])
     events = await collect(manager, run_id)
     assert kinds(events)[0] == "execution" and set(kinds(events)[1:-1]) <= {"content"}
     assert isinstance(events[-1], ErrorEvent) and events[-1].code == "timeout"
@@ -237,7 +234,7 @@ async def test_run_timeout(manager: RunManager, store: SqlRunStore, server: Serv
 
 async def test_cancel_mid_stream(manager: RunManager, store: SqlRunStore, server: Server) -> None:
     server.script = [Reply(text="word " * 50, split=50, delay_s=0.05)]
-    run_id = await manager.start(spec(), model=client(server), tools=[], user_input="?", workspace_id="w")
+    run_id = await manager.start(ask(spec(), "?", "w"), model=client(server), tools=[])
     events = []
     async for event in manager.subscribe(run_id):
         events.append(event)
@@ -259,7 +256,7 @@ async def test_cancel_mid_stream(manager: RunManager, store: SqlRunStore, server
 async def test_shutdown_cancels_running_runs(store: SqlRunStore, server: Server) -> None:
     server.script = [Reply(text="word " * 50, split=50, delay_s=0.05)]
     async with RunManager(store) as runs:
-        run_id = await runs.start(spec(), model=client(server), tools=[], user_input="?", workspace_id="w")
+        run_id = await runs.start(ask(spec(), "?", "w"), model=client(server), tools=[])
         await anyio.sleep(0.2)
     assert runs.running() == [] and not [t for t in other_tasks() if t.get_name().startswith("run ")]
     stored = await store.get_run(run_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import anyio
 import pytest
 
@@ -9,11 +11,11 @@ from engine.agent.spec import AgentSpec
 from engine.agent.tools import function_tool
 from engine.db.run_store import SqlRunStore
 from engine.errors import ModelError, NotFound, RateLimited
-from engine.events import ContentEvent, DoneEvent, ErrorEvent
+from engine.events import ContentEvent, DoneEvent, ErrorEvent, RunEvent
 from engine.llm import Finish, TextDelta, ToolCall, ToolCallReady, UsageReport
 from engine.runs import RunManager, RunRecord
 from engine.testing import ScriptedModelClient
-from tests.agent.helpers import assert_seq, collect, compact, kinds
+from tests.agent.helpers import ask, assert_seq, collect, compact, kinds
 
 pytestmark = pytest.mark.anyio
 SPEC = AgentSpec(name="scripted", model="scripted/model", tools=())
@@ -25,7 +27,7 @@ def words(n: int) -> list[TextDelta | UsageReport | Finish]:
 
 async def test_replay_then_tail_with_after_seq(manager: RunManager, store: SqlRunStore) -> None:
     model = ScriptedModelClient([words(20)], delay_s=0.02)
-    run_id = await manager.start(SPEC, model=model, tools=[], user_input="hi", workspace_id="ws_a")
+    run_id = await manager.start(ask(SPEC, "hi", "ws_a"), model=model, tools=[])
     first: list[object] = []
     async for event in manager.subscribe(run_id):
         first.append(event)
@@ -46,7 +48,7 @@ async def test_replay_then_tail_with_after_seq(manager: RunManager, store: SqlRu
 
 async def test_concurrent_subscribers_see_the_same_events(manager: RunManager) -> None:
     model = ScriptedModelClient([words(10)], delay_s=0.01)
-    run_id = await manager.start(SPEC, model=model, tools=[], user_input="hi", workspace_id="ws_a")
+    run_id = await manager.start(ask(SPEC, "hi", "ws_a"), model=model, tools=[])
     results: list[list[object]] = [[], [], []]
 
     async def listen(i: int) -> None:
@@ -61,17 +63,14 @@ async def test_concurrent_subscribers_see_the_same_events(manager: RunManager) -
 async def test_finished_runs_are_read_back_from_the_store(store: SqlRunStore) -> None:
     finished: list[RunRecord] = []
 
-    async def hook(record: RunRecord) -> None:
+    async def hook(record: RunRecord, events: Sequence[RunEvent]) -> None:
+        assert isinstance(events[-1], DoneEvent) and events[-1].seq == len(events)  # handed every event
         finished.append(record)
 
     async with RunManager(store, keep_finished=1, hooks=[hook]) as runs:
-        first = await runs.start(
-            SPEC, model=ScriptedModelClient([words(3)]), tools=[], user_input="a", workspace_id="w"
-        )
+        first = await runs.start(ask(SPEC, "a", "w"), model=ScriptedModelClient([words(3)]), tools=[])
         await runs.wait(first)
-        second = await runs.start(
-            SPEC, model=ScriptedModelClient([words(2)]), tools=[], user_input="b", workspace_id="w"
-        )
+        second = await runs.start(ask(SPEC, "b", "w"), model=ScriptedModelClient([words(2)]), tools=[])
         live_events = await collect(runs, second)
         await runs.wait(second)
         # the first run is no longer in memory: replay comes from SQLite, same events
@@ -97,7 +96,7 @@ async def test_model_error_and_tool_crash(manager: RunManager, store: SqlRunStor
     model = ScriptedModelClient(
         [[ToolCallReady(call), Finish("tool_calls")], ModelError("provider down")],
     )
-    run_id = await manager.start(SPEC, model=model, tools=[explode], user_input="go", workspace_id="w")
+    run_id = await manager.start(ask(SPEC, "go", "w"), model=model, tools=[explode])
     events = await collect(manager, run_id)
     assert kinds(events) == ["execution", "tool_start", "tool_end", "error"]
     assert isinstance(events[-1], ErrorEvent) and (events[-1].code, events[-1].message) == (
@@ -116,12 +115,10 @@ async def test_model_error_and_tool_crash(manager: RunManager, store: SqlRunStor
 async def test_concurrency_cap_per_workspace(store: SqlRunStore) -> None:
     async with RunManager(store, max_running_per_workspace=1) as runs:
         slow = ScriptedModelClient([words(30)], delay_s=0.05)
-        run_id = await runs.start(SPEC, model=slow, tools=[], user_input="a", workspace_id="w")
+        run_id = await runs.start(ask(SPEC, "a", "w"), model=slow, tools=[])
         with pytest.raises(RateLimited):
-            await runs.start(SPEC, model=ScriptedModelClient([words(1)]), tools=[], user_input="b", workspace_id="w")
-        other = await runs.start(
-            SPEC, model=ScriptedModelClient([words(1)]), tools=[], user_input="c", workspace_id="v"
-        )
+            await runs.start(ask(SPEC, "b", "w"), model=ScriptedModelClient([words(1)]), tools=[])
+        other = await runs.start(ask(SPEC, "c", "v"), model=ScriptedModelClient([words(1)]), tools=[])
         await runs.wait(other)
         await runs.cancel(run_id)
         assert (await runs.wait(run_id)).status == "cancelled"

@@ -5,6 +5,7 @@ With ``RAGLINE_TEST_DATABASE_URL`` set, every app gets a fresh PostgreSQL databa
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections.abc import Iterator
@@ -15,7 +16,9 @@ import pytest
 from litestar.testing import TestClient
 
 from api.app import create_app
+from api.container import Services, build_services
 from api.services.identity import TOKEN_PREFIX
+from engine.ports import ModelProvider
 from engine.settings import Settings
 from tests.helpers import postgres
 
@@ -28,8 +31,9 @@ class Api:
         self.token = token
 
     @property
-    def services(self) -> Any:
-        return self.client.app.state.services
+    def services(self) -> Services:
+        services: Services = self.client.app.state.services
+        return services
 
     def call(self, fn: Any, *args: Any) -> Any:
         """Run an async service call on the app's own event loop."""
@@ -76,16 +80,13 @@ def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path / "data")
 
 
-def open_api(settings: Settings, embedder: Any) -> Any:
-    """Context manager: a running app (lifespan included) and its admin client."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def running() -> Iterator[Api]:
-        with TestClient(create_app(settings, embedder=embedder)) as client:
-            yield Api(client, settings.bootstrap_token)
-
-    return running()
+@contextlib.contextmanager
+def open_api(settings: Settings, embedder: Any, *, models: ModelProvider | None = None) -> Iterator[Api]:
+    """A running app (lifespan included) and its admin client; the session's embedder is handed in,
+    and ``models`` replaces the model provider (e.g. a ``StaticModelProvider`` over a scripted client)."""
+    services = build_services(settings, embedder=embedder, models=models)
+    with TestClient(create_app(services=services)) as client:
+        yield Api(client, settings.bootstrap_token)
 
 
 @pytest.fixture

@@ -75,7 +75,7 @@ def app(tmp_path_factory: pytest.TempPathFactory, embedder: Any, model_server: S
     )
     with open_api(settings, embedder) as api:
         # litellm's first import takes seconds; pay it here, not inside the timing assertions
-        api.call(anyio.to_thread.run_sync, api.services.agents.model_client)
+        api.call(anyio.to_thread.run_sync, api.services.models.get_model("openai/scripted").warm_up)
         yield api
 
 
@@ -148,7 +148,7 @@ def test_signed_webhook_starts_exactly_one_run_and_bad_signatures_none(app: Api)
     runs = trigger_runs(app, trigger["id"])
     assert [r["id"] for r in runs] == [run_id]
     assert runs[0]["kind"] == "trigger" and runs[0]["input"] == "New ticket: printer on fire (urgent) {raw}"
-    record = app.call(app.services.runs.wait, run_id)
+    record = app.call(app.services.run_manager.wait, run_id)
     assert record.status == "succeeded" and record.agent_id == trigger["agent_id"]
 
     disabled = app.request("PATCH", f"/api/v1/triggers/{trigger['id']}", json={"enabled": False})
@@ -247,7 +247,7 @@ def test_callback_gives_up_after_the_attempt_limit(app: Api, receiver: Receiver)
     receiver.statuses[:] = [503] * 10
     trigger = new_trigger(app, name="down", agent_id=new_agent(app), type="manual", callback_url=receiver.url)
     run_id = app.request("POST", f"/api/v1/triggers/{trigger['id']}/execute", json={"input": "x"}).json()["data"]
-    app.call(app.services.runs.wait, run_id["run_id"])
+    app.call(app.services.run_manager.wait, run_id["run_id"])
     try:
         row = wait_for(lambda: next((d for d in app.request(
             "GET", f"/api/v1/triggers/{trigger['id']}/deliveries").json()["data"] if d["status"] == "failed"), None))
@@ -317,7 +317,7 @@ def test_pending_callbacks_resume_after_a_restart(tmp_path: Path, embedder: Any,
     with open_api(settings, embedder) as api:
         trigger = new_trigger(api, name="resume", agent_id=new_agent(api), type="manual", callback_url=receiver.url)
         run_id = api.request("POST", f"/api/v1/triggers/{trigger['id']}/execute", json={}).json()["data"]["run_id"]
-        api.call(api.services.runs.wait, run_id)
+        api.call(api.services.run_manager.wait, run_id)
         pending = wait_for(lambda: [d for d in api.request("GET", f"/api/v1/executions/{run_id}/callbacks").json()
                                     ["data"] if d["attempts"] == 1])[0]
         assert pending["status"] == "pending"
@@ -326,7 +326,7 @@ def test_pending_callbacks_resume_after_a_restart(tmp_path: Path, embedder: Any,
     with open_api(msgspec.structs.replace(settings, callback_retry_base_s=0.1), embedder) as api:
         with api.client.portal() as portal:  # make it due now, as if the hour had passed while down
             portal.call(_make_due, api.services.sessions, pending["id"])
-            portal.call(api.services.extras["callbacks"].wake)
+            portal.call(api.services.callbacks.wake)
         done = wait_for(lambda: next((d for d in api.request("GET", f"/api/v1/executions/{run_id}/callbacks")
                                       .json()["data"] if d["status"] == "delivered"), None))
     assert done["id"] == pending["id"] and [e["status_code"] for e in done["log"]] == [503, 200]

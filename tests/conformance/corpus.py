@@ -10,8 +10,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
+from engine.embedders.bm25 import Bm25SparseEncoder
 from engine.ports import VectorStore
-from engine.sparse import Bm25SparseEncoder
 from engine.types import ChunkRecord, MetadataValue, SearchFilters, VectorPoint
 
 DIM = 8

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.sparse import Bm25SparseEncoder
+from engine.embedders.bm25 import Bm25SparseEncoder
 from engine.stores.edge import EdgeVectorStore
 from engine.stores.qdrant_server import QdrantServerVectorStore
 from engine.types import Fusion, SearchFilters, SearchMode, VectorPoint, VectorQuery

@@ -11,9 +11,9 @@ from typing import Any
 import msgspec
 import pytest
 
+from engine.embedders.bm25 import Bm25SparseEncoder
 from engine.errors import InvalidInput
 from engine.ports import VectorStore
-from engine.sparse import Bm25SparseEncoder
 from engine.types import ChunkRecord, ScoredChunk, SearchFilters, SearchMode, VectorPoint, VectorQuery
 from tests.conformance.corpus import DIM, WS_A, WS_B, file_ids_of, publish_corpus, reference_match
 

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from engine.rerank import load_reranker
+from engine.embedders.bm25 import Bm25SparseEncoder
+from engine.rerankers import load_reranker
 from engine.retrieval import Retriever, SearchRequest
 from engine.settings import Settings
-from engine.sparse import Bm25SparseEncoder
 from engine.stores.edge import EdgeVectorStore
 from engine.types import ChunkRecord, SearchFilters, VectorPoint
 from tests.helpers.rerankers import WordOverlapReranker

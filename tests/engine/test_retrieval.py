@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from engine.embedders.bm25 import Bm25SparseEncoder
 from engine.errors import InvalidInput
 from engine.ports import Embedder, VectorStore
 from engine.retrieval import MAX_QUERY_CHARS, Retriever, SearchRequest
-from engine.sparse import Bm25SparseEncoder
 from engine.stores.edge import EdgeVectorStore
 from engine.stores.qdrant_server import QdrantServerVectorStore
 from engine.types import ChunkRecord, SearchFilters, VectorPoint

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import engine  # noqa: F401
-from api.container import build_services
+from api.container import open_services
 from engine.settings import Settings
 from tests.helpers.pdfs import make_pdf
 
@@ -60,7 +60,7 @@ def make_file(rng: random.Random, n: int) -> tuple[str, bytes]:
 async def main(data_dir: Path, token: str, seed: int, count: int) -> None:
     rng = random.Random(seed)
     settings = Settings.from_env({}, data_dir=data_dir, torch_threads=1, bootstrap_token=token)
-    services = await build_services(settings)
+    services = await open_services(settings)
     await services.access.bootstrap(secret=token)
     principal = await services.access.authenticate(token)
     kb = await services.knowledge.find_kb_by_name(principal.workspace_id, "crash")

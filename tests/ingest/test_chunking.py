@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 
@@ -9,7 +10,7 @@ import pytest
 
 from engine.errors import InvalidInput
 from engine.tokens import count_tokens
-from ingest.chunking import EMBED_WINDOW, PREFIX_TOKENS, ChunkDraft, chunk_document, document_text, embed_prefix
+from ingest.chunking import PREFIX_TOKENS, ChunkDraft, chunk_document, document_text, embed_prefix
 from ingest.loaders import parse_document
 from ingest.parsed import ParsedDocument, Section
 from tests.helpers.pdfs import page_marker, reportlab_pdf
@@ -19,6 +20,12 @@ PROSE = (
     "A query is embedded the same way, and the nearest chunks come back with citations! Does that work well? "
     "It does when chunks end at sentence boundaries and carry their headings. "
 )
+
+
+@pytest.fixture
+def chunk(embedder):
+    """``chunk_document`` with the session's embedder as the window."""
+    return functools.partial(chunk_document, window=embedder)
 
 
 def doc_of(*sections: Section, title: str | None = None) -> ParsedDocument:
@@ -31,9 +38,9 @@ def assert_offsets(doc: ParsedDocument, chunks: list[ChunkDraft]) -> None:
         assert full[chunk.char_start : chunk.char_end] == chunk.text
 
 
-def test_chunk_sizes_and_sentence_boundaries() -> None:
+def test_chunk_sizes_and_sentence_boundaries(chunk) -> None:
     doc = doc_of(Section(PROSE * 40))
-    chunks = chunk_document(doc, chunk_tokens=120, overlap=20)
+    chunks = chunk(doc, chunk_tokens=120, overlap=20)
     assert len(chunks) > 5
     sizes = [count_tokens(c.text) for c in chunks]
     assert max(sizes) <= 120
@@ -43,31 +50,31 @@ def test_chunk_sizes_and_sentence_boundaries() -> None:
     assert_offsets(doc, chunks)
 
 
-def test_overlap_repeats_the_tail_of_the_previous_chunk() -> None:
+def test_overlap_repeats_the_tail_of_the_previous_chunk(chunk) -> None:
     doc = doc_of(Section(PROSE * 30))
-    chunks = chunk_document(doc, chunk_tokens=100, overlap=30)
+    chunks = chunk(doc, chunk_tokens=100, overlap=30)
     for previous, current in itertools.pairwise(chunks):
         assert current.char_start < previous.char_end  # overlapping
         shared = doc.sections[0].text[current.char_start : previous.char_end]
         assert 0 < count_tokens(shared) <= 30
         assert current.char_start > previous.char_start  # progress
-    no_overlap = chunk_document(doc, chunk_tokens=100, overlap=0)
+    no_overlap = chunk(doc, chunk_tokens=100, overlap=0)
     for previous, current in itertools.pairwise(no_overlap):
         assert current.char_start >= previous.char_end
     assert_offsets(doc, no_overlap)
 
 
-def test_paragraph_breaks_are_preferred() -> None:
+def test_paragraph_breaks_are_preferred(chunk) -> None:
     paragraphs = [f"Paragraph {i} starts here. " + "Some filler words follow. " * 6 for i in range(30)]
     doc = doc_of(Section("\n\n".join(paragraphs)))
-    chunks = chunk_document(doc, chunk_tokens=150, overlap=0)
+    chunks = chunk(doc, chunk_tokens=150, overlap=0)
     assert all(c.text.startswith("Paragraph ") for c in chunks)
     assert all(c.text.endswith("follow.") for c in chunks)
 
 
-def test_chunks_never_cross_pages() -> None:
+def test_chunks_never_cross_pages(chunk) -> None:
     doc = parse_document(reportlab_pdf(5, lines_per_page=30), "pdf")
-    chunks = chunk_document(doc, title="handbook.pdf")
+    chunks = chunk(doc, title="handbook.pdf")
     assert {c.page for c in chunks} == {1, 2, 3, 4, 5}
     for chunk in chunks:
         others = [page_marker(p) for p in range(1, 6) if p != chunk.page]
@@ -79,10 +86,10 @@ def test_chunks_never_cross_pages() -> None:
     assert_offsets(doc, chunks)
 
 
-def test_heading_paths_are_kept_and_prefixed() -> None:
+def test_heading_paths_are_kept_and_prefixed(chunk) -> None:
     source = b"# Guide\nIntro.\n\n## Install\n" + PROSE.encode() * 8 + b"\n\n### Linux\nUse apt to install it.\n"
     doc = parse_document(source, "md")
-    chunks = chunk_document(doc, chunk_tokens=80, overlap=10, title="readme.md")
+    chunks = chunk(doc, chunk_tokens=80, overlap=10, title="readme.md")
     paths = [c.heading_path for c in chunks]
     assert paths[0] == ("Guide",) and paths[-1] == ("Guide", "Install", "Linux")
     assert ("Guide", "Install") in paths
@@ -92,9 +99,9 @@ def test_heading_paths_are_kept_and_prefixed() -> None:
     assert_offsets(doc, chunks)
 
 
-def test_document_title_is_the_default_prefix_and_prefix_is_bounded() -> None:
+def test_document_title_is_the_default_prefix_and_prefix_is_bounded(chunk) -> None:
     doc = doc_of(Section("Short text."), title="Annual report")
-    assert chunk_document(doc)[0].embed_text == "Annual report\nShort text."
+    assert chunk(doc)[0].embed_text == "Annual report\nShort text."
     long_title = "An extremely long and verbose title that keeps going " * 10
     prefix = embed_prefix(long_title, ("Chapter one", "Section two"))
     assert count_tokens(prefix) <= PREFIX_TOKENS + 1 and prefix.endswith("…")
@@ -103,34 +110,34 @@ def test_document_title_is_the_default_prefix_and_prefix_is_bounded() -> None:
     assert embed_prefix("handbook", ("Vacation",)) == "handbook — Vacation"
 
 
-def test_offsets_index_the_concatenated_document_text() -> None:
+def test_offsets_index_the_concatenated_document_text(chunk) -> None:
     doc = doc_of(Section("Alpha page text.", page=1), Section("Beta page text.", page=2), Section("Gamma.", page=3))
-    chunks = chunk_document(doc)
+    chunks = chunk(doc)
     assert document_text(doc) == "Alpha page text.\n\nBeta page text.\n\nGamma."
     assert [(c.char_start, c.char_end, c.page) for c in chunks] == [(0, 16, 1), (18, 33, 2), (35, 41, 3)]
     assert_offsets(doc, chunks)
 
 
-def test_max_chunks_is_enforced() -> None:
+def test_max_chunks_is_enforced(chunk) -> None:
     doc = doc_of(Section(PROSE * 40))
     with pytest.raises(InvalidInput) as info:
-        chunk_document(doc, chunk_tokens=50, overlap=5, max_chunks=5)
+        chunk(doc, chunk_tokens=50, overlap=5, max_chunks=5)
     assert info.value.message == "file produces more than 5 chunks"
 
 
-def test_invalid_parameters_and_empty_input() -> None:
+def test_invalid_parameters_and_empty_input(chunk) -> None:
     with pytest.raises(ValueError, match="overlap"):
-        chunk_document(doc_of(Section("x")), chunk_tokens=100, overlap=60)
+        chunk(doc_of(Section("x")), chunk_tokens=100, overlap=60)
     with pytest.raises(ValueError, match="chunk_tokens"):
-        chunk_document(doc_of(Section("x")), chunk_tokens=4, overlap=0)
-    assert chunk_document(doc_of()) == []
-    assert chunk_document(doc_of(Section("   \n\n  "))) == []
+        chunk(doc_of(Section("x")), chunk_tokens=4, overlap=0)
+    assert chunk(doc_of()) == []
+    assert chunk(doc_of(Section("   \n\n  "))) == []
 
 
-def test_unbroken_text_and_split_characters_still_chunk() -> None:
+def test_unbroken_text_and_split_characters_still_chunk(chunk) -> None:
     blob = "x" * 5000 + "🙂" * 700 + "東京" * 600  # no whitespace; emoji split across cl100k tokens
     doc = doc_of(Section(blob))
-    chunks = chunk_document(doc, chunk_tokens=64, overlap=8)
+    chunks = chunk(doc, chunk_tokens=64, overlap=8)
     assert_offsets(doc, chunks)
     assert chunks[0].char_start == 0 and chunks[-1].char_end == len(blob)
     covered = 0
@@ -157,24 +164,24 @@ VARIED = {
 
 
 @pytest.mark.parametrize("kind", sorted(VARIED))
-def test_embed_text_fits_the_minilm_window(kind: str, embedder) -> None:
+def test_embed_text_fits_the_minilm_window(kind: str, embedder, chunk) -> None:
     """Counted by the real model's tokenizer (the session's sentence-transformers model), not our own counter."""
-    assert embedder.max_tokens == EMBED_WINDOW
+    assert embedder.max_tokens == 256  # all-MiniLM-L6-v2's max_seq_length in word-pieces
     heading = ("Überblick", "Installation unter Linux und macOS")
     doc = doc_of(Section(VARIED[kind], page=1, heading_path=heading))
-    chunks = chunk_document(doc, title="a-rather-long-file-name-for-the-prefix.pdf")
+    chunks = chunk(doc, title="a-rather-long-file-name-for-the-prefix.pdf")
     assert chunks
     for chunk in chunks:
         wordpieces = embedder.token_count(chunk.embed_text) + 2  # [CLS] ... [SEP]
-        assert wordpieces <= EMBED_WINDOW, (kind, wordpieces)
+        assert wordpieces <= embedder.max_tokens, (kind, wordpieces)
         assert count_tokens(chunk.text) <= 200
     assert_offsets(doc, chunks)
 
 
-def test_fifty_page_pdf_chunking_speed() -> None:
+def test_fifty_page_pdf_chunking_speed(chunk) -> None:
     doc = parse_document(reportlab_pdf(50), "pdf")
     started = time.perf_counter()
-    chunks = chunk_document(doc, title="big.pdf")
+    chunks = chunk(doc, title="big.pdf")
     elapsed = time.perf_counter() - started
     assert {c.page for c in chunks} == set(range(1, 51))
     print(f"\n50 pages -> {len(chunks)} chunks in {elapsed:.2f} s")

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from api.container import build_services
+from api.container import open_services
 from engine.db.models import File
 from engine.settings import Settings
 from engine.types import SearchFilters
@@ -73,7 +73,7 @@ def run_and_kill(data_dir: Path, token: str, seed: int, kill_after_s: float) -> 
 
 async def check_invariants(data_dir: Path, token: str, embedder: object) -> dict[str, int]:
     settings = Settings.from_env({}, data_dir=data_dir, torch_threads=1, bootstrap_token=token)
-    services = await build_services(settings, embedder=embedder)  # type: ignore[arg-type]
+    services = await open_services(settings, embedder=embedder)  # type: ignore[arg-type]
     try:
         await services.worker.recover()
         await services.worker.drain(timeout_s=300)

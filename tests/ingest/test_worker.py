@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from api.container import Services, build_services
+from api.container import Services, open_services
 from engine.settings import Settings
 from engine.types import SearchFilters
 from tests.helpers import postgres
@@ -16,10 +16,10 @@ from tests.helpers.pdfs import HANDBOOK_PAGES, make_pdf
 pytestmark = pytest.mark.slow
 
 
-async def open_services(tmp_path, embedder) -> tuple[Services, str, str]:
+async def open_workspace(tmp_path, embedder) -> tuple[Services, str, str]:
     database = {"database_url": postgres.fresh_database()} if postgres.SERVER_URL else {}
     settings = Settings.from_env({}, data_dir=tmp_path / "data", torch_threads=1, **database)
-    services = await build_services(settings, embedder=embedder)
+    services = await open_services(settings, embedder=embedder)
     issued = await services.access.bootstrap()
     assert issued is not None
     principal = await services.access.authenticate(issued.secret)
@@ -29,7 +29,7 @@ async def open_services(tmp_path, embedder) -> tuple[Services, str, str]:
 
 def test_concurrent_duplicate_uploads_yield_one_file_and_one_chunk_set(tmp_path, embedder):
     async def scenario() -> None:
-        services, ws, kb = await open_services(tmp_path, embedder)
+        services, ws, kb = await open_workspace(tmp_path, embedder)
         try:
             data = make_pdf(HANDBOOK_PAGES)
             infos = await asyncio.gather(
@@ -52,7 +52,7 @@ def test_concurrent_duplicate_uploads_yield_one_file_and_one_chunk_set(tmp_path,
 
 def test_delete_during_ingest_wins(tmp_path, embedder):
     async def scenario() -> None:
-        services, ws, kb = await open_services(tmp_path, embedder)
+        services, ws, kb = await open_workspace(tmp_path, embedder)
         try:
             long_doc = make_pdf([" ".join(HANDBOOK_PAGES) * 6] * 12)
             info = await services.knowledge.add_file(ws, kb, filename="long.pdf", source=io.BytesIO(long_doc))
@@ -77,7 +77,7 @@ def test_delete_during_ingest_wins(tmp_path, embedder):
 
 def test_recover_removes_points_of_unknown_files(tmp_path, embedder):
     async def scenario() -> None:
-        services, ws, kb = await open_services(tmp_path, embedder)
+        services, ws, kb = await open_workspace(tmp_path, embedder)
         try:
             info = await services.knowledge.add_file(
                 ws, kb, filename="a.md", source=io.BytesIO(b"# Title\n\nSome text here.")
@@ -100,7 +100,7 @@ def test_recover_removes_points_of_unknown_files(tmp_path, embedder):
 
 def test_labels_edited_during_ingest_reach_every_chunk(tmp_path, embedder):
     async def scenario() -> None:
-        services, ws, kb = await open_services(tmp_path, embedder)
+        services, ws, kb = await open_workspace(tmp_path, embedder)
         try:
             long_doc = make_pdf([" ".join(HANDBOOK_PAGES) * 6] * 12)
             info = await services.knowledge.add_file(

@@ -1,13 +1,7 @@
-"""Optional second-stage reranking behind the ``Reranker`` port (off by default).
-
-``RAGLINE_RERANKER`` chooses one: ``cross-encoder:/path/to/model`` loads a sentence-transformers
-CrossEncoder from a local directory (nothing is downloaded), ``package.module:factory`` calls a
-factory of your own with the ``Settings`` and uses what it returns.
-"""
+"""A local sentence-transformers cross-encoder behind the ``Reranker`` port (nothing is downloaded)."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,8 +9,6 @@ import anyio
 import anyio.to_thread
 import msgspec
 
-from engine.ports import Reranker
-from engine.settings import Settings
 from engine.types import ScoredChunk
 
 
@@ -42,18 +34,3 @@ class CrossEncoderReranker:
         )
         rescored = [msgspec.structs.replace(h, score=s) for h, s in zip(hits, scores, strict=True)]
         return sorted(rescored, key=lambda h: h.score, reverse=True)
-
-
-def load_reranker(settings: Settings) -> Reranker | None:
-    """The configured reranker, or ``None`` when reranking is off."""
-    spec = settings.reranker.strip()
-    if not spec:
-        return None
-    if spec.startswith("cross-encoder:"):
-        return CrossEncoderReranker(spec.removeprefix("cross-encoder:"))
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ValueError("RAGLINE_RERANKER must be 'cross-encoder:/model/path' or 'package.module:factory'")
-    factory = getattr(importlib.import_module(module_name), attr)
-    reranker: Reranker = factory(settings)
-    return reranker
