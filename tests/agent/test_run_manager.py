@@ -136,3 +136,32 @@ async def test_fail_unfinished_closes_runs_of_a_crashed_process(store: SqlRunSto
     assert [r.id for r in await store.list_runs("w")] == ["run_crashed"]
     async with RunManager(store) as runs:
         assert kinds(await collect(runs, "run_crashed", after_seq=1)) == ["error"]
+
+
+@pytest.mark.parametrize("ending", ["done", "model_error", "timeout", "cancelled"])
+async def test_terminal_event_comes_after_every_write(store: SqlRunStore, ending: str) -> None:
+    """On every path, a subscriber that sees the terminal event finds the final record and the hooks' writes."""
+    written: list[str] = []
+
+    async def hook(record: RunRecord, events: Sequence[RunEvent]) -> None:
+        await anyio.sleep(0.05)  # a slow write: the terminal event must still wait for it
+        written.append(record.status)
+
+    script = {
+        "done": [words(3)],
+        "model_error": [ModelError("provider down")],
+        "timeout": [words(50)],
+        "cancelled": [words(50)],
+    }[ending]
+    spec = AgentSpec(name="s", model="m", tools=(), timeout_s=0.3 if ending == "timeout" else 30)
+    async with RunManager(store, hooks=[hook]) as runs:
+        run_id = await runs.start(ask(spec, "go"), model=ScriptedModelClient(script, delay_s=0.02), tools=[])
+        if ending == "cancelled":
+            await anyio.sleep(0.1)
+            await runs.cancel(run_id)
+        async for event in runs.subscribe(run_id):
+            if isinstance(event, DoneEvent | ErrorEvent):
+                stored = await store.get_run(run_id)
+                assert stored is not None and stored.finished_at is not None
+                assert written == [stored.status] and stored.status != "running"
+                assert (event.code if isinstance(event, ErrorEvent) else "done") == ending
