@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Sequence
 
 import anyio
+import msgspec
 
 from engine.errors import ModelError
+from engine.events import ErrorEvent, RunEvent, decode_event, encode_event
 from engine.llm import ModelEvent, ModelRequest
 from engine.ports import ModelClient
+from engine.runs import RunRecord
+
+INTERRUPTED = "interrupted by a server restart"  # as SqlRunStore.fail_unfinished writes it
+_FIXED_AT_CREATION = ("id", "workspace_id", "kind", "input", "started_at")  # finish_run never changes these
 
 
 class ScriptedModelClient:
@@ -58,3 +65,80 @@ class StaticModelProvider:
 
     def warm_up(self) -> None:
         return None
+
+
+class InMemoryRunStore:
+    """A ``RunStore`` in memory with ``SqlRunStore``'s semantics (tests/conformance/test_run_stores.py holds both).
+
+    Records and events are kept encoded, as the database keeps them, so no caller shares mutable state with the
+    store. Like the database it rejects a second run with the same id, events of an unknown run and a batch
+    reusing a stored ``seq`` (``ValueError``; a rejected batch stores nothing).
+    """
+
+    __test__ = False
+
+    def __init__(self) -> None:
+        self._runs: dict[str, bytes] = {}
+        self._events: dict[str, dict[int, bytes]] = {}
+
+    async def create_run(self, record: RunRecord) -> None:
+        if record.id in self._runs:
+            raise ValueError(f"run {record.id} already exists")
+        self._runs[record.id] = msgspec.json.encode(record)
+        self._events[record.id] = {}
+
+    async def append_events(self, run_id: str, events: Sequence[RunEvent]) -> None:
+        stored = self._events.get(run_id)
+        if stored is None:
+            raise ValueError(f"unknown run {run_id}")
+        seqs = [event.seq for event in events]
+        if len(set(seqs)) < len(seqs) or not stored.keys().isdisjoint(seqs):
+            raise ValueError(f"run {run_id} already has an event with one of the seqs {seqs}")
+        stored.update((event.seq, encode_event(event)) for event in events)
+
+    async def finish_run(self, record: RunRecord) -> None:
+        current = self._record(record.id)
+        if current is not None:  # like an UPDATE matching no row: nothing happens
+            kept = {name: getattr(current, name) for name in _FIXED_AT_CREATION}
+            self._runs[record.id] = msgspec.json.encode(msgspec.structs.replace(record, **kept))
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        return self._record(run_id)
+
+    async def list_events(self, run_id: str, after_seq: int = 0) -> list[RunEvent]:
+        stored = self._events.get(run_id, {})
+        return [decode_event(stored[seq]) for seq in sorted(stored) if seq > after_seq]
+
+    async def list_runs(
+        self, workspace_id: str, *, agent_id: str | None = None, limit: int = 50, before: float | None = None
+    ) -> list[RunRecord]:
+        """A workspace's runs, newest first (``before``: ``started_at`` cursor for paging)."""
+        runs = [
+            run
+            for run in map(self._decode, self._runs.values())
+            if run.workspace_id == workspace_id
+            and (agent_id is None or run.agent_id == agent_id)
+            and (before is None or run.started_at < before)
+        ]
+        return sorted(runs, key=lambda run: run.started_at, reverse=True)[:limit]
+
+    async def fail_unfinished(self) -> int:
+        """Close runs left ``running``: status failed plus a terminal error event of the next ``seq``."""
+        now = time.time()
+        running = [run for run in map(self._decode, self._runs.values()) if run.status == "running"]
+        for run in running:
+            events = self._events[run.id]
+            seq = max(events, default=0) + 1
+            error = ErrorEvent(run_id=run.id, seq=seq, ts=now, code="internal", message=INTERRUPTED)
+            events[seq] = encode_event(error)
+            run.status, run.error, run.error_code, run.finished_at = "failed", INTERRUPTED, "internal", now
+            self._runs[run.id] = msgspec.json.encode(run)
+        return len(running)
+
+    def _record(self, run_id: str) -> RunRecord | None:
+        data = self._runs.get(run_id)
+        return None if data is None else self._decode(data)
+
+    @staticmethod
+    def _decode(data: bytes) -> RunRecord:
+        return msgspec.json.decode(data, type=RunRecord)

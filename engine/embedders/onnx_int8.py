@@ -235,6 +235,7 @@ class OnnxInt8Embedder:
         self._onnx_file = onnx_file
         self._session: Any = None
         self._tokenizer: Any = None
+        self._counter: Any = None  # a second tokenizer without truncation: counts must not stop at the window
         self._load_lock = threading.Lock()
         # one inference at a time: parallel runs on 2 cores only thrash each other's caches
         self._limiter = anyio.CapacityLimiter(1)
@@ -258,9 +259,11 @@ class OnnxInt8Embedder:
         self.encode_sync(["warm up"])
 
     def token_count(self, text: str) -> int:
-        """Length in the model's own word-pieces (without special tokens)."""
-        _, tokenizer = self._loaded()
-        return len(tokenizer.encode(text, add_special_tokens=False).ids)
+        """Length in the model's own word-pieces (without special tokens), however long the text is."""
+        with self._load_lock:
+            if self._counter is None:
+                self._counter = _load_tokenizer(self._model_path, truncate=False)
+        return len(self._counter.encode(text, add_special_tokens=False).ids)
 
     def encode_sync(self, texts: Sequence[str]) -> list[list[float]]:
         """Embed ``texts`` (blocking), in input order; batched by length to cut padding."""
@@ -291,12 +294,15 @@ class OnnxInt8Embedder:
         return vectors[0]
 
 
-def _load_tokenizer(model_dir: Path) -> Any:
+def _load_tokenizer(model_dir: Path, *, truncate: bool = True) -> Any:
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     # tokenizer.json ships truncation 128 and fixed padding 128; the model's window is 256 and we pad per batch
-    tokenizer.enable_truncation(max_length=_MAX_TOKENS)
+    if truncate:
+        tokenizer.enable_truncation(max_length=_MAX_TOKENS)
+    else:
+        tokenizer.no_truncation()
     tokenizer.no_padding()
     return tokenizer
 
