@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test test-fast lint typecheck imports bench clean
+.PHONY: help install run test test-postgres test-fast lint typecheck imports bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -22,6 +22,9 @@ run: $(STAMP) ## serve the API on 127.0.0.1:8000 with the embedded defaults (./d
 
 test: $(STAMP) ## run the whole test suite
 	$(BIN)/python -m pytest -q
+
+test-postgres: $(STAMP) ## API, ingest-worker and run-store suites on a throwaway PostgreSQL (needs its binaries)
+	VENV_PYTHON=$(BIN)/python bash .ci/postgres.sh
 
 test-fast: $(STAMP) ## tests without the slow/e2e/crash markers
 	$(BIN)/python -m pytest -q -m "not slow and not e2e and not crash"

@@ -51,8 +51,13 @@ def start_server(data_dir: Path, extra_env: dict[str, str] | None = None, token:
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"server-{port}.log"
     log = log_path.open("wb")
+    # `python -m api.cli serve` under the test network guard (no model endpoint or host beyond loopback)
     process = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "tests.helpers.network_guard", "api.cli", "serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     server = LiveServer(f"http://127.0.0.1:{port}", token, process, log_path)
     deadline = time.monotonic() + 90
