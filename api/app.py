@@ -22,17 +22,18 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins import InitPluginProtocol
 
-from api.auth import access_guard, provide_principal
+from api.auth import PUBLIC, access_guard, provide_principal
 from api.container import Services, build_services
 from api.errors import EXCEPTION_HANDLERS
 from api.routes.agents import AgentController
 from api.routes.chat import AssistantController, ChatController
-from api.routes.executions import ExecutionController
+from api.routes.executions import ExecutionController, run_log
 from api.routes.health import health
 from api.routes.knowledge import UPLOAD_OVERHEAD, FileController, KnowledgeBaseController
 from api.routes.search import SearchController
 from api.routes.tokens import TokenController
 from api.routes.triggers import TRIGGER_HANDLERS
+from api.routes.users import AuthController, UserController
 from api.routes.workspaces import WorkspaceController, me
 from engine.settings import Settings
 
@@ -55,8 +56,8 @@ class RaglineCore(InitPluginProtocol):
         )  # fmt: skip
         app_config.route_handlers.extend([
             health, KnowledgeBaseController, SearchController, upload_router, AgentController, ExecutionController,
-            ChatController, AssistantController, TokenController, WorkspaceController, me, *TRIGGER_HANDLERS,
-            *self.extra_handlers,
+            run_log, ChatController, AssistantController, TokenController, WorkspaceController, me, *TRIGGER_HANDLERS,
+            AuthController, UserController, *self.extra_handlers,
         ])  # fmt: skip
         services = self.services
         app_config.dependencies.update({
@@ -107,13 +108,20 @@ def create_app(
 
 
 def _openapi() -> OpenAPIConfig:
-    return OpenAPIConfig(
-        title="Ragline API", version="1.0.0", path="/schema",
+    from api.openapi import RaglineOpenAPIConfig  # the served document: Litestar's, corrected (api/openapi.py)
+
+    # the document is public, so client generators can fetch it; every route it describes still needs a token
+    schema_router = Router("/schema", route_handlers=[], opt=PUBLIC, include_in_schema=False)
+    return RaglineOpenAPIConfig(
+        title="Ragline API", version="1.0.0", path="/schema", openapi_router=schema_router,
         components=Components(security_schemes={
             "bearer": SecurityScheme(type="http", scheme="bearer", description="API token (rl_…)"),
             "apiKey": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header"),
+            "apiToken": SecurityScheme(
+                type="apiKey", name="X-API-Token", security_scheme_in="header", description="the same token"
+            ),
         }),
-        security=[{"bearer": []}, {"apiKey": []}],
+        security=[{"bearer": []}, {"apiKey": []}, {"apiToken": []}],
     )  # fmt: skip
 
 

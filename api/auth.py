@@ -1,7 +1,7 @@
 """Authentication and authorisation for every route, deny by default.
 
 Each route declares ``opt={"role": "viewer" | "editor" | "admin"}`` or ``opt={"public": True}``.
-The app-wide guard resolves the token (``Authorization: Bearer`` or ``X-API-Key``), the workspace
+The app-wide guard resolves the token (``Authorization: Bearer``, ``X-API-Key`` or ``X-API-Token``), the workspace
 (``X-Workspace-ID`` selects among the caller's workspaces), checks the role and the rate limit,
 and leaves the ``Principal`` on ``connection.state`` for the ``principal`` dependency.
 """
@@ -32,7 +32,8 @@ def presented_secret(connection: ASGIConnection[Any, Any, Any, Any]) -> str | No
     header = connection.headers.get("authorization", "")
     if header[:7].lower() == "bearer ":
         return header[7:].strip()
-    return connection.headers.get("x-api-key") or None
+    # X-API-Key (PromptRails) and X-API-Token (Prodgy) carry the same token
+    return connection.headers.get("x-api-key") or connection.headers.get("x-api-token") or None
 
 
 class TokenBucket:

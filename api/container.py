@@ -27,6 +27,7 @@ from api.services.executions import ExecutionService
 from api.services.runs import RunService
 from api.services.scheduler import Scheduler
 from api.services.triggers import TriggerService
+from api.services.users import UserService
 from api.services.workspaces import WorkspaceService
 from engine.db.run_store import SqlRunStore
 from engine.db.session import create_engine, migrate, session_factory
@@ -70,6 +71,7 @@ class Services:
     executions: ExecutionService
     triggers: TriggerService
     scheduler: Scheduler
+    users: UserService
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack, repr=False)
 
     @property
@@ -152,6 +154,11 @@ def build_services(
         chat=ChatService(sessions=sessions, runs=runs, agents=agents),
         executions=ExecutionService(run_store=run_store, runs=run_manager, sessions=sessions),
         triggers=triggers, scheduler=Scheduler(sessions=sessions, triggers=triggers, wakeup=schedules_changed),
+        users=UserService(
+            sessions, token_ttl_s=settings.login_token_ttl_s,
+            attempts_per_user=settings.login_rate_per_user_per_minute,
+            attempts_per_address=settings.login_rate_per_address_per_minute,
+        ),
     )  # fmt: skip
 
 

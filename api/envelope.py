@@ -49,7 +49,9 @@ def page_of(items: list[T], *, page: int, limit: int, total: int, message: str =
     )
 
 
-def error_body(status: int, code: str, message: str) -> dict[str, Any]:
+def error_body(status: int, code: str, message: str, *, error: str | None = None) -> dict[str, Any]:
+    """``error``: what was refused, in a few words ("Agent not found"; default: the HTTP status phrase);
+    ``message``: the longer explanation; ``code``: the stable machine-readable kind."""
     from http import HTTPStatus
 
-    return {"data": None, "error": HTTPStatus(status).phrase, "message": message, "code": code}
+    return {"data": None, "error": error or HTTPStatus(status).phrase, "message": message, "code": code}

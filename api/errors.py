@@ -38,14 +38,16 @@ _STATUS: dict[type[EngineError], int] = {
 }
 
 
-def _response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response[Any]:
-    return Response(content=error_body(status, code, message), status_code=status, headers=headers)
+def _response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, *, error: str | None = None
+) -> Response[Any]:
+    return Response(content=error_body(status, code, message, error=error), status_code=status, headers=headers)
 
 
 def engine_error_handler(_: Request[Any, Any, Any], exc: EngineError) -> Response[Any]:
     status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
     headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if isinstance(exc, RateLimited) else None
-    return _response(status, exc.code, exc.message, headers)
+    return _response(status, exc.code, exc.message, headers, error=exc.summary[:200])
 
 
 def not_authenticated_handler(_: Request[Any, Any, Any], __: Exception) -> Response[Any]:

@@ -1,7 +1,9 @@
-"""All SSE encoding lives here: run events -> ``event:``/``id:``/``data:`` frames, with keepalive pings.
+"""All run-event encoding lives here: run events -> JSON payloads and ``event:``/``id:``/``data:`` frames.
 
 The frame's ``id`` is the event's per-run ``seq``; a client that reconnects sends it back as
 ``Last-Event-ID`` and gets the events after it. Unknown event names are safe for clients to ignore.
+On the wire ``ts`` is ISO-8601 UTC, and ``thinking``/``content`` also carry their text as ``text``,
+the name Ragline used before it adopted PromptRails' ``content`` (deprecated; removed in 0.3).
 """
 
 from __future__ import annotations
@@ -11,15 +13,28 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from engine.events import RunEvent, encode_event, event_type
+from engine.events import ContentEvent, RunEvent, ThinkingEvent, event_type
+from engine.ids import iso
 
 PING_INTERVAL_S = 15.0
+_encoder = msgspec.json.Encoder()
+
+
+def event_payload(event: RunEvent) -> dict[str, Any]:
+    """The event as clients see it (SSE ``data`` and ``GET /executions/{id}/events``)."""
+    payload: dict[str, Any] = msgspec.to_builtins(event)
+    payload["ts"] = iso(event.ts)
+    if isinstance(event, ContentEvent | ThinkingEvent):
+        payload["text"] = event.content  # deprecated alias
+    return payload
 
 
 def to_message(event: RunEvent) -> ServerSentEventMessage:
-    return ServerSentEventMessage(data=encode_event(event).decode(), event=event_type(event), id=str(event.seq))
+    data = _encoder.encode(event_payload(event)).decode()
+    return ServerSentEventMessage(data=data, event=event_type(event), id=str(event.seq))
 
 
 def parse_last_event_id(value: str | None) -> int:

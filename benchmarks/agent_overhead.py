@@ -6,7 +6,11 @@ is read four ways, interleaved, several times each; medians are reported:
 - ``litellm_raw``: ``litellm.acompletion(stream=True)`` iterated directly (the baseline);
 - ``model_client``: ``LiteLLMModelClient.stream`` (chunk -> ModelEvent);
 - ``run_agent``: the agent loop over that client (ModelEvent -> RunEvent, trace, budgets);
-- ``run_manager``: a background run with SQLite persistence, read through ``subscribe``.
+- ``run_manager``: a background run with SQLite persistence, read through ``subscribe``;
+- ``answer_no_tools`` / ``answer_tools_offered``: a prose answer streamed word by word at a model's pace
+  (``--word-delay-ms``), through a background run, without and with a tool on offer. With a tool on offer
+  the loop may hold text until it reads like an answer (a preamble to tool calls becomes ``thinking``):
+  their difference is what the content/thinking split costs the first ``content`` frame.
 
 Plus the loop alone without HTTP: ``ScriptedModelClient`` with N deltas, iterated directly vs
 through ``run_agent``. Usage: ``python benchmarks/agent_overhead.py [--chunks 200] [--repeats 15]``.
@@ -15,6 +19,7 @@ through ``run_agent``. Usage: ``python benchmarks/agent_overhead.py [--chunks 20
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import statistics
 import sys
@@ -31,6 +36,7 @@ import anyio
 import engine  # noqa: F401  (offline environment before litellm)
 from engine.agent.loop import run_agent
 from engine.agent.spec import AgentSpec
+from engine.agent.tools import function_tool
 from engine.agent.trace import RunTrace
 from engine.db.run_store import SqlRunStore
 from engine.db.session import create_engine, migrate, session_factory
@@ -76,10 +82,61 @@ def _ctx() -> ToolContext:
 
 
 async def _loop(client: Any) -> AsyncIterator[Any]:
-    async for event in run_agent(
-        SPEC, history=[], user_input="go", tools=[], model=client, run_id="run_bench", ctx=_ctx(), trace=RunTrace()
-    ):
+    if "request" in inspect.signature(run_agent).parameters:  # run_agent(request, ...) since the RunRequest change
+        events = run_agent(
+            RunRequest(spec=SPEC, user_input="go", workspace_id="ws"), tools=[], model=client, run_id="run_bench",
+            ctx=_ctx(), trace=RunTrace(),
+        )  # fmt: skip
+    else:  # the earlier signature, so this script also measures older commits
+        events = run_agent(  # type: ignore[call-arg]
+            SPEC, history=[], user_input="go", tools=[], model=client, run_id="run_bench", ctx=_ctx(), trace=RunTrace()
+        )
+    async for event in events:
         yield event
+
+
+PROSE = (
+    "Refunds are accepted within thirty days of purchase. Bring the receipt and the original packaging. "
+    "Store credit is offered for items bought on sale. Delivery fees are not refunded. "
+) * 3
+
+
+async def bench_answer_paths(word_delay_ms: float, repeats: int) -> dict[str, dict[str, float]]:
+    """First content of a prose answer streamed at a model's pace, with no tool on offer and with one."""
+    words = PROSE.split(" ")
+    reply = Reply(text=PROSE, split=len(words), delay_s=word_delay_ms / 1000)
+    tool = function_tool(_lookup)
+    with scripted_server(default=lambda i: reply) as server:
+        client = LiteLLMModelClient(api_base=server.base_url, api_key="sk-bench", max_retries=0)
+        with tempfile.TemporaryDirectory() as tmp:
+            db = create_engine(f"sqlite+aiosqlite:///{tmp}/bench.db")
+            await migrate(db)
+            async with RunManager(SqlRunStore(session_factory(db))) as manager:
+
+                async def answer(tools: list[Any]) -> AsyncIterator[Any]:
+                    spec = AgentSpec(name="bench", model="openai/scripted", tools=tuple(t.name for t in tools))
+                    run_id = await manager.start(RunRequest(spec=spec, user_input="go", workspace_id="ws"),
+                                                 model=client, tools=tools)
+                    async for event in manager.subscribe(run_id):
+                        yield event
+
+                ways: dict[str, Callable[[], Awaitable[Timing]]] = {
+                    "answer_no_tools": lambda: _timed(answer([]), lambda e: isinstance(e, ContentEvent)),
+                    "answer_tools_offered": lambda: _timed(answer([tool]), lambda e: isinstance(e, ContentEvent)),
+                }
+                samples: dict[str, list[Timing]] = {name: [] for name in ways}
+                for way in ways.values():  # warm-up
+                    await way()
+                for _ in range(repeats):
+                    for name, way in ways.items():
+                        samples[name].append(await way())
+            await db.dispose()
+    return {name: _median(s) for name, s in samples.items()}
+
+
+def _lookup(city: str) -> str:
+    """Weather for a city (never called: the scripted model answers without tools)."""
+    return city
 
 
 def _median(samples: list[Timing]) -> dict[str, float]:
@@ -153,8 +210,10 @@ async def main() -> None:
     parser.add_argument("--chunks", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--inprocess-events", type=int, default=2000)
+    parser.add_argument("--word-delay-ms", type=float, default=10.0, help="pause between streamed words")
     args = parser.parse_args()
     http = await bench_http(args.chunks, args.repeats)
+    http.update(await bench_answer_paths(args.word_delay_ms, args.repeats))
     local = await bench_inprocess(args.inprocess_events, args.repeats)
     raw, loop = http["litellm_raw"], http["run_agent"]
     summary = {
@@ -167,6 +226,9 @@ async def main() -> None:
         ),
         "loop_only_per_event_us": round(
             local["scripted_run_agent"]["per_event_us"] - local["scripted_direct"]["per_event_us"], 2
+        ),
+        "tools_offered_first_content_delay_ms": round(
+            http["answer_tools_offered"]["first_content_ms"] - http["answer_no_tools"]["first_content_ms"], 3
         ),
     }
     print(json.dumps({"params": vars(args), "http": http, "inprocess": local, "overhead": summary}, indent=2))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class EngineError(Exception):
-    """Base error: ``code`` is a stable machine-readable string, ``message`` is for people."""
+    """Base error: ``code`` is a stable machine-readable string; ``summary`` (short) and ``message`` are for people."""
 
     code = "engine_error"
 
@@ -13,6 +13,11 @@ class EngineError(Exception):
         self.message = message
         if code is not None:
             self.code = code
+
+    @property
+    def summary(self) -> str:
+        """One short line saying what was refused (the envelope's ``error``)."""
+        return self.message[:1].upper() + self.message[1:]
 
 
 class InvalidInput(EngineError):
@@ -23,9 +28,13 @@ class NotFound(EngineError):
     code = "not_found"
 
     def __init__(self, kind: str, ident: str | None = None) -> None:
-        super().__init__(f"{kind} not found")
+        super().__init__(f"The requested {kind} does not exist")
         self.kind = kind
         self.ident = ident
+
+    @property
+    def summary(self) -> str:
+        return f"{self.kind[:1].upper()}{self.kind[1:]} not found"  # "Agent not found"
 
 
 class Conflict(EngineError):

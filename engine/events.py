@@ -3,6 +3,12 @@
 Frozen msgspec Structs in a tagged union (tag field ``type``). Every run streams exactly one
 terminal event (``done`` or ``error``). ``seq`` is monotonic per run, starting at 1; it is the SSE
 ``id`` and the resume point. Only ``api/`` encodes these for the wire.
+
+The grammar is a superset of two published ones: PromptRails' (``execution {execution_id,
+user_message_id}``, ``thinking {content}`` for text between tool rounds, ``content {content}`` for deltas of
+the final answer, ``tool_start``, ``tool_end``, ``done``, ``error``) and Prodgy's assistant stream
+(``session`` first, ``thinking`` while working, one ``ai_response`` with the whole answer, its sources and
+metadata, then ``done``). Clients ignore the names they do not know.
 """
 
 from __future__ import annotations
@@ -21,15 +27,25 @@ class RunEventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
 
 
 class ExecutionEvent(RunEventBase, frozen=True, kw_only=True, tag="execution"):
-    """The run started."""
+    """The run started (always the first event)."""
 
+    execution_id: str  # the run id, under PromptRails' name
     agent: str
     model: str
     session_id: str | None = None
+    user_message_id: str | None = None  # the stored chat message this run answers
+
+
+class SessionEvent(RunEventBase, frozen=True, kw_only=True, tag="session"):
+    """The chat session the run belongs to (second event of a chat run), for conversation continuity."""
+
+    session_id: str
 
 
 class ThinkingEvent(RunEventBase, frozen=True, kw_only=True, tag="thinking"):
-    text: str
+    """Reasoning: a model's reasoning deltas, text it wrote before calling tools, or what it is doing now."""
+
+    content: str
 
 
 class ToolStartEvent(RunEventBase, frozen=True, kw_only=True, tag="tool_start"):
@@ -46,7 +62,9 @@ class ToolEndEvent(RunEventBase, frozen=True, kw_only=True, tag="tool_end"):
 
 
 class ContentEvent(RunEventBase, frozen=True, kw_only=True, tag="content"):
-    text: str
+    """A delta of the final answer."""
+
+    content: str
 
 
 class CitationEvent(RunEventBase, frozen=True, kw_only=True, tag="citation"):
@@ -56,6 +74,32 @@ class CitationEvent(RunEventBase, frozen=True, kw_only=True, tag="citation"):
     file_name: str
     page: int | None
     quote: str
+
+
+class AnswerSource(msgspec.Struct, frozen=True, kw_only=True):
+    """A passage the answer cites (the same values as its ``citation`` event)."""
+
+    index: int
+    chunk_id: str
+    file_id: str
+    file_name: str
+    page: int | None
+    quote: str
+
+
+class AnswerMetadata(msgspec.Struct, frozen=True, kw_only=True):
+    execution_id: str  # the run
+    session_id: str | None
+    model: str
+    token_usage: TokenUsage
+
+
+class AnswerEvent(RunEventBase, frozen=True, kw_only=True, tag="ai_response"):
+    """The whole answer of a chat run with its sources, just before ``done`` (Prodgy's assistant frame)."""
+
+    content: str
+    sources: tuple[AnswerSource, ...]
+    metadata: AnswerMetadata
 
 
 class DoneEvent(RunEventBase, frozen=True, kw_only=True, tag="done"):
@@ -71,11 +115,13 @@ class ErrorEvent(RunEventBase, frozen=True, kw_only=True, tag="error"):
 
 RunEvent = (
     ExecutionEvent
+    | SessionEvent
     | ThinkingEvent
     | ToolStartEvent
     | ToolEndEvent
     | ContentEvent
     | CitationEvent
+    | AnswerEvent
     | DoneEvent
     | ErrorEvent
 )

@@ -18,57 +18,37 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import anyio
 import msgspec
 from anyio.abc import TaskGroup
 
 from engine.agent.loop import run_agent
-from engine.agent.spec import AgentSpec
+from engine.agent.spec import AgentSpec, RunKind, RunRequest
 from engine.agent.trace import RunTrace
 from engine.errors import NotFound, RateLimited
 from engine.events import DoneEvent, ErrorEvent, RunEvent
 from engine.ids import new_id
-from engine.llm import Message
 from engine.ports import ModelClient, Tool, ToolContext
 
 log = logging.getLogger(__name__)
 
 HOOK_TIMEOUT_S = 30.0
 TIMEOUT_GRACE_S = 5.0  # the loop enforces timeout_s itself; this backstop only catches a stuck tool
-RunKind = Literal["chat", "agent", "trigger"]
-
-
-class RunRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything a run is started with, whoever starts it (chat, assistant, agent, trigger).
-
-    ``spec.kb_ids`` must already be checked to lie in ``workspace_id``: tools only ever see that scope.
-    """
-
-    spec: AgentSpec
-    user_input: str
-    workspace_id: str
-    kind: RunKind = "agent"
-    history: tuple[Message, ...] = ()
-    agent_id: str | None = None
-    session_id: str | None = None
-    trigger_id: str | None = None
-    run_id: str | None = None  # default: a new id
-
-
 class RunRecord(msgspec.Struct, kw_only=True):
     """One run as stored (mirrors the ``runs`` table)."""
 
     id: str
     workspace_id: str
-    kind: str  # chat | agent | trigger
+    kind: RunKind
     status: str  # running | succeeded | failed | cancelled
     model: str
     input: str
     agent_id: str | None = None
     session_id: str | None = None
     trigger_id: str | None = None
+    user_id: str | None = None  # who started it (a trigger's runs: "trigger:<id>")
     output: str | None = None
     error: str | None = None
     error_code: str | None = None
@@ -182,7 +162,7 @@ class RunManager:
         record = RunRecord(
             id=run_id, workspace_id=request.workspace_id, kind=request.kind, status="running", model=spec.model,
             input=request.user_input, agent_id=request.agent_id, session_id=request.session_id,
-            trigger_id=request.trigger_id, started_at=time.time(),
+            trigger_id=request.trigger_id, user_id=request.user_id, started_at=time.time(),
         )  # fmt: skip
         live = _LiveRun(
             record=record, spec=spec, trace=RunTrace(), hooks=[*self._hooks, *on_finish],
@@ -192,10 +172,7 @@ class RunManager:
             await self._store.create_run(record)
         self._runs[run_id] = live
         ctx = ToolContext(run_id=run_id, workspace_id=request.workspace_id, kb_ids=spec.kb_ids)
-        events = run_agent(
-            spec, history=request.history, user_input=request.user_input, tools=tools, model=model,
-            run_id=run_id, ctx=ctx, trace=live.trace, session_id=request.session_id,
-        )  # fmt: skip
+        events = run_agent(request, tools=tools, model=model, run_id=run_id, ctx=ctx, trace=live.trace)
         self._tg.start_soon(self._execute, live, events, name=f"run {run_id}")
         return run_id
 
@@ -372,3 +349,6 @@ class RunManager:
         self._finished_order.append(run_id)
         while len(self._finished_order) > self._keep_finished:
             self._runs.pop(self._finished_order.popleft(), None)
+
+
+__all__ = ["FinishedHook", "RunKind", "RunManager", "RunRecord", "RunRequest", "RunStore"]

@@ -51,6 +51,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     callback_max_attempts: int = 6
     callback_retry_base_s: float = 5.0  # backoff: base, 2x base, 4x base ... (capped at an hour), +-10 % jitter
     webhook_rate_per_minute: int = 60  # inbound webhook deliveries per trigger path
+    login_token_ttl_s: float = 12 * 3600.0  # lifetime of the API token POST /api/v1/login issues
+    login_rate_per_user_per_minute: int = 10  # login attempts per username (429 beyond)
+    login_rate_per_address_per_minute: int = 30  # login attempts per client address (429 beyond)
 
     @property
     def resolved_database_url(self) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Generic, TypeVar
 
 import msgspec
 
 from engine.db.models import File, KnowledgeBase
+from engine.ids import utc, utc_or_none
 from engine.types import MetadataValue
 
 T = TypeVar("T")
@@ -17,8 +19,8 @@ class KnowledgeBaseInfo(msgspec.Struct, frozen=True, kw_only=True):
     workspace_id: str
     name: str
     description: str
-    created_at: float
-    updated_at: float
+    created_at: datetime
+    updated_at: datetime
     file_count: int = 0
 
     @classmethod
@@ -28,8 +30,8 @@ class KnowledgeBaseInfo(msgspec.Struct, frozen=True, kw_only=True):
             workspace_id=row.workspace_id,
             name=row.name,
             description=row.description,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
+            created_at=utc(row.created_at),
+            updated_at=utc(row.updated_at),
             file_count=file_count,
         )
 
@@ -55,10 +57,10 @@ class FileInfo(msgspec.Struct, frozen=True, kw_only=True):
     progress: float
     parse_ms: float | None
     embed_ms: float | None
-    created_at: float
-    updated_at: float
-    started_at: float | None
-    finished_at: float | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
     duplicate: bool = False
 
     @classmethod
@@ -90,10 +92,10 @@ class FileInfo(msgspec.Struct, frozen=True, kw_only=True):
             progress=progress,
             parse_ms=row.parse_ms,
             embed_ms=row.embed_ms,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            started_at=row.started_at,
-            finished_at=row.finished_at,
+            created_at=utc(row.created_at),
+            updated_at=utc(row.updated_at),
+            started_at=utc_or_none(row.started_at),
+            finished_at=utc_or_none(row.finished_at),
             duplicate=duplicate,
         )
 

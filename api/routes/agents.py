@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, delete, get, patch, post
@@ -24,9 +24,15 @@ KbId = Annotated[str, Meta(min_length=1, max_length=64)]
 Url = Annotated[str, Meta(min_length=8, max_length=2000)]
 
 
+AgentType = Literal["simple", "chain", "multi_agent", "workflow", "composite"]
+AgentStatus = Literal["active", "inactive"]
+
+
 class AgentCreate(Body):
     name: Annotated[str, Meta(min_length=1, max_length=200)]
     description: Annotated[str, Meta(max_length=10_000)] = ""
+    type: AgentType = "simple"  # PromptRails' agent type; Ragline runs every type as one tool loop
+    status: AgentStatus = "active"
     model: ModelName | None = None
     instructions: Annotated[str, Meta(max_length=100_000)] = ""
     tools: Annotated[list[ToolName], Meta(max_length=20)] | None = None
@@ -42,6 +48,8 @@ class AgentCreate(Body):
 class AgentUpdate(Body):
     name: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
     description: Annotated[str, Meta(max_length=10_000)] | None = None
+    type: AgentType | None = None
+    status: AgentStatus | None = None
     model: ModelName | None = None
     instructions: Annotated[str, Meta(max_length=100_000)] | None = None
     tools: Annotated[list[ToolName], Meta(max_length=20)] | None = None
@@ -76,7 +84,7 @@ class AgentController(Controller):
 
     @post("/", opt=EDITOR, summary="Create an agent")
     async def create_agent(self, data: AgentCreate, services: Services, principal: Principal) -> Envelope[AgentInfo]:
-        return ok(await services.agents.create(principal, _fields(data)), "Agent created")
+        return ok(await services.agents.create(principal, _fields(data)), "Agent created successfully")
 
     @get("/", opt=VIEWER, summary="List agents")
     async def list_agents(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from litestar import Controller, delete, get, post
+from litestar.params import Parameter
 from litestar.response import ServerSentEvent
 from msgspec import Meta
 
@@ -31,9 +32,13 @@ class MessageBody(Body):
     content: Text
 
 
+# a session id the client chose (Prodgy's "my-session-01"), or one Ragline gave
+SessionKey = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:@-]+$")]
+
+
 class AssistantBody(Body):
     message: Text
-    session_id: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    session_id: SessionKey | None = None  # continue this session; an id not used yet opens one under it
     kb_ids: KbIds | None = None
 
 
@@ -58,9 +63,10 @@ class ChatController(Controller):
 
     @get("/", opt=VIEWER, summary="List chat sessions")
     async def list_sessions(
-        self, services: Services, principal: Principal, page: PageNo = 1, limit: Limit = 20
+        self, services: Services, principal: Principal, page: PageNo = 1, limit: Limit = 20,
+        whose: Annotated[Literal["mine", "all"], Parameter(query="scope")] = "mine",  # all: admins only
     ) -> ListEnvelope[SessionInfo]:
-        result = await services.chat.list_sessions(principal, page=page, limit=limit)
+        result = await services.chat.list_sessions(principal, page=page, limit=limit, everyone=whose == "all")
         return page_of(result.items, page=page, limit=limit, total=result.total)
 
     @get("/{session_id:str}", opt=VIEWER, summary="Get a chat session")
@@ -119,6 +125,15 @@ class AssistantController(Controller):
             principal, data.message, session_id=data.session_id, kb_ids=data.kb_ids
         )
         return stream_run(services, principal, run_id, 0)
+
+    @get("/chat/history", opt=VIEWER, summary="A session's history, oldest first (by its id or the client's own)")
+    async def assistant_history(
+        self, services: Services, principal: Principal,
+        session_id: Annotated[str, Parameter(query="session_id", min_length=1, max_length=200)],
+        page: PageNo = 1, limit: Limit = 50,
+    ) -> ListEnvelope[MessageInfo]:
+        result = await services.chat.messages(principal, session_id, page=page, limit=limit)
+        return page_of(result.items, page=page, limit=limit, total=result.total)
 
     @post("/messages", opt=VIEWER, status_code=202, summary="Ask the assistant without streaming; follow the run by id")
     async def assistant_message(

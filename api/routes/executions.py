@@ -12,12 +12,12 @@ from api.auth import VIEWER
 from api.container import Services
 from api.envelope import Envelope, ListEnvelope, ok, page_of
 from api.routes.common import Limit, PageNo, stream_run
+from api.services.executions import ExecutionInfo
 from api.services.identity import Principal
-from api.sse import parse_last_event_id
-from engine.events import RunEvent
-from engine.runs import RunRecord
+from api.sse import event_payload, parse_last_event_id
 
 After = Annotated[int | None, Parameter(query="after", ge=0, le=10_000_000, required=False)]
+Offset = Annotated[int | None, Parameter(query="offset", ge=0, le=10_000_000, required=False)]
 
 
 class ExecutionController(Controller):
@@ -37,21 +37,25 @@ class ExecutionController(Controller):
             Literal["running", "succeeded", "failed", "cancelled"] | None, Parameter(query="status")
         ] = None,
         kind: Annotated[Literal["chat", "agent", "trigger"] | None, Parameter(query="kind")] = None,
-    ) -> ListEnvelope[RunRecord]:
+        offset: Offset = None,
+    ) -> ListEnvelope[ExecutionInfo]:
         result = await services.executions.list_runs(
-            principal, page=page, limit=limit, agent_id=agent_id, status=status, kind=kind, session_id=session_id
-        )
-        return page_of(result.items, page=page, limit=limit, total=result.total)
+            principal, page=page, limit=limit, agent_id=agent_id, status=status, kind=kind, session_id=session_id,
+            offset=offset,
+        )  # fmt: skip
+        return page_of(result.items, page=offset // limit + 1 if offset is not None else page, limit=limit,
+                       total=result.total)
 
     @get("/{run_id:str}", opt=VIEWER, summary="Get a run with its steps, usage and timing")
-    async def get_execution(self, run_id: str, services: Services, principal: Principal) -> Envelope[RunRecord]:
+    async def get_execution(self, run_id: str, services: Services, principal: Principal) -> Envelope[ExecutionInfo]:
         return ok(await services.executions.get(principal, run_id))
 
     @get("/{run_id:str}/events", opt=VIEWER, summary="The run's events as stored (JSON)")
     async def execution_events(
         self, run_id: str, services: Services, principal: Principal, after: After = None
-    ) -> Envelope[list[RunEvent]]:
-        return ok(await services.executions.events(principal, run_id, after or 0))
+    ) -> Envelope[list[dict[str, Any]]]:
+        events = await services.executions.events(principal, run_id, after or 0)
+        return ok([event_payload(event) for event in events])
 
     @get("/{run_id:str}/stream", opt=VIEWER, summary="Stream the run's events (SSE); resume with Last-Event-ID")
     async def stream_execution(
@@ -73,3 +77,12 @@ class ExecutionController(Controller):
             {"run_id": run_id, "cancelled": cancelled},
             "Cancellation requested" if cancelled else "Run had already finished",
         )
+
+
+@get("/api/v1/runs", opt=VIEWER, tags=["executions"], summary="The run log, newest first (?limit= ?offset=)")
+async def run_log(
+    services: Services, principal: Principal, limit: Limit = 20, offset: Offset = None, page: PageNo = 1
+) -> ListEnvelope[ExecutionInfo]:
+    result = await services.executions.list_runs(principal, page=page, limit=limit, offset=offset)
+    return page_of(result.items, page=offset // limit + 1 if offset is not None else page, limit=limit,
+                   total=result.total)

@@ -35,7 +35,7 @@ class KnowledgeBaseController(Controller):
         self, data: KnowledgeBaseCreate, services: Services, principal: Principal
     ) -> Envelope[KnowledgeBaseInfo]:
         kb = await services.knowledge.create_kb(principal.workspace_id, data.name, data.description)
-        return ok(kb, "Knowledge base created")
+        return ok(kb, "Knowledge base created successfully")
 
     @get("/", opt=VIEWER, summary="List knowledge bases")
     async def list_kbs(

@@ -79,7 +79,7 @@ class TriggerController(Controller):
     async def create_trigger(
         self, data: TriggerCreate, services: Services, principal: Principal
     ) -> Envelope[TriggerWithSecrets]:
-        return ok(await services.triggers.create(principal, _fields(data)), "Trigger created")
+        return ok(await services.triggers.create(principal, _fields(data)), "Trigger created successfully")
 
     @get("/", opt=VIEWER, summary="List triggers")
     async def list_triggers(

@@ -60,7 +60,7 @@ class WorkspaceController(Controller):
     async def create(
         self, data: WorkspaceCreate, workspaces: WorkspaceService, principal: Principal
     ) -> Envelope[WorkspaceInfo]:
-        return ok(await workspaces.create(principal, data.name), "Workspace created")
+        return ok(await workspaces.create(principal, data.name), "Workspace created successfully")
 
     @get("/{workspace_id:str}", opt=VIEWER, summary="Get a workspace")
     async def get_workspace(

@@ -55,6 +55,47 @@ def _audit(session: AsyncSession, token: ApiToken, action: str, actor: Principal
     )
 
 
+def issue_token(
+    session: AsyncSession,
+    user_id: str,
+    workspace_id: str,
+    *,
+    name: str,
+    role: str | None = None,
+    kb_ids: Sequence[str] | None = None,
+    expires_at: float | None = None,
+    secret: str | None = None,
+    actor_token_id: str | None = None,
+) -> IssuedToken:
+    """Add a token (and its ``created`` audit entry) to ``session``; the caller commits. The one way tokens
+    are made: bootstrap, the CLI, ``POST /tokens`` and login (``api.services.users``)."""
+    secret = secret or new_secret()
+    if not secret.startswith(TOKEN_PREFIX) or len(secret) < 24:
+        raise InvalidInput("token secrets start with 'rl_' and carry at least 128 random bits")
+    token = ApiToken(
+        id=new_id("tok"),
+        user_id=user_id,
+        workspace_id=workspace_id,
+        name=name,
+        prefix=secret[:10],
+        secret_hash=hash_secret(secret),
+        role=role,
+        kb_ids=list(kb_ids) if kb_ids is not None else None,
+        expires_at=expires_at,
+    )
+    session.add(token)
+    session.add(
+        TokenAudit(
+            token_id=token.id,
+            workspace_id=workspace_id,
+            action="created",
+            actor_token_id=actor_token_id,
+            detail={"name": name, "role": role},
+        )
+    )
+    return IssuedToken(token_id=token.id, secret=secret)
+
+
 class AccessService:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
@@ -69,48 +110,9 @@ class AccessService:
             session.add_all([user, workspace])
             await session.flush()
             session.add(Membership(workspace_id=workspace.id, user_id=user.id, role="admin"))
-            issued = self._issue(session, user.id, workspace.id, name="bootstrap admin", secret=secret)
+            issued = issue_token(session, user.id, workspace.id, name="bootstrap admin", secret=secret)
             await session.commit()
             return issued
-
-    def _issue(
-        self,
-        session: AsyncSession,
-        user_id: str,
-        workspace_id: str,
-        *,
-        name: str,
-        role: str | None = None,
-        kb_ids: Sequence[str] | None = None,
-        expires_at: float | None = None,
-        secret: str | None = None,
-        actor_token_id: str | None = None,
-    ) -> IssuedToken:
-        secret = secret or new_secret()
-        if not secret.startswith(TOKEN_PREFIX) or len(secret) < 24:
-            raise InvalidInput("token secrets start with 'rl_' and carry at least 128 random bits")
-        token = ApiToken(
-            id=new_id("tok"),
-            user_id=user_id,
-            workspace_id=workspace_id,
-            name=name,
-            prefix=secret[:10],
-            secret_hash=hash_secret(secret),
-            role=role,
-            kb_ids=list(kb_ids) if kb_ids is not None else None,
-            expires_at=expires_at,
-        )
-        session.add(token)
-        session.add(
-            TokenAudit(
-                token_id=token.id,
-                workspace_id=workspace_id,
-                action="created",
-                actor_token_id=actor_token_id,
-                detail={"name": name, "role": role},
-            )
-        )
-        return IssuedToken(token_id=token.id, secret=secret)
 
     async def create_user_token(
         self, *, workspace_name: str, user_name: str, role: str, token_name: str
@@ -127,7 +129,7 @@ class AccessService:
             session.add(user)
             await session.flush()
             session.add(Membership(workspace_id=workspace.id, user_id=user.id, role=role))
-            issued = self._issue(session, user.id, workspace.id, name=token_name)
+            issued = issue_token(session, user.id, workspace.id, name=token_name)
             await session.commit()
             return issued
 
@@ -225,7 +227,7 @@ class AccessService:
             if await session.get(Membership, (principal.workspace_id, owner)) is None:
                 raise NotFound("user", owner)
             limited = await self._checked_kbs(session, principal, kb_ids)
-            issued = self._issue(
+            issued = issue_token(
                 session,
                 owner,
                 principal.workspace_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import msgspec
 from sqlalchemy import select
@@ -14,6 +15,7 @@ from engine.db.models import Agent, KnowledgeBase, new_id, now
 from engine.db.paging import fetch_page
 from engine.db.scoped import get_in_workspace
 from engine.errors import InvalidInput
+from engine.ids import utc
 from engine.net import allowed_networks, resolve_url_async
 from engine.settings import Settings
 from ingest.views import Page
@@ -25,6 +27,8 @@ class AgentInfo(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     name: str
     description: str
+    type: str
+    status: str  # inactive agents keep their definition but start no runs
     model: str
     instructions: str
     tools: list[str]
@@ -35,12 +39,14 @@ class AgentInfo(msgspec.Struct, frozen=True, kw_only=True):
     temperature: float | None
     http_fetch_enabled: bool
     callback_url: str | None
-    created_at: float
-    updated_at: float
+    created_at: datetime
+    updated_at: datetime
 
     @classmethod
     def of(cls, row: Agent) -> AgentInfo:
-        return cls(**{f: getattr(row, f) for f in cls.__struct_fields__})
+        values = {f: getattr(row, f) for f in cls.__struct_fields__}
+        values.update(created_at=utc(row.created_at), updated_at=utc(row.updated_at))
+        return cls(**values)
 
 
 class AgentFields(msgspec.Struct, kw_only=True):
@@ -48,6 +54,8 @@ class AgentFields(msgspec.Struct, kw_only=True):
 
     name: str | None = None
     description: str | None = None
+    type: str | None = None
+    status: str | None = None
     model: str | None = None
     instructions: str | None = None
     tools: list[str] | None = None

@@ -35,6 +35,7 @@ from engine.db.paging import fetch_page
 from engine.db.scoped import get_in_workspace
 from engine.errors import BlockedDestination, NotFound
 from engine.events import RunEvent
+from engine.ids import iso, utc, utc_or_none
 from engine.net import IPNetwork, Target, resolve_url_async
 from engine.runs import FinishedHook, RunRecord
 from ingest.views import Page
@@ -59,12 +60,12 @@ class CallbackInfo(msgspec.Struct, frozen=True, kw_only=True):
     event: str
     status: str  # pending | delivered | failed
     attempts: int
-    next_attempt_at: float | None
+    next_attempt_at: datetime | None
     last_status_code: int | None
     last_error: str | None
-    log: list[Any]
-    created_at: float
-    delivered_at: float | None
+    log: list[Any]  # one entry per attempt: attempt, at (ISO-8601), status_code, error, duration_ms
+    created_at: datetime
+    delivered_at: datetime | None
 
     @classmethod
     def of(cls, row: CallbackDelivery) -> CallbackInfo:
@@ -77,12 +78,12 @@ class CallbackInfo(msgspec.Struct, frozen=True, kw_only=True):
             event=row.event,
             status=row.status,
             attempts=row.attempts,
-            next_attempt_at=row.next_attempt_at if row.status == "pending" else None,
+            next_attempt_at=utc_or_none(row.next_attempt_at) if row.status == "pending" else None,
             last_status_code=row.last_status_code,
             last_error=row.last_error,
-            log=list(row.log or []),
-            created_at=row.created_at,
-            delivered_at=row.delivered_at,
+            log=[{**entry, "at": utc(entry["at"])} if "at" in entry else entry for entry in row.log or []],
+            created_at=utc(row.created_at),
+            delivered_at=utc_or_none(row.delivered_at),
         )
 
 
@@ -106,8 +107,8 @@ def payload_of(record: RunRecord) -> dict[str, Any]:
                 "completion": record.completion_tokens,
                 "total": record.total_tokens,
             },
-            "started_at": record.started_at,
-            "finished_at": record.finished_at,
+            "started_at": iso(record.started_at),
+            "finished_at": iso(record.finished_at) if record.finished_at is not None else None,
             "latency_ms": record.latency_ms,
         },
     }

@@ -2,17 +2,55 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import or_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.services.identity import Principal
 from engine.db.models import Run
 from engine.db.paging import fetch_page
 from engine.db.run_store import SqlRunStore
+from engine.errors import NotFound, PermissionDenied
 from engine.events import RunEvent
+from engine.ids import utc, utc_or_none
 from engine.runs import RunManager, RunRecord
 from ingest.views import Page
 
 RUN_KINDS = ("chat", "agent", "trigger")
+
+
+class ExecutionInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A run as the API shows it: its record, with ISO-8601 times."""
+
+    id: str
+    workspace_id: str
+    kind: str
+    status: str
+    model: str
+    input: str
+    agent_id: str | None
+    session_id: str | None
+    trigger_id: str | None
+    user_id: str | None
+    output: str | None
+    error: str | None
+    error_code: str | None
+    steps: list[Any]
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    started_at: datetime
+    finished_at: datetime | None
+    latency_ms: float | None
+
+    @classmethod
+    def of(cls, record: RunRecord) -> ExecutionInfo:
+        values = msgspec.structs.asdict(record)
+        values.update(started_at=utc(record.started_at), finished_at=utc_or_none(record.finished_at))
+        return cls(**values)
 RUN_STATUSES = ("running", "succeeded", "failed", "cancelled")
 
 
@@ -32,8 +70,11 @@ class ExecutionService:
         status: str | None = None,
         kind: str | None = None,
         session_id: str | None = None,
-    ) -> Page[RunRecord]:
+        offset: int | None = None,
+    ) -> Page[ExecutionInfo]:
         where = [Run.workspace_id == principal.workspace_id]
+        if not principal.has_role("admin"):  # other members' chats are theirs (their runs of kind chat too)
+            where.append(or_(Run.kind != "chat", Run.user_id.is_(None), Run.user_id == principal.user_id))
         for column, value in (
             (Run.agent_id, agent_id),
             (Run.status, status),
@@ -44,16 +85,28 @@ class ExecutionService:
                 where.append(column == value)
         async with self.sessions() as session:
             order = [Run.started_at.desc(), Run.id]
-            total, ids = await fetch_page(session, Run.id, where, order, page=page, limit=limit)
-        records = [await self.runs.get(run_id) for run_id in ids]  # live runs show their current state
+            total, ids = await fetch_page(session, Run.id, where, order, page=page, limit=limit, offset=offset)
+        records = [ExecutionInfo.of(await self.runs.get(run_id)) for run_id in ids]  # live runs: current state
         return Page(items=records, page=page, limit=limit, total=total)
 
-    async def get(self, principal: Principal, run_id: str) -> RunRecord:
-        return await self.runs.get(run_id, workspace_id=principal.workspace_id)
+    async def _visible(self, principal: Principal, run_id: str) -> RunRecord:
+        record = await self.runs.get(run_id, workspace_id=principal.workspace_id)
+        if record.kind == "chat" and record.user_id not in (None, principal.user_id) and not principal.has_role(
+            "admin"
+        ):
+            raise NotFound("run", run_id)
+        return record
+
+    async def get(self, principal: Principal, run_id: str) -> ExecutionInfo:
+        return ExecutionInfo.of(await self._visible(principal, run_id))
 
     async def events(self, principal: Principal, run_id: str, after_seq: int = 0) -> list[RunEvent]:
-        await self.get(principal, run_id)
+        await self._visible(principal, run_id)
         return await self.store.list_events(run_id, after_seq)
 
     async def cancel(self, principal: Principal, run_id: str) -> bool:
+        """Editors and admins cancel any run of the workspace; a viewer only the runs they started."""
+        record = await self._visible(principal, run_id)
+        if record.user_id != principal.user_id and not principal.has_role("editor"):
+            raise PermissionDenied("a viewer can only cancel runs they started")
         return await self.runs.cancel(run_id, workspace_id=principal.workspace_id)

@@ -17,7 +17,7 @@ from api.services.callbacks import CallbackService
 from api.services.identity import Principal
 from engine.agent.registry import build_tools
 from engine.agent.spec import KNOWLEDGE_SEARCH, AgentSpec
-from engine.errors import NotFound
+from engine.errors import Conflict, NotFound
 from engine.llm import Message
 from engine.ports import ModelProvider, Tool
 from engine.retrieval import Retriever
@@ -40,6 +40,7 @@ class RunStart(msgspec.Struct, frozen=True, kw_only=True):
     kb_ids: tuple[str, ...] | None = None  # the assistant's knowledge (None: every base the caller may read)
     history: tuple[Message, ...] = ()
     session_id: str | None = None
+    user_message_id: str | None = None
     trigger_id: str | None = None
 
 
@@ -67,6 +68,8 @@ class RunService:
         """Start the run in the background; returns its id (the run is recorded when this returns)."""
         if start.agent_id is not None:
             agent = await self.agents.get(principal, start.agent_id)
+            if agent.status != "active":
+                raise Conflict(f"agent {agent.name!r} is {agent.status}: activate it to run it")
             spec, tools = self._agent_plan(principal, agent)
         else:
             spec, tools = await self._assistant_plan(principal, start.kb_ids)
@@ -76,7 +79,8 @@ class RunService:
             hooks += self.callbacks.hooks_for(start.agent_id, start.trigger_id)
         request = RunRequest(
             spec=spec, user_input=start.user_input, workspace_id=principal.workspace_id, kind=start.kind,
-            history=start.history, agent_id=start.agent_id, session_id=start.session_id, trigger_id=start.trigger_id,
+            history=start.history, agent_id=start.agent_id, session_id=start.session_id,
+            user_message_id=start.user_message_id, trigger_id=start.trigger_id, user_id=principal.user_id,
         )  # fmt: skip
         return await self.manager.start(request, model=model, tools=tools, on_finish=hooks)
 

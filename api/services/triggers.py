@@ -30,6 +30,7 @@ from engine.db.models import Agent, Trigger, WebhookDelivery, new_id, now
 from engine.db.paging import fetch_page
 from engine.db.scoped import get_in_workspace
 from engine.errors import InvalidInput, NotFound, RateLimited
+from engine.ids import utc, utc_or_none
 from engine.net import IPNetwork, resolve_url_async
 from ingest.views import Page
 
@@ -53,11 +54,11 @@ class TriggerInfo(msgspec.Struct, frozen=True, kw_only=True):
     webhook_url: str | None  # POST here, signed with the webhook secret
     cron: str | None
     timezone: str
-    next_fire_at: float | None
-    last_fired_at: float | None
+    next_fire_at: datetime | None
+    last_fired_at: datetime | None
     callback_url: str | None
-    created_at: float
-    updated_at: float
+    created_at: datetime
+    updated_at: datetime
 
     @classmethod
     def of(cls, row: Trigger) -> TriggerInfo:
@@ -71,11 +72,11 @@ class TriggerInfo(msgspec.Struct, frozen=True, kw_only=True):
             webhook_url=f"/api/webhook/{row.webhook_path}" if row.webhook_path else None,
             cron=row.cron,
             timezone=row.timezone,
-            next_fire_at=row.next_fire_at,
-            last_fired_at=row.last_fired_at,
+            next_fire_at=utc_or_none(row.next_fire_at),
+            last_fired_at=utc_or_none(row.last_fired_at),
             callback_url=row.callback_url,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
+            created_at=utc(row.created_at),
+            updated_at=utc(row.updated_at),
         )
 
 

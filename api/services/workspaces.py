@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api.services.identity import ROLES, Paged, Principal, TokenInfo
 from engine.db.models import ApiToken, Base, Membership, TokenAudit, User, Workspace, new_id, now
 from engine.errors import Conflict, NotFound, PermissionDenied
+from engine.ids import utc
 from ingest.service import KnowledgeService
 
 
@@ -18,14 +20,14 @@ class WorkspaceInfo(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     name: str
     role: str  # the caller's membership role
-    created_at: float
+    created_at: datetime
 
 
 class MemberInfo(msgspec.Struct, frozen=True, kw_only=True):
     user_id: str
     user_name: str
     role: str
-    created_at: float
+    created_at: datetime
 
 
 class WorkspaceService:
@@ -48,7 +50,7 @@ class WorkspaceService:
                 .offset((page - 1) * limit)
                 .limit(limit)
             )
-            items = [WorkspaceInfo(id=w.id, name=w.name, role=role, created_at=w.created_at) for w, role in rows]
+            items = [WorkspaceInfo(id=w.id, name=w.name, role=role, created_at=utc(w.created_at)) for w, role in rows]
         return Paged(items=items, total=total)
 
     async def create(self, principal: Principal, name: str) -> WorkspaceInfo:
@@ -61,7 +63,7 @@ class WorkspaceService:
             await session.flush()
             session.add(Membership(workspace_id=workspace.id, user_id=principal.user_id, role="admin"))
             await session.commit()
-            return WorkspaceInfo(id=workspace.id, name=name, role="admin", created_at=workspace.created_at)
+            return WorkspaceInfo(id=workspace.id, name=name, role="admin", created_at=utc(workspace.created_at))
 
     async def get(self, principal: Principal) -> WorkspaceInfo:
         async with self.sessions() as session:
@@ -69,7 +71,7 @@ class WorkspaceService:
             if workspace is None:
                 raise NotFound("workspace", principal.workspace_id)
             return WorkspaceInfo(
-                id=workspace.id, name=workspace.name, role=principal.role, created_at=workspace.created_at
+                id=workspace.id, name=workspace.name, role=principal.role, created_at=utc(workspace.created_at)
             )
 
     async def rename(self, principal: Principal, name: str) -> WorkspaceInfo:
@@ -112,7 +114,9 @@ class WorkspaceService:
                 .offset((page - 1) * limit)
                 .limit(limit)
             )
-            items = [MemberInfo(user_id=m.user_id, user_name=n, role=m.role, created_at=m.created_at) for m, n in rows]
+            items = [
+                MemberInfo(user_id=m.user_id, user_name=n, role=m.role, created_at=utc(m.created_at)) for m, n in rows
+            ]
         return Paged(items=items, total=total)
 
     async def add_member(self, principal: Principal, user_id: str, role: str) -> MemberInfo:
@@ -125,7 +129,7 @@ class WorkspaceService:
             member = Membership(workspace_id=principal.workspace_id, user_id=user_id, role=role, created_at=now())
             session.add(member)
             await session.commit()
-            return MemberInfo(user_id=user_id, user_name=user.name, role=role, created_at=member.created_at)
+            return MemberInfo(user_id=user_id, user_name=user.name, role=role, created_at=utc(member.created_at))
 
     async def _member(self, session: AsyncSession, principal: Principal, user_id: str) -> Membership:
         member = await session.get(Membership, (principal.workspace_id, user_id))
@@ -155,7 +159,7 @@ class WorkspaceService:
             await session.commit()
             user = await session.get(User, user_id)
             return MemberInfo(
-                user_id=user_id, user_name=user.name if user else "", role=role, created_at=member.created_at
+                user_id=user_id, user_name=user.name if user else "", role=role, created_at=utc(member.created_at)
             )
 
     async def remove_member(self, principal: Principal, user_id: str) -> list[TokenInfo]:

@@ -1,7 +1,13 @@
 """The agent loop: stream a model call, run the tools it asks for, feed results back, repeat.
 
-Every run yields ``execution`` first and exactly one terminal event last (``done`` or ``error``
-with code ``model_error | max_steps | max_tokens | timeout | internal``). Cancellation is the
+Every run yields ``execution`` first (then ``session`` for a chat run) and exactly one terminal event
+last (``done`` or ``error`` with code ``model_error | max_steps | max_tokens | timeout | internal``).
+
+``content`` is reserved for the final answer and ``thinking`` for what comes before tool calls. A round
+without tools on offer cannot end in tool calls, so its text streams as ``content`` at once. In a round with
+tools on offer, text is held only until it reads like an answer (a second sentence, a line break or 200
+characters) or the round ends: a short preamble followed by tool calls ("Let me search for that.") becomes
+``thinking``, and an answer is delayed by at most its first sentence. Cancellation is the
 consumer's: cancelling the task that iterates this generator stops it at its current await, and
 the consumer (``RunManager``) emits the ``cancelled`` terminal event with ``trace.last_seq + 1``.
 
@@ -12,26 +18,32 @@ applied to each await separately.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import anyio
+import msgspec
 
 from engine.agent.citations import SourceRegistry, extract_citations
 from engine.agent.context import fit_messages, message_tokens
 from engine.agent.passages import render_passages
-from engine.agent.spec import KNOWLEDGE_SEARCH, AgentSpec
+from engine.agent.spec import KNOWLEDGE_SEARCH, AgentSpec, RunRequest
 from engine.agent.tools import parse_arguments
 from engine.agent.trace import RunTrace
 from engine.errors import ModelError
 from engine.events import (
+    AnswerEvent,
+    AnswerMetadata,
+    AnswerSource,
     CitationEvent,
     ContentEvent,
     DoneEvent,
     ErrorEvent,
     ExecutionEvent,
     RunEvent,
+    SessionEvent,
     ThinkingEvent,
     ToolEndEvent,
     ToolStartEvent,
@@ -53,6 +65,10 @@ from engine.tokens import count_tokens
 from engine.types import TokenUsage
 
 log = logging.getLogger(__name__)
+
+ANSWER_HOLD_CHARS = 200  # text held in a round with tools on offer, at most, before it counts as an answer
+_SECOND_SENTENCE = re.compile(r"[.!?:;][\"')\]]*\s+\S")
+TOOL_STATUS = {KNOWLEDGE_SEARCH: "Searching the knowledge base…"}
 
 OUTPUT_RESERVE_TOKENS = 1024  # context kept free for the answer
 CITATION_GUIDE = (
@@ -78,9 +94,16 @@ def system_prompt(spec: AgentSpec, tool_names: Sequence[str]) -> str:
     return "\n\n".join(parts)
 
 
+def reads_like_an_answer(text: str) -> bool:
+    """Held text that is more than a one-sentence preamble to a tool call."""
+    return len(text) >= ANSWER_HOLD_CHARS or "\n" in text.strip() or _SECOND_SENTENCE.search(text) is not None
+
+
 class _StepResult:
     def __init__(self) -> None:
         self.text: list[str] = []
+        self.held: list[str] = []  # text not yet streamed: a preamble (thinking) or the start of an answer
+        self.streamed = False  # some of this round's text already went out as content
         self.calls: list[ToolCall] = []
         self.usage: UsageReport | None = None
         self.finish = "stop"
@@ -91,31 +114,29 @@ class AgentLoop:
 
     def __init__(
         self,
-        spec: AgentSpec,
+        request: RunRequest,
         *,
-        history: Sequence[Message],
-        user_input: str,
         tools: Sequence[Tool],
         model: ModelClient,
         run_id: str,
         ctx: ToolContext,
         trace: RunTrace,
-        session_id: str | None = None,
     ) -> None:
-        self.spec, self.model, self.run_id, self.ctx, self.trace = spec, model, run_id, ctx, trace
-        self.session_id = session_id
+        self.request, self.spec, self.model, self.run_id, self.ctx, self.trace = (
+            request, request.spec, model, run_id, ctx, trace
+        )  # fmt: skip
         self.tools = {t.name: t for t in tools}
         self.tool_specs = tuple(
             ToolSpec(name=t.name, description=t.description, parameters=t.parameters) for t in tools
         )
-        system = system_prompt(spec, list(self.tools))
+        system = system_prompt(self.spec, list(self.tools))
         self.messages: list[Message] = [Message(role="system", content=system)] if system else []
-        self.messages += [m for m in history if m.role != "system"]
-        self.messages.append(Message(role="user", content=user_input))
+        self.messages += [m for m in request.history if m.role != "system"]
+        self.messages.append(Message(role="user", content=request.user_input))
         self.sources = SourceRegistry()
         self.started = time.monotonic()
         self.started_wall = time.time()
-        self.deadline = self.started + spec.timeout_s
+        self.deadline = self.started + self.spec.timeout_s
 
     # -- events -----------------------------------------------------------------------------
     def _next(self) -> dict[str, Any]:
@@ -126,7 +147,13 @@ class AgentLoop:
         return self.deadline - time.monotonic()
 
     async def events(self) -> AsyncIterator[RunEvent]:
-        yield ExecutionEvent(**self._next(), agent=self.spec.name, model=self.spec.model, session_id=self.session_id)
+        request = self.request
+        yield ExecutionEvent(
+            **self._next(), execution_id=self.run_id, agent=self.spec.name, model=self.spec.model,
+            session_id=request.session_id, user_message_id=request.user_message_id,
+        )  # fmt: skip
+        if request.session_id is not None:
+            yield SessionEvent(**self._next(), session_id=request.session_id)
         try:
             for step in range(1, self.spec.max_steps + 1):
                 result = _StepResult()
@@ -186,18 +213,34 @@ class AgentLoop:
     async def _model_step(self, step: int, result: _StepResult) -> AsyncIterator[RunEvent]:
         request = self._request()
         t0 = time.perf_counter()
+        hold = bool(request.tools)  # only a round with tools on offer can turn out to be a preamble
         async for event in self._model_events(request):
             if isinstance(event, TextDelta):
                 result.text.append(event.text)
-                yield ContentEvent(**self._next(), text=event.text)
+                if not hold or result.streamed:
+                    result.streamed = True
+                    yield ContentEvent(**self._next(), content=event.text)
+                    continue
+                result.held.append(event.text)
+                if reads_like_an_answer("".join(result.held)):
+                    result.streamed = True
+                    yield ContentEvent(**self._next(), content="".join(result.held))
+                    result.held.clear()
             elif isinstance(event, ReasoningDelta):
-                yield ThinkingEvent(**self._next(), text=event.text)
+                yield ThinkingEvent(**self._next(), content=event.text)
             elif isinstance(event, ToolCallReady):
                 result.calls.append(event.call)
             elif isinstance(event, UsageReport):
                 result.usage = event
             elif isinstance(event, Finish):
                 result.finish = event.reason
+        if result.held:  # the round ended: a preamble to its tool calls, or a short answer
+            held = "".join(result.held)
+            result.held.clear()
+            if result.calls:
+                yield ThinkingEvent(**self._next(), content=held)
+            else:
+                yield ContentEvent(**self._next(), content=held)
         usage = self._usage(request, result)
         self.trace.usage = self.trace.usage + usage
         self.trace.add_model_step(
@@ -232,6 +275,9 @@ class AgentLoop:
     async def _tool_step(self, step: int, calls: list[ToolCall]) -> AsyncIterator[RunEvent]:
         self.messages.append(Message(role="assistant", content=self.trace.steps[-1]["output"], tool_calls=tuple(calls)))
         parsed = [parse_arguments(c.arguments) for c in calls]
+        if not self.trace.steps[-1]["output"].strip():  # nothing said before the tools: say what happens now
+            status = " ".join(dict.fromkeys(TOOL_STATUS.get(c.name, f"Running {c.name}…") for c in calls))
+            yield ThinkingEvent(**self._next(), content=status)
         for call, args in zip(calls, parsed, strict=True):
             shown = args if isinstance(args, dict) else {"_invalid_json": call.arguments[:2000]}
             yield ToolStartEvent(**self._next(), id=call.id, name=call.name, arguments=shown)
@@ -293,55 +339,43 @@ class AgentLoop:
     async def _finish(self, result: _StepResult) -> AsyncIterator[RunEvent]:
         output = "".join(result.text)
         self.trace.output = output
+        sources: list[AnswerSource] = []
         for citation in extract_citations(output, self.sources):
             chunk = citation.hit.chunk
-            yield CitationEvent(
-                **self._next(),
-                index=citation.index,
-                chunk_id=chunk.id,
-                file_id=chunk.file_id,
-                file_name=chunk.file_name,
-                page=chunk.page,
-                quote=citation.quote,
-            )
+            source = AnswerSource(
+                index=citation.index, chunk_id=chunk.id, file_id=chunk.file_id, file_name=chunk.file_name,
+                page=chunk.page, quote=citation.quote,
+            )  # fmt: skip
+            sources.append(source)
+            yield CitationEvent(**self._next(), **msgspec.structs.asdict(source))
+        if self.request.session_id is not None:  # a chat run: the whole answer in one frame, then done
+            metadata = AnswerMetadata(
+                execution_id=self.run_id, session_id=self.request.session_id, model=self.spec.model,
+                token_usage=self.trace.usage,
+            )  # fmt: skip
+            yield AnswerEvent(**self._next(), content=output, sources=tuple(sources), metadata=metadata)
         elapsed = time.monotonic() - self.started
         yield DoneEvent(**self._next(), output=output, token_usage=self.trace.usage, time=round(elapsed, 6))
 
 
 def run_agent(
-    spec: AgentSpec,
+    request: RunRequest,
     *,
-    history: Sequence[Message],
-    user_input: str,
     tools: Sequence[Tool],
     model: ModelClient,
     run_id: str,
     ctx: ToolContext,
     trace: RunTrace,
-    session_id: str | None = None,
 ) -> AsyncIterator[RunEvent]:
     """Run one agent turn and stream its events (``seq`` from 1, one terminal event).
 
     Args:
-        spec: The agent (model, instructions, budgets).
-        history: Earlier messages of the conversation (system messages are replaced by the spec's).
-        user_input: The new user message.
+        request: The agent, the conversation so far (system messages are replaced by the spec's), the new
+            user message, and the labels echoed in the events (session, user message).
         tools: The tools this run may call (already filtered to ``spec.tools``).
         model: The model client.
         run_id: Stamped on every event.
         ctx: Passed to every tool (workspace and knowledge-base scope).
         trace: Filled with model and tool steps, usage and output as the run goes.
-        session_id: Chat session, echoed in the ``execution`` event.
     """
-    loop = AgentLoop(
-        spec,
-        history=history,
-        user_input=user_input,
-        tools=tools,
-        model=model,
-        run_id=run_id,
-        ctx=ctx,
-        trace=trace,
-        session_id=session_id,
-    )
-    return loop.events()
+    return AgentLoop(request, tools=tools, model=model, run_id=run_id, ctx=ctx, trace=trace).events()

@@ -1,8 +1,12 @@
-"""What an agent is: model, instructions, tools, knowledge and budgets."""
+"""What an agent is (model, instructions, tools, knowledge, budgets) and what a run of one is started with."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
+
+from engine.llm import Message
 
 KNOWLEDGE_SEARCH = "knowledge_search"
 HTTP_FETCH = "http_fetch"
@@ -34,3 +38,25 @@ class AgentSpec(msgspec.Struct, frozen=True, kw_only=True):
     timeout_s: float = 120.0
     temperature: float | None = None
     context_window: int = 8192
+
+
+RunKind = Literal["chat", "agent", "trigger"]
+
+
+class RunRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a run is started with, whoever starts it (chat, assistant, agent, trigger).
+
+    ``spec.kb_ids`` must already be checked to lie in ``workspace_id``: tools only ever see that scope.
+    """
+
+    spec: AgentSpec
+    user_input: str
+    workspace_id: str
+    kind: RunKind = "agent"
+    history: tuple[Message, ...] = ()
+    agent_id: str | None = None
+    session_id: str | None = None
+    user_message_id: str | None = None  # the stored chat message this run answers
+    trigger_id: str | None = None
+    user_id: str | None = None  # who starts it
+    run_id: str | None = None  # default: a new id

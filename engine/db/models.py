@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from engine.ids import new_id as new_id  # re-exported for the services that build rows
@@ -17,8 +29,17 @@ class Base(DeclarativeBase):
 
 class User(Base):
     __tablename__ = "users"
+    # login names are unique among users with a password (revision 0004: older databases may repeat a name)
+    __table_args__ = (
+        Index(
+            "ux_users_name_login", "name", unique=True,
+            sqlite_where=text("password_hash IS NOT NULL"), postgresql_where=text("password_hash IS NOT NULL"),
+        ),
+    )  # fmt: skip
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    # Argon2id hash (argon2-cffi's encoded form, "$argon2id$..."); None: no password, API tokens only
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[float] = mapped_column(Float, default=now)
 
 
@@ -117,6 +138,8 @@ class Agent(Base):
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
+    type: Mapped[str] = mapped_column(String(32), default="simple")  # PromptRails' agent type (revision 0005)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | inactive (inactive: no runs)
     model: Mapped[str] = mapped_column(String(200))
     instructions: Mapped[str] = mapped_column(Text, default="")
     tools: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -135,8 +158,13 @@ class Agent(Base):
 
 class ChatSession(Base):
     __tablename__ = "chat_sessions"
+    __table_args__ = (UniqueConstraint("workspace_id", "user_id", "client_key", name="uq_chat_session_client_key"),)
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    # the member who opened it (revision 0005; NULL for older sessions, which every member sees)
+    user_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    # a session id the client chose (Prodgy's "my-session-01"), unique per workspace and user
+    client_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     agent_id: Mapped[str | None] = mapped_column(String(40), nullable=True)  # None: the built-in assistant
     title: Mapped[str] = mapped_column(String(200), default="")
     kb_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -165,6 +193,7 @@ class Run(Base):
     agent_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
     session_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     trigger_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    user_id: Mapped[str | None] = mapped_column(String(40), nullable=True)  # who started it (revision 0005)
     status: Mapped[str] = mapped_column(String(16))  # running | succeeded | failed | cancelled
     model: Mapped[str] = mapped_column(String(200))
     input: Mapped[str] = mapped_column(Text)

@@ -37,7 +37,7 @@ async def collect(manager: RunManager, run_id: str, after_seq: int = 0) -> list[
 
 
 def text_of(events: list[RunEvent], kind: str = "content") -> str:
-    return "".join(getattr(e, "text", "") for e in events if event_type(e) == kind)
+    return "".join(getattr(e, "content", "") for e in events if event_type(e) == kind)
 
 
 def assert_seq(events: list[RunEvent], run_id: str) -> None:

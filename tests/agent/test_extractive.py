@@ -60,8 +60,8 @@ async def run_question(manager: RunManager, question: str, kb_ids: tuple[str, ..
 
 async def test_extractive_answer_with_citations(manager: RunManager, store: SqlRunStore) -> None:
     events = await run_question(manager, "Where does photosynthesis take place in plant cells?")
-    assert compact(events) == ["execution", "tool_start", "tool_end", "content*", "citation", "done"]
-    start = events[1]
+    assert compact(events) == ["execution", "thinking*", "tool_start", "tool_end", "content*", "citation", "done"]
+    start = events[2]
     assert isinstance(start, ToolStartEvent) and start.arguments == {
         "query": "Where does photosynthesis take place in plant cells?"
     }
@@ -87,5 +87,5 @@ async def test_extractive_answer_cites_several_sources(manager: RunManager) -> N
 
 async def test_extractive_says_when_nothing_matches(manager: RunManager) -> None:
     events = await run_question(manager, "Quantum chromodynamics lattice?")
-    assert compact(events) == ["execution", "tool_start", "tool_end", "content*", "done"]
+    assert compact(events) == ["execution", "thinking*", "tool_start", "tool_end", "content*", "done"]
     assert events[-1].output == NOTHING_FOUND

@@ -92,9 +92,9 @@ async def test_knowledge_search_and_citations(manager: RunManager, store: SqlRun
     tools = [KnowledgeSearchTool(searcher)]
     run_id = await manager.start(ask(agent, "refund?", "ws_a"), model=client(server), tools=tools)
     events = await collect(manager, run_id)
-    assert compact(events) == ["execution", "tool_start", "tool_end", "content*", "citation", "done"]
+    assert compact(events) == ["execution", "thinking*", "tool_start", "tool_end", "content*", "citation", "done"]
     assert_seq(events, run_id)
-    start, end = events[1], events[2]
+    start, end = events[2], events[3]
     assert isinstance(start, ToolStartEvent) and start.arguments == {"query": "refund purchase"}
     assert isinstance(end, ToolEndEvent) and end.summary == "1 passage from policy.md" and not end.is_error
     citation = next(e for e in events if isinstance(e, CitationEvent))
@@ -137,7 +137,9 @@ async def test_parallel_tool_calls_run_concurrently(manager: RunManager, server:
     server.script = [Reply(calls=(Call("a", "ping", "{}"), Call("b", "pong", ""))), Reply(text="both ok")]
     run_id = await manager.start(ask(spec(), "go", "ws"), model=client(server), tools=[ping, pong])
     events = await collect(manager, run_id)
-    assert compact(events) == ["execution", "tool_start", "tool_start", "tool_end", "tool_end", "content*", "done"]
+    assert compact(events) == [
+        "execution", "thinking*", "tool_start", "tool_start", "tool_end", "tool_end", "content*", "done",
+    ]  # fmt: skip
     ends = [e for e in events if isinstance(e, ToolEndEvent)]
     assert [(e.id, e.summary, e.is_error) for e in ends] == [("a", "ping ok", False), ("b", "pong ok", False)]
     tool_messages = [m for m in server.requests[1]["messages"] if m["role"] == "tool"]
@@ -158,8 +160,8 @@ async def test_bad_tool_calls_go_back_to_the_model(
     server.script = [Reply(calls=(call,)), Reply(text="Sorry, let me answer without it.")]
     run_id = await manager.start(ask(spec(), "weather?", "ws"), model=client(server), tools=[lookup])
     events = await collect(manager, run_id)
-    assert compact(events) == ["execution", "tool_start", "tool_end", "content*", "done"]
-    end = events[2]
+    assert compact(events) == ["execution", "thinking*", "tool_start", "tool_end", "content*", "done"]
+    end = events[3]
     assert isinstance(end, ToolEndEvent) and (end.name, end.summary, end.is_error) == (call.name, summary, True)
     assert server.requests[1]["messages"][-1]["content"].startswith(told_model)
     stored = await store.get_run(run_id)
@@ -197,7 +199,9 @@ async def test_endless_tool_calls_stop_at_max_steps(manager: RunManager, store: 
     server.default = lambda i: Reply(calls=(Call(f"c{i}", "lookup", '{"city": "Paris"}'),))
     run_id = await manager.start(ask(spec(max_steps=3), "?", "w"), model=client(server), tools=[lookup])
     events = await collect(manager, run_id)
-    assert kinds(events) == ["execution", "tool_start", "tool_end", "tool_start", "tool_end", "error"]
+    assert kinds(events) == [
+        "execution", "thinking", "tool_start", "tool_end", "thinking", "tool_start", "tool_end", "error",
+    ]  # fmt: skip
     assert isinstance(events[-1], ErrorEvent) and events[-1].code == "max_steps"
     assert len(server.requests) == 3
     stored = await store.get_run(run_id)
@@ -209,7 +213,7 @@ async def test_token_budget_ends_the_run(manager: RunManager, store: SqlRunStore
     agent = spec(max_tokens=20)
     run_id = await manager.start(ask(agent, "?", "w"), model=client(server), tools=[lookup])
     events = await collect(manager, run_id)
-    assert kinds(events) == ["execution", "tool_start", "tool_end", "error"]
+    assert kinds(events) == ["execution", "thinking", "tool_start", "tool_end", "error"]
     assert isinstance(events[-1], ErrorEvent) and events[-1].code == "max_tokens"
     assert [r.get("max_tokens") for r in server.requests] == [20, 5]  # the remaining budget caps each call
     stored = await store.get_run(run_id)

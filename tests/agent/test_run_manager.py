@@ -39,7 +39,7 @@ async def test_replay_then_tail_with_after_seq(manager: RunManager, store: SqlRu
     assert_seq(events, run_id)  # type: ignore[arg-type]
     assert compact(events) == ["execution", "content*", "done"]  # type: ignore[arg-type]
     assert len(events) == 22 and resumed[0].seq == 6
-    assert "".join(e.text for e in events if isinstance(e, ContentEvent)) == "".join(f"w{i} " for i in range(20))
+    assert "".join(e.content for e in events if isinstance(e, ContentEvent)) == "".join(f"w{i} " for i in range(20))
     late = await collect(manager, run_id, after_seq=20)
     assert [e.seq for e in late] == [21, 22] and isinstance(late[-1], DoneEvent)
     assert await collect(manager, run_id, after_seq=22) == []
@@ -98,7 +98,7 @@ async def test_model_error_and_tool_crash(manager: RunManager, store: SqlRunStor
     )
     run_id = await manager.start(ask(SPEC, "go", "w"), model=model, tools=[explode])
     events = await collect(manager, run_id)
-    assert kinds(events) == ["execution", "tool_start", "tool_end", "error"]
+    assert kinds(events) == ["execution", "thinking", "tool_start", "tool_end", "error"]
     assert isinstance(events[-1], ErrorEvent) and (events[-1].code, events[-1].message) == (
         "model_error",
         "provider down",
@@ -127,7 +127,7 @@ async def test_concurrency_cap_per_workspace(store: SqlRunStore) -> None:
 async def test_fail_unfinished_closes_runs_of_a_crashed_process(store: SqlRunStore) -> None:
     record = RunRecord(id="run_crashed", workspace_id="w", kind="chat", status="running", model="m", input="x")
     await store.create_run(record)
-    await store.append_events("run_crashed", [ContentEvent(run_id="run_crashed", seq=1, ts=1.0, text="par")])
+    await store.append_events("run_crashed", [ContentEvent(run_id="run_crashed", seq=1, ts=1.0, content="par")])
     assert await store.fail_unfinished() == 1
     stored = await store.get_run("run_crashed")
     assert stored is not None and (stored.status, stored.error_code) == ("failed", "internal")

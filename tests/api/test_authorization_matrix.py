@@ -100,6 +100,11 @@ class World:
         self.first_ids.add(user_id)
         return user_id
 
+    def new_account(self) -> str:
+        """A user made through POST /users: a member of the first workspace only."""
+        created = self.call("admin", "POST", "/api/v1/users", json={"name": unique("user"), "role": "viewer"})
+        return self.created(created)
+
     def new_member(self, workspace_id: str) -> str:
         user_id = self.new_user()
         added = self.call("admin", "POST", f"/api/v1/workspaces/{workspace_id}/members",
@@ -121,7 +126,8 @@ PARAMS: dict[str, Builder] = {
     "agent_id": lambda w, caller, p: w.new_agent(),
     "session_id": lambda w, caller, p: w.new_session(caller if caller in ROLES else "admin"),
     "run_id": lambda w, caller, p: w.new_run(caller if caller in ROLES else "admin"),
-    "user_id": lambda w, caller, p: w.new_member(p["workspace_id"]),
+    # /workspaces/{workspace_id}/members/{user_id}: a member there; /users/{user_id}: of the first workspace
+    "user_id": lambda w, caller, p: w.new_member(p["workspace_id"]) if "workspace_id" in p else w.new_account(),
     "trigger_id": lambda w, caller, p: new_webhook_trigger(w),
     "path": lambda w, caller, p: new_webhook_trigger(w, path_only=True),
 }
@@ -150,6 +156,46 @@ def signed_delivery(w: World, caller: str, p: Params) -> dict[str, Any]:
     body = b'{"title": "llama census"}'
     headers = sign_headers(WEBHOOK_SECRETS[p["path"]], unique("msg"), body)
     return {"content": body, "headers": {**headers, "Content-Type": "application/json"}}
+
+
+def login_body(w: World, caller: str, p: Params) -> dict[str, Any]:
+    """Credentials of a user the outsider made (so that no answer carries an id of the first workspace)."""
+    name, password = unique("login"), unique("a long password")
+    made = w.call("outsider", "POST", "/api/v1/users", json={"name": name, "password": password, "role": "viewer"})
+    assert made.status_code == 201, made.text
+    return {"json": {"username": name, "password": password}}
+
+
+def own_fresh_token(w: World, caller: str, p: Params) -> dict[str, Any]:
+    """Logout revokes the token in use: each caller logs out a fresh token of its own, never the world's."""
+    if caller == "anonymous":
+        return {}
+    issued = w.call(caller, "POST", "/api/v1/tokens", json={"name": unique("session")})
+    assert issued.status_code == 201, issued.text
+    return {"headers": {"Authorization": f"Bearer {issued.json()['data']['secret']}"}}
+
+
+PASSWORDS: dict[str, str] = {}  # caller -> the password it set last (PUT /me/password needs the current one)
+
+
+def new_password(w: World, caller: str, p: Params) -> dict[str, Any]:
+    body = {"new_password": unique("a long password")}
+    if caller in PASSWORDS:
+        body["current_password"] = PASSWORDS[caller]
+    if caller != "anonymous":
+        PASSWORDS[caller] = body["new_password"]
+    return {"json": body}
+
+
+def own_session_query(w: World, caller: str, p: Params) -> dict[str, Any]:
+    """?session_id= of a session the caller opened (the outsider's own lives in its own workspace)."""
+    if caller == "anonymous":
+        return {"params": {"session_id": "chat_none"}}
+    made = w.call(caller, "POST", "/api/v1/chat/sessions", json={"title": unique("chat")})
+    assert made.status_code == 201, made.text
+    if caller != "outsider":
+        w.first_ids.add(made.json()["data"]["id"])
+    return {"params": {"session_id": made.json()["data"]["id"]}}
 
 
 def json_body(make: Callable[[World, Params], Any]) -> Builder:
@@ -234,6 +280,15 @@ ROUTES: dict[tuple[str, str], Row] = {
         json_body(lambda w, p: {"user_id": w.new_user(), "role": "viewer"})),
     ("PATCH", "/api/v1/workspaces/{workspace_id}/members/{user_id}"): admin(json_body(lambda w, p: {"role": "editor"})),
     ("DELETE", "/api/v1/workspaces/{workspace_id}/members/{user_id}"): admin(),
+    # users and login (users are managed by the admins of a workspace)
+    ("POST", "/api/v1/login"): Row(None, login_body),
+    ("POST", "/api/v1/logout"): viewer(own_fresh_token),
+    ("PUT", "/api/v1/me/password"): viewer(new_password),
+    ("GET", "/api/v1/users"): admin(),
+    ("POST", "/api/v1/users"): admin(json_body(lambda w, p: {"name": unique("user"), "role": "viewer"})),
+    ("GET", "/api/v1/users/{user_id}"): admin(),
+    ("PATCH", "/api/v1/users/{user_id}"): admin(json_body(lambda w, p: {"name": unique("user"), "role": "editor"})),
+    ("DELETE", "/api/v1/users/{user_id}"): admin(),
     # agents and their runs
     ("POST", "/api/v1/agents"): editor(named("agent")),
     ("GET", "/api/v1/agents"): viewer(),
@@ -252,8 +307,10 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/chat/sessions/{session_id}/messages/stream"): viewer(MESSAGE),
     ("POST", "/api/v1/assistant/chat"): viewer(ASK),
     ("POST", "/api/v1/assistant/messages"): viewer(ASK),
+    ("GET", "/api/v1/assistant/chat/history"): viewer(own_session_query),
     # executions (runs)
     ("GET", "/api/v1/executions"): viewer(),
+    ("GET", "/api/v1/runs"): viewer(),
     ("GET", "/api/v1/executions/{run_id}"): viewer(),
     ("GET", "/api/v1/executions/{run_id}/events"): viewer(),
     ("GET", "/api/v1/executions/{run_id}/stream"): viewer(),

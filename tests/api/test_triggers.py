@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,11 @@ def app(tmp_path_factory: pytest.TempPathFactory, embedder: Any, model_server: S
         # litellm's first import takes seconds; pay it here, not inside the timing assertions
         api.call(anyio.to_thread.run_sync, api.services.models.get_model("openai/scripted").warm_up)
         yield api
+
+
+def ts(value: str) -> float:
+    """An ISO-8601 time from the API as Unix seconds."""
+    return datetime.fromisoformat(value).timestamp()
 
 
 def new_agent(api: Api, **fields: Any) -> str:
@@ -254,7 +260,7 @@ def test_callback_gives_up_after_the_attempt_limit(app: Api, receiver: Receiver)
     finally:
         receiver.statuses.clear()
     assert row["attempts"] == 3 and [e["status_code"] for e in row["log"]] == [503, 503, 503]
-    gaps = [b["at"] - a["at"] for a, b in zip(row["log"], row["log"][1:], strict=False)]
+    gaps = [ts(b["at"]) - ts(a["at"]) for a, b in zip(row["log"], row["log"][1:], strict=False)]
     assert gaps[1] > gaps[0] >= 0.25  # exponential backoff: 0.3 s, then 0.6 s
 
 
@@ -291,19 +297,20 @@ def test_schedule_fires_on_time_and_skips_while_the_previous_run_is_still_going(
     slow = new_agent(app, model="openai/scripted", tools=[], timeout_s=60)
     trigger = new_trigger(app, name="every second", agent_id=slow, type="schedule", cron="* * * * * *",
                           timezone="Europe/Berlin", input_template="tick at {time}")
-    assert trigger["next_fire_at"] - time.time() <= 1.01
+    assert ts(trigger["next_fire_at"]) - time.time() <= 1.01
     first = wait_for(lambda: trigger_runs(app, trigger["id"]), timeout_s=5)[0]
     fired = app.request("GET", f"/api/v1/triggers/{trigger['id']}").json()["data"]
-    assert 0 <= fired["last_fired_at"] - trigger["next_fire_at"] < 0.5  # on time
-    assert abs(first["started_at"] - fired["last_fired_at"]) < 0.5
+    assert 0 <= ts(fired["last_fired_at"]) - ts(trigger["next_fire_at"]) < 0.5  # on time
+    assert abs(ts(first["started_at"]) - ts(fired["last_fired_at"])) < 0.5
     assert first["input"].startswith("tick at ") and first["input"].endswith("+01:00")
-    time.sleep(max(0.0, first["started_at"] + 2.6 - time.time()))  # two more periods fall due meanwhile
+    time.sleep(max(0.0, ts(first["started_at"]) + 2.6 - time.time()))  # two more periods fall due meanwhile
     during = app.request("GET", f"/api/v1/triggers/{trigger['id']}").json()["data"]
     assert [r["id"] for r in trigger_runs(app, trigger["id"])] == [first["id"]]  # those fires were skipped
-    assert during["next_fire_at"] >= trigger["next_fire_at"] + 3 and during["last_fired_at"] == fired["last_fired_at"]
+    assert ts(during["next_fire_at"]) >= ts(trigger["next_fire_at"]) + 3
+    assert during["last_fired_at"] == fired["last_fired_at"]
     assert app.request("POST", f"/api/v1/executions/{first['id']}/cancel").json()["data"]["cancelled"] is True
     later = wait_for(lambda: [r for r in trigger_runs(app, trigger["id"]) if r["id"] != first["id"]], timeout_s=4)
-    assert later[0]["started_at"] > first["started_at"] + 2.5  # it fires again once the run has ended
+    assert ts(later[0]["started_at"]) > ts(first["started_at"]) + 2.5  # it fires again once the run has ended
     paused = app.request("PATCH", f"/api/v1/triggers/{trigger['id']}", json={"enabled": False}).json()["data"]
     assert paused["next_fire_at"] is None
     app.request("POST", f"/api/v1/executions/{later[0]['id']}/cancel")
@@ -321,7 +328,7 @@ def test_pending_callbacks_resume_after_a_restart(tmp_path: Path, embedder: Any,
         pending = wait_for(lambda: [d for d in api.request("GET", f"/api/v1/executions/{run_id}/callbacks").json()
                                     ["data"] if d["attempts"] == 1])[0]
         assert pending["status"] == "pending"
-        assert 0.9 * 3600 - 60 < pending["next_attempt_at"] - time.time() < 1.1 * 3600  # an hour, +-10 % jitter
+        assert 0.9 * 3600 - 60 < ts(pending["next_attempt_at"]) - time.time() < 1.1 * 3600  # an hour, +-10 % jitter
     # second process on the same data: the pending delivery is retried (now due) and delivered
     with open_api(msgspec.structs.replace(settings, callback_retry_base_s=0.1), embedder) as api:
         with api.client.portal() as portal:  # make it due now, as if the hour had passed while down

@@ -22,6 +22,11 @@ from tests.e2e.conftest import LiveServer, stop_server
 pytestmark = pytest.mark.e2e
 
 
+def ts(value: str) -> float:
+    """An ISO-8601 time from the API as Unix seconds."""
+    return datetime.fromisoformat(value).timestamp()
+
+
 def trigger_runs(server: LiveServer, trigger_id: str) -> list[dict[str, Any]]:
     with server.client() as client:
         runs = client.get("/api/v1/executions", params={"kind": "trigger", "limit": 100}).json()["data"]
@@ -60,7 +65,7 @@ def test_schedule_fires_once_across_restarts(live_server_factory: Any, tmp_path:
         assert created.status_code == 201, created.text
     trigger = created.json()["data"]
     new_year = croniter("0 0 1 1 *", datetime.now(UTC)).get_next(float)
-    assert trigger["next_fire_at"] == new_year
+    assert ts(trigger["next_fire_at"]) == new_year
     stop_server(first)
 
     # 1. the fire time passes while no server runs: one fire at start-up, then from now on
@@ -72,7 +77,7 @@ def test_schedule_fires_once_across_restarts(live_server_factory: Any, tmp_path:
     boot_s = time.time() - started
     runs = wait_runs(second, trigger["id"], 1)
     caught_up = get_trigger(second, trigger["id"])
-    assert started <= caught_up["last_fired_at"] <= time.time() and caught_up["next_fire_at"] == new_year
+    assert started <= ts(caught_up["last_fired_at"]) <= time.time() and ts(caught_up["next_fire_at"]) == new_year
     assert runs[0]["input"].startswith("scheduled for " + datetime.fromtimestamp(due, UTC).strftime("%Y-%m-%dT%H"))
 
     # 2. a fire time that falls after a restart fires on time in the new process
@@ -80,16 +85,16 @@ def test_schedule_fires_once_across_restarts(live_server_factory: Any, tmp_path:
     cron = f"{fire_at.minute} {fire_at.hour} * * * {fire_at.second}"  # daily, seconds as the 6th field
     with second.client() as client:
         assert client.patch(f"/api/v1/triggers/{trigger['id']}", json={"cron": cron}).status_code == 200
-    assert get_trigger(second, trigger["id"])["next_fire_at"] == fire_at.timestamp()
+    assert ts(get_trigger(second, trigger["id"])["next_fire_at"]) == fire_at.timestamp()
     stop_server(second)
     third = live_server_factory(token=token)
     up_in_time = time.time() < fire_at.timestamp()  # else (a very loaded machine) it fires once at start-up
     # (generous: the first run of a process imports litellm, which holds up the API meanwhile)
     runs = wait_runs(third, trigger["id"], 2, timeout_s=fire_at.timestamp() - time.time() + 30)
     fired = get_trigger(third, trigger["id"])
-    late_s = fired["last_fired_at"] - fire_at.timestamp()
+    late_s = ts(fired["last_fired_at"]) - fire_at.timestamp()
     assert 0 <= late_s < 1.0 if up_in_time else late_s >= 0
-    assert fired["next_fire_at"] == (fire_at + timedelta(days=1)).timestamp()
+    assert ts(fired["next_fire_at"]) == (fire_at + timedelta(days=1)).timestamp()
 
     # 3. neither restart fired a period again: the start-up catch-up happened once, this fire once
     time.sleep(1.0)

@@ -79,6 +79,7 @@ class Server:
 
     script: list[Reply] = field(default_factory=list)
     default: Callable[[int], Reply] | None = None  # reply for request i once the script is used up
+    by_request: Callable[[dict[str, Any]], Reply] | None = None  # reply chosen from the request body itself
     requests: list[dict[str, Any]] = field(default_factory=list)
     base_url: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -90,6 +91,8 @@ class Server:
             index = len(self.requests) - 1
             if self.script:
                 return self.script.pop(0)
+        if self.by_request is not None:
+            return self.by_request(body)
         if self.default is None:
             return Reply(status=500, text="script exhausted")
         return self.default(index)
@@ -150,9 +153,13 @@ class _Http(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
-def serve(script: list[Reply] | None = None, default: Callable[[int], Reply] | None = None) -> Iterator[Server]:
+def serve(
+    script: list[Reply] | None = None,
+    default: Callable[[int], Reply] | None = None,
+    by_request: Callable[[dict[str, Any]], Reply] | None = None,
+) -> Iterator[Server]:
     """Run a scripted server on a random 127.0.0.1 port for the duration of the ``with`` block."""
-    state = Server(script=list(script or []), default=default)
+    state = Server(script=list(script or []), default=default, by_request=by_request)
     httpd = _Http(("127.0.0.1", 0), _handler(state))
     state.base_url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

@@ -1,0 +1,354 @@
+"""The OpenAPI document the app serves: Litestar's generated one, corrected to what the app really answers.
+
+One hook: ``RaglineOpenAPIConfig`` notes each operation's route facts (public or the role it needs, SSE)
+while Litestar names the operations, and hands Litestar an ``OpenAPI`` whose ``to_schema()`` (what every
+``/schema/*`` endpoint renders) rewrites the generated dict: the ``ErrorEnvelope`` replaces Litestar's
+``{status_code, detail, extra}`` body, each operation lists the error statuses it can answer, carries its
+security requirement (none on public routes) and request / response examples made from its schemas.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, fields
+from http import HTTPStatus
+from typing import Any
+
+from litestar._openapi.utils import default_operation_id_creator
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import OpenAPI
+from litestar.response import ServerSentEvent
+from litestar.types import Method
+from litestar.types.internal_types import PathParameterDefinition
+
+JSON = dict[str, Any]
+ERROR_REF = "#/components/schemas/ErrorEnvelope"
+ERROR_ENVELOPE: JSON = {"title": "ErrorEnvelope", "description": "Every error answer (never a traceback).",
+                        "type": "object", "required": ["data", "error", "message", "code"], "properties": {
+    "data": {"type": "null"},
+    "error": {"type": "string", "description": "what was refused, in a few words, e.g. 'Agent not found' (the "
+              "HTTP reason phrase where there is nothing more specific)"},
+    "message": {"type": "string", "description": "the longer explanation, for people"},
+    "code": {"type": "string", "description": "stable machine code: bad_request, unauthorized, forbidden, not_found, "
+             "conflict, payload_too_large, unsupported_media_type, invalid_input, rate_limited, internal_error, ..."},
+}}
+# status: (code, when, example message); engine errors (403, 409, 415, 429) repeat the message in ``error``
+_ERRORS: dict[int, tuple[str, str, str]] = {
+    400: ("bad_request", "Unreadable body or invalid query parameter", "a JSON request body is required"),
+    401: ("unauthorized", "No valid API token", "missing, invalid, expired or revoked API token"),
+    403: ("forbidden", "The token's role is too weak for this action", "this action needs the {role} role"),
+    404: ("not_found", "No such resource (or workspace) for this token", "The requested {kind} does not exist"),
+    409: ("conflict", "Conflicts with the resource's current state", "the {kind} changed; reload it and try again"),
+    413: ("payload_too_large", "The request body is over the limit", "request body exceeds the size limit"),
+    415: ("unsupported_media_type", "Wrong Content-Type or file type", "send the request body as application/json"),
+    422: ("invalid_input", "Well-formed request that breaks the schema or a rule",
+          "Validation failed for {method} {path}: data: Object missing required field `name`"),
+    429: ("rate_limited", "Too many requests; retry after Retry-After seconds", "rate limit exceeded for this token"),
+    500: ("internal_error", "Unexpected server error", "internal server error"),
+}
+_ENGINE_STATUSES = {403, 409, 415, 429}
+_ERROR_HEADERS: dict[int, JSON] = {
+    401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}},
+    429: {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds until a request is allowed"}},
+}
+_KINDS = {"knowledge-bases": "knowledge base", "executions": "run", "sessions": "chat session"}
+_ID_PREFIX = {"agent": "agt", "kb": "kb", "file": "file", "run": "run", "execution": "run", "session": "chat",
+              "token": "tok", "user": "usr", "workspace": "ws", "trigger": "trg", "delivery": "cbd", "chunk": "chk"}
+_OWNER_PREFIX = {"Agent": "agt", "KnowledgeBase": "kb", "File": "file", "Execution": "run", "Session": "chat",
+                 "Token": "tok", "Workspace": "ws", "Trigger": "trg", "Callback": "cbd", "Member": "usr", "User": "usr"}
+_NAMES = {"Agent": "Support agent", "Workspace": "Acme HR", "Token": "support bot", "Trigger": "Nightly digest",
+          "Member": "Ada Lovelace", "User": "Ada Lovelace", "File": "handbook.pdf", "Upload": "handbook.pdf"}
+_FAMILIES = (*_OWNER_PREFIX, "Upload")
+_TEXT = {
+    "description": "Policies and procedures for all employees.", "instructions": "Answer from the knowledge base "
+    "and cite your sources.", "query": "How many vacation days do new employees get?",
+    "input": "Summarise the vacation policy.", "content": "Summarise the vacation policy.",
+    "message": "Summarise the vacation policy.", "text": "New employees get 25 vacation days per year.",
+    "model": "ragline/extractive", "cron": "0 9 * * 1-5", "timezone": "Europe/Berlin", "mime": "application/pdf",
+    "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "file_type": "pdf",
+    "file_name": "handbook.pdf", "status": "ready", "role": "viewer", "tag": "hr", "heading_path": "Benefits",
+    "secret": "rl_q8Zt3kVb1mXo9LwPa2Rs", "webhook_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2La",
+    "callback_secret": "whsec_Xp4nB7cT2qLs9VdR1mZw8KeYh3Fa", "prefix": "rl_q8Zt3kV", "user_name": "Ada Lovelace",
+    "workspace_name": "Acme HR", "action": "token.created", "event": "run.finished", "kind": "chat",
+    "error": "the PDF is encrypted", "error_code": "model_error", "warning": "page 3 has no text layer",
+    "input_template": "New order: {{body.id}}", "path": "orders-7f3a9c", "output": "New employees get 25 days.",
+    "tool": "knowledge_search", "department": "hr", "chunk_id": "6f1c2d3e-8a4b-5c7d-9e0f-1a2b3c4d5e6f",
+    "before": "Vacation is booked in the HR portal.", "after": "Unused days carry over until March.",
+    "username": "ada", "password": "correct horse battery staple", "token": "rl_q8Zt3kVb1mXo9LwPa2Rs",
+    "token_type": "bearer",
+}
+_NUMBERS = {"score": 0.82, "progress": 1.0, "page": 1, "limit": 20, "total": 1, "total_pages": 1, "size": 48213,
+            "top_k": 10, "ordinal": 0, "char_start": 0, "char_end": 512, "attempts": 1, "status_code": 200,
+            "last_status_code": 200, "max_steps": 8, "timeout_s": 120.0, "temperature": 0.2, "seq": 1,
+            "expires_in_days": 30, "file_count": 3, "pages_total": 12, "pages_done": 12, "chunks_total": 42,
+            "chunks_done": 42, "neighbors": 0}
+DATE_TIME = "2024-01-15T10:30:00Z"
+UNIX_TIME = 1705314600.0
+_SUFFIX_NUMBERS = {"_at": UNIX_TIME, "_after": UNIX_TIME, "_before": UNIX_TIME, "_ms": 120.0, "tokens": 512}
+_HEX = "3f9c2a7b1e4d5c6a8b9d0e1f"
+_SSE_EXAMPLE = "".join(
+    f'event: {kind}\nid: {seq}\ndata: {{"type":"{kind}","run_id":"run_{_HEX}","seq":{seq},"ts":"{DATE_TIME}",'
+    f"{rest}}}\n\n"
+    for seq, kind, rest in (
+        (1, "execution", f'"execution_id":"run_{_HEX}","agent":"Support agent","model":"ragline/extractive"'),
+        (2, "content", '"content":"New employees get 25 days.","text":"New employees get 25 days."'),
+        (3, "done", '"output":"New employees get 25 days.","token_usage":{"prompt_tokens":412,'
+         '"completion_tokens":9,"total_tokens":421},"time":1.84'),
+    )
+)
+_STR = {"type": "string"}
+_WRITES = {"post", "put", "patch", "delete"}
+_METHODS = {"get", "head", *_WRITES}
+
+
+@dataclass(frozen=True)
+class RouteFacts:
+    public: bool = False
+    role: str = "admin"  # the guard's default for a route without a declared role
+    sse: bool = False
+
+
+def _envelope(data: JSON) -> JSON:
+    return {"title": "Envelope", "type": "object", "required": ["data"], "properties": {"data": data, "message": _STR}}
+
+
+def _nullable(schema: JSON) -> JSON:
+    return {"oneOf": [schema, {"type": "null"}]}
+
+
+_FILE_REF = {"$ref": "#/components/schemas/FileInfo"}
+_UPLOAD_RESULT = {"title": "UploadResult", "type": "object", "required": ["name"], "properties": {
+    "name": _STR, "file": _nullable(_FILE_REF), "error": _nullable(_STR), "code": _nullable(_STR)}}
+_WEBHOOK_ACCEPTED = _envelope({"title": "WebhookAccepted", "type": "object", "required": [
+    "run_id", "execution_id", "duplicate"], "properties": {"run_id": _nullable(_STR),
+    "execution_id": _nullable(_STR), "duplicate": {"type": "boolean"}}})
+_WEBHOOK_HEADERS = [
+    {"name": name, "in": "header", "required": True, "schema": {"type": "string"}, "example": value}
+    for name, value in (("webhook-id", "msg_2b7fQk1Z"), ("webhook-timestamp", "1705314600"),
+                        ("webhook-signature", "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4="))
+]
+# what Litestar cannot see: routes that read the raw request (multipart upload, signed webhook) and untyped answers
+_OVERRIDES: dict[tuple[str, str], JSON] = {
+    ("post", "/api/v1/knowledge-bases/{kb_id}/files"): {
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["file"], "properties": {
+                "file": {"type": "string", "contentMediaType": "application/octet-stream", "description": "repeatable"},
+                "tags": {"type": "string", "description": "comma-separated tags"},
+                "metadata": {"type": "string", "description": "a JSON object of metadata"}}}}}},
+        "success": _envelope({"oneOf": [_FILE_REF, {"type": "array", "items": _UPLOAD_RESULT}]}),
+    },
+    ("post", "/api/webhook/{path}"): {
+        "parameters": _WEBHOOK_HEADERS,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}, "example": {
+            "type": "order.created", "timestamp": DATE_TIME, "data": {"id": "ord_1042", "total": 129.9}}}}},
+        "success": _WEBHOOK_ACCEPTED, "extra": {"200": "Duplicate delivery: no new run"},
+        "errors": {401, 404, 413, 429},
+    },
+    ("post", "/api/v1/login"): {"errors": {401, 403, 404, 415, 429}},
+    ("get", "/health"): {"success": {"type": "object", "required": ["status"], "properties": {
+        "status": {"type": "string", "enum": ["ok"]}, "embedder": {"type": "string", "examples": ["all-MiniLM-L6-v2"]},
+        "vector_store": {"type": "string", "examples": ["EdgeVectorStore"]}}}},
+}
+
+
+class RaglineOpenAPI(OpenAPI):
+    """Litestar's document object; ``to_schema()`` returns the corrected document."""
+
+    route_facts: dict[str, RouteFacts]
+
+    def to_schema(self) -> dict[str, Any]:
+        return correct(super().to_schema(), getattr(self, "route_facts", {}))
+
+
+class RaglineOpenAPIConfig(OpenAPIConfig):
+    """``OpenAPIConfig`` that learns each operation's route facts and serves the corrected document."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.route_facts: dict[str, RouteFacts] = {}
+        self.operation_id_creator = self._operation_id
+
+    def _operation_id(
+        self, handler: HTTPRouteHandler, method: Method, components: list[str | PathParameterDefinition]
+    ) -> str:
+        operation_id = default_operation_id_creator(handler, method, components)
+        self.route_facts[operation_id] = RouteFacts(
+            public=bool(handler.opt.get("public")), role=str(handler.opt.get("role", "admin")),
+            sse=handler.parsed_fn_signature.return_type.is_subclass_of(ServerSentEvent),
+        )  # fmt: skip
+        return operation_id
+
+    def to_openapi_schema(self) -> OpenAPI:
+        self.route_facts = {}  # Litestar (re)builds the paths after this call, naming every operation anew
+        base = super().to_openapi_schema()
+        document = RaglineOpenAPI(**{f.name: getattr(base, f.name) for f in fields(base)})
+        document.route_facts = self.route_facts
+        return document
+
+
+def correct(doc: JSON, facts: dict[str, RouteFacts]) -> JSON:
+    """Rewrite a generated document (in place) to the error envelope, security and examples the app really has."""
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    schemas["ErrorEnvelope"] = ERROR_ENVELOPE
+    security = doc.get("security") or []
+    for path, item in doc.get("paths", {}).items():
+        for method, operation in item.items():
+            if method in _METHODS:
+                fact = facts.get(operation.get("operationId", ""), RouteFacts())
+                _correct_operation(path, method, operation, fact, schemas)
+                operation["security"] = [] if fact.public else copy.deepcopy(security)
+    return doc
+
+
+def _correct_operation(path: str, method: str, op: JSON, fact: RouteFacts, schemas: JSON) -> None:
+    override = _OVERRIDES.get((method, path), {})
+    validated = any(p.get("in") != "path" for p in op.get("parameters", []))  # Litestar checks these: 400
+    op["parameters"] = [*op.get("parameters", []), *copy.deepcopy(override.get("parameters", []))]
+    for parameter in op["parameters"]:
+        parameter.setdefault("example", sample(parameter.get("schema", {}), schemas, parameter["name"]))
+    if not op["parameters"]:
+        del op["parameters"]
+    if "requestBody" in override:
+        op["requestBody"] = copy.deepcopy(override["requestBody"])
+    body = op.get("requestBody", {}).get("content", {})
+    if "application/json" in body and "example" not in body["application/json"]:
+        body["application/json"]["example"] = sample(body["application/json"].get("schema", {}), schemas, full=False)
+    responses: JSON = op["responses"]
+    _correct_success(responses, override, fact, schemas)
+    statuses = {500, *override.get("errors", ())} | ({400} if validated else set())
+    if body and "requestBody" not in override:  # Litestar decodes it: unreadable 400, too large 413, off-schema 422
+        statuses |= {400, 413, 422}
+    if not fact.public:  # the guard: token, role, workspace, rate limit; then the handler's own checks
+        statuses |= {401, 403, 404, 422, 429} | ({400, 413, 415} if body else set())
+        statuses |= {409} if method in _WRITES else set()
+    for key in [k for k in responses if not k.startswith("2")]:
+        del responses[key]  # Litestar's {status_code, detail, extra} 400
+    for status in sorted(statuses):
+        responses[str(status)] = _error_response(status, method, path, fact, "multipart/form-data" in body)
+
+
+def _correct_success(responses: JSON, override: JSON, fact: RouteFacts, schemas: JSON) -> None:
+    first = next(r for s, r in responses.items() if s.startswith("2"))
+    for status, description in override.get("extra", {}).items():
+        responses[status] = {"description": description, "content": copy.deepcopy(first.get("content", {}))}
+    for response in [r for s, r in responses.items() if s.startswith("2")]:
+        content = response.setdefault("content", {})
+        if fact.sse:
+            content.clear()
+            content["text/event-stream"] = {"schema": {"type": "string"}, "example": _SSE_EXAMPLE}
+        if "" in content:  # a FileResponse without a media type: the file's own type, bytes in any case
+            content["application/octet-stream"] = content.pop("")
+        for media in content.values():
+            if "success" in override:
+                media["schema"] = copy.deepcopy(override["success"])
+            if "example" not in media and "examples" not in media:
+                media["example"] = sample(media.get("schema", {}), schemas)
+
+
+def _error_response(status: int, method: str, path: str, fact: RouteFacts, upload: bool) -> JSON:
+    code, description, message = _ERRORS[status]
+    if upload and status == 415:
+        message = "uploads must be multipart/form-data with the file in a field named 'file'"
+    kind, example_path = resource_kind(path), re.sub(r"{(\w+)}", lambda m: _sample_string({}, m[1], ""), path)
+    message = message.format(role=fact.role, kind=kind, method=method.upper(), path=example_path)
+    error = HTTPStatus(status).phrase
+    if status in _ENGINE_STATUSES:
+        error = message[:1].upper() + message[1:]
+    elif status == 404:
+        error = f"{kind[:1].upper()}{kind[1:]} not found"
+    example = {"data": None, "error": error, "message": message, "code": code}
+    response: JSON = {"description": description,
+                      "content": {"application/json": {"schema": {"$ref": ERROR_REF}, "example": example}}}
+    if status in _ERROR_HEADERS:
+        response["headers"] = copy.deepcopy(_ERROR_HEADERS[status])
+    return response
+
+
+def resource_kind(path: str) -> str:
+    """What a 404 on ``path`` names: the collection before the last path parameter (the workspace if none)."""
+    parts = path.strip("/").split("/")
+    params = [i for i, part in enumerate(parts) if part.startswith("{")]
+    if not params or params[-1] == 0 or parts[params[-1] - 1].startswith("{"):
+        return "workspace"
+    collection = parts[params[-1] - 1]
+    return _KINDS.get(collection, collection.removesuffix("s").replace("-", " "))
+
+
+def sample(schema: JSON, schemas: JSON, name: str = "", owner: str = "", *, full: bool = True, depth: int = 0) -> Any:
+    """A deterministic example value for ``schema``; ``full=False`` keeps an object's required properties only."""
+    if depth > 12:
+        return None
+    if "$ref" in schema:
+        ref = schema["$ref"].rsplit("/", 1)[-1]
+        target = schemas.get(ref, {})
+        merged = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+        return sample(merged, schemas, name, target.get("title", ref), full=full, depth=depth + 1)
+    if schema.get("examples") or schema.get("enum") or "const" in schema:
+        return (schema.get("examples") or schema.get("enum") or [schema.get("const")])[0]
+    for key in ("oneOf", "anyOf", "allOf"):
+        if key in schema:
+            branches = [b for b in schema[key] if b.get("type") != "null"] or schema[key]
+            merged = {**branches[0], **{k: v for k, v in schema.items() if k != key}}
+            return sample(merged, schemas, name, owner, full=full, depth=depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or "properties" in schema:
+        return _sample_object(schema, schemas, name, owner, full, depth)
+    if kind == "array":
+        return [sample(schema.get("items", {}), schemas, name.removesuffix("s"), owner, full=full, depth=depth + 1)]
+    if kind in ("integer", "number"):
+        return _sample_number(schema, name, kind)
+    if kind == "boolean":
+        return bool(schema.get("default", name in ("enabled", "active")))
+    if kind == "string":
+        return _sample_string(schema, name, owner)
+    return None if kind == "null" else {}
+
+
+def _sample_object(schema: JSON, schemas: JSON, name: str, owner: str, full: bool, depth: int) -> Any:
+    props: JSON = schema.get("properties", {})
+    if not props:
+        extra = schema.get("additionalProperties")
+        key = "department" if name == "metadata" else "key"
+        return {key: sample(extra, schemas, key, owner, depth=depth + 1)} if isinstance(extra, dict) and extra else {}
+    owner = schema.get("title", owner)
+    keys = list(props) if full or not schema.get("required") else schema["required"]
+    return {key: sample(props[key], schemas, key, owner, full=full, depth=depth + 1) for key in keys}
+
+
+def _sample_number(schema: JSON, name: str, kind: str) -> int | float:
+    suffix = next((v for k, v in _SUFFIX_NUMBERS.items() if name.endswith(k)), None)
+    default = schema.get("default")
+    value: float = _NUMBERS.get(name, suffix if suffix is not None else (
+        default if isinstance(default, int | float) else schema.get("minimum", 1)))
+    value = min(max(value, schema.get("minimum", value)), schema.get("maximum", value))
+    if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+        value = schema["exclusiveMinimum"] + 1
+    return int(value) if kind == "integer" else float(value)
+
+
+def _sample_string(schema: JSON, name: str, owner: str) -> str:
+    family = next((word for word in _FAMILIES if word in owner), "")
+    if schema.get("format") == "date-time":
+        text = DATE_TIME
+    elif name == "message" and "Envelope" in owner:
+        text = "OK"
+    elif name == "secret" and family != "Token":
+        text = _TEXT["webhook_secret"]
+    elif name in _TEXT:
+        text = _TEXT[name]
+    elif name == "id" or name.endswith("_id"):
+        stem = name.removesuffix("_id").rsplit("_", 1)[-1]
+        prefix = _OWNER_PREFIX.get(family, "id") if name == "id" else _ID_PREFIX.get(stem, stem[:4] or "id")
+        text = f"{prefix}_{_HEX}"
+    elif name == "name":
+        text = _NAMES.get(family, "Employee handbook")
+    elif name.endswith("url"):
+        text = "https://example.com/hooks/ragline"
+    else:
+        text = name.replace("_", " ") or "text"
+    min_length, max_length = schema.get("minLength", 0), schema.get("maxLength", len(text))
+    return text.ljust(min_length, "x")[:max_length]

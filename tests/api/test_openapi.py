@@ -1,0 +1,197 @@
+"""The served OpenAPI document tells the truth: error envelope, error statuses, security and examples.
+
+Generated clients read ``/schema/openapi.json``; what it documents is checked against the route table
+(which routes are public) and against real answers of the running app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import jsonschema
+import pytest
+from litestar.routes import HTTPRoute
+from openapi_spec_validator import validate
+
+from api.openapi import DATE_TIME, ERROR_REF, resource_kind, sample
+from tests.api.conftest import Api
+
+METHODS = ("get", "put", "post", "patch", "delete", "head")
+PROTECTED_ERRORS = ("401", "403", "404", "422", "429")
+ENVELOPE_KEYS = {"data", "error", "message", "code"}
+
+
+def fetch(api: Api) -> dict[str, Any]:
+    response = api.request("GET", "/schema/openapi.json")  # the schema routes are behind the guard (admin)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def operations(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            if method in METHODS:
+                yield path, method, operation
+
+
+def route_opts(api: Api) -> dict[tuple[str, str], dict[str, Any]]:
+    """(method, path template) -> the handler's ``opt`` for every documented handler of the app."""
+    found = {}
+    for route in api.client.app.routes:
+        if isinstance(route, HTTPRoute):
+            for method, (handler, _) in route.route_handler_map.items():
+                if method != "OPTIONS" and handler.resolve_include_in_schema():
+                    found[(method.lower(), route.path_format)] = dict(handler.opt)
+    return found
+
+
+def resolve(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    return schema
+
+
+def check(doc: dict[str, Any], schema: dict[str, Any], value: Any) -> None:
+    """``value`` is valid under ``schema`` (OpenAPI 3.1 schemas are JSON Schema 2020-12)."""
+    jsonschema.Draft202012Validator({**schema, "components": doc["components"]}).validate(value)
+
+
+def error_schema(response: dict[str, Any]) -> dict[str, Any]:
+    schema: dict[str, Any] = response["content"]["application/json"]["schema"]
+    return schema
+
+
+def test_document_is_valid_openapi(api: Api) -> None:
+    doc = fetch(api)
+    validate(doc)
+    assert doc["openapi"].startswith("3.1")
+    envelope = doc["components"]["schemas"]["ErrorEnvelope"]
+    assert set(envelope["required"]) == ENVELOPE_KEYS
+    assert envelope["properties"]["data"] == {"type": "null"}
+    assert all(envelope["properties"][key]["type"] == "string" for key in ("error", "message", "code"))
+
+
+def test_every_route_is_documented_with_its_security(api: Api) -> None:
+    doc, opts = fetch(api), route_opts(api)
+    documented = {(method, path) for path, method, _ in operations(doc)}
+    assert documented == set(opts)
+    schemes = set(doc["components"]["securitySchemes"])
+    for path, method, operation in operations(doc):
+        if opts[(method, path)].get("public"):
+            assert operation["security"] == [], (method, path)
+        else:
+            assert operation["security"], (method, path)
+            assert all(set(requirement) <= schemes for requirement in operation["security"])
+    assert not doc["paths"]["/health"]["get"]["security"]
+    assert not doc["paths"]["/api/webhook/{path}"]["post"]["security"]
+
+
+def test_protected_operations_list_their_errors_with_the_envelope(api: Api) -> None:
+    doc, opts = fetch(api), route_opts(api)
+    for path, method, operation in operations(doc):
+        responses = operation["responses"]
+        for status, response in responses.items():
+            if not status.startswith("2"):
+                assert error_schema(response) == {"$ref": ERROR_REF}, (method, path, status)
+        if opts[(method, path)].get("public"):
+            continue
+        assert set(PROTECTED_ERRORS) <= set(responses), (method, path, sorted(responses))
+        if "requestBody" in operation:
+            assert {"400", "413", "415", "422"} <= set(responses), (method, path)
+    upload = doc["paths"]["/api/v1/knowledge-bases/{kb_id}/files"]["post"]
+    assert "multipart/form-data" in upload["requestBody"]["content"]
+    assert {"413", "415"} <= set(upload["responses"])
+    assert set(doc["paths"]["/health"]["get"]["responses"]) == {"200", "500"}
+    webhook = doc["paths"]["/api/webhook/{path}"]["post"]["responses"]
+    assert {"401", "404", "413", "429"} <= set(webhook) and "403" not in webhook
+
+
+def test_no_litestar_default_error_body_anywhere(api: Api) -> None:
+    def walk(node: Any) -> Iterator[dict[str, Any]]:
+        if isinstance(node, dict):
+            yield node
+            for value in node.values():
+                yield from walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from walk(value)
+
+    for node in walk(fetch(api)):
+        properties = node.get("properties")
+        assert not (isinstance(properties, dict) and {"status_code", "detail"} <= set(properties)), node
+
+
+def test_every_operation_has_examples_that_match_its_schemas(api: Api) -> None:
+    doc = fetch(api)
+    for path, method, operation in operations(doc):
+        successes = {s: r for s, r in operation["responses"].items() if s.startswith("2")}
+        assert successes, (method, path)
+        for status, response in operation["responses"].items():
+            for media_type, media in response["content"].items():
+                assert "example" in media, (method, path, status, media_type)
+                if media_type == "application/json":
+                    check(doc, media["schema"], media["example"])
+        for media_type, media in operation.get("requestBody", {}).get("content", {}).items():
+            if media_type == "application/json":
+                assert "example" in media, (method, path)
+                check(doc, media["schema"], media["example"])
+        for parameter in operation.get("parameters", []):
+            check(doc, parameter["schema"], parameter["example"])
+    agent = doc["paths"]["/api/v1/agents/{agent_id}"]["get"]["responses"]
+    assert agent["404"]["content"]["application/json"]["example"]["error"] == "Agent not found"
+    assert agent["200"]["content"]["application/json"]["example"]["data"]["id"].startswith("agt_")
+    stream = doc["paths"]["/api/v1/agents/{agent_id}/run/stream"]["post"]["responses"]["200"]["content"]
+    assert set(stream) == {"text/event-stream"}
+
+
+def test_real_error_answers_match_the_documented_envelope(api: Api) -> None:
+    doc = fetch(api)
+    viewer = api.request("POST", "/api/v1/tokens", json={"name": "reader", "role": "viewer"})
+    assert viewer.status_code == 201, viewer.text
+    agents = "/api/v1/agents"
+    cases = [
+        (404, "get", "/api/v1/agents/{agent_id}", api.request("GET", f"{agents}/agt_missing")),
+        (422, "post", agents, api.request("POST", agents, json={})),
+        (401, "get", agents, api.client.request("GET", agents)),
+        (401, "get", agents, api.request("GET", agents, token="rl_not-a-token")),
+        (403, "post", agents, api.request("POST", agents, json={"name": "x"}, token=viewer.json()["data"]["secret"])),
+        (415, "post", agents, api.request("POST", agents, content=b'{"name": "x"}',
+                                          headers={"Content-Type": "text/plain"})),
+        (400, "post", agents, api.request("POST", agents, content=b"{not json",
+                                          headers={"Content-Type": "application/json"})),
+        (400, "get", agents, api.request("GET", agents, params={"limit": "0"})),
+        (404, "post", "/api/webhook/{path}", api.client.post("/api/webhook/nowhere", json={})),
+    ]
+    for status, method, path, response in cases:
+        assert response.status_code == status, (status, method, path, response.text)
+        documented = doc["paths"][path][method]["responses"][str(status)]
+        check(doc, error_schema(documented), response.json())
+        assert response.json()["data"] is None
+
+
+def test_examples_are_generated_from_the_schemas() -> None:
+    schemas = {"AgentInfo": {"title": "AgentInfo", "type": "object", "required": ["id"], "properties": {
+        "id": {"type": "string"},
+        "kb_ids": {"type": "array", "items": {"type": "string"}},
+        "mode": {"type": "string", "enum": ["dense", "sparse"]},
+        "created_at": {"type": "string", "format": "date-time"},
+        "max_tokens": {"oneOf": [{"type": "integer"}, {"type": "null"}], "minimum": 1, "maximum": 100},
+        "top_k": {"type": "integer", "minimum": 1, "maximum": 5},
+    }}}  # fmt: skip
+    value = sample({"$ref": "#/components/schemas/AgentInfo"}, schemas)
+    assert value["id"].startswith("agt_") and value["kb_ids"][0].startswith("kb_")
+    assert value["mode"] == "dense" and value["created_at"] == DATE_TIME
+    assert value["max_tokens"] is not None and 1 <= value["max_tokens"] <= 100 and value["top_k"] == 5
+    assert sample({"$ref": "#/components/schemas/AgentInfo"}, schemas, full=False) == {"id": value["id"]}
+    assert sample({"$ref": "#/components/schemas/AgentInfo"}, schemas) == value  # deterministic
+    assert resource_kind("/api/v1/agents/{agent_id}/run") == "agent"
+    assert resource_kind("/api/v1/knowledge-bases/{kb_id}/files") == "knowledge base"
+    assert resource_kind("/api/v1/agents") == "workspace"
+
+
+@pytest.mark.parametrize("path", ["/schema/openapi.json", "/schema/openapi.yaml"])
+def test_every_rendering_serves_the_corrected_document(api: Api, path: str) -> None:
+    response = api.request("GET", path)
+    assert response.status_code == 200
+    assert "ErrorEnvelope" in response.text and "Validation Exception" not in response.text  # Litestar's 400
