@@ -20,11 +20,13 @@ install: $(STAMP) ## create .venv and install Ragline with dev tools
 run: $(STAMP) ## serve the API on 127.0.0.1:8000 with the embedded defaults (./data)
 	$(BIN)/ragline serve
 
-test: $(STAMP) ## run the whole test suite
-	$(BIN)/python -m pytest -q
+TEST_WORKERS ?= 2
+
+test: $(STAMP) ## run the whole test suite (TEST_WORKERS processes, one test file each at a time)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-postgres: $(STAMP) ## API, ingest-worker and run-store suites on a throwaway PostgreSQL (needs its binaries)
-	VENV_PYTHON=$(BIN)/python bash .ci/postgres.sh
+	VENV_PYTHON=$(BIN)/python bash .ci/postgres.sh -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: $(STAMP) ## tests without the slow/e2e/crash markers
 	$(BIN)/python -m pytest -q -m "not slow and not e2e and not crash"

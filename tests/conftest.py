@@ -29,31 +29,29 @@ def embedder():
     return model
 
 
-_caught: dict[str, list[str]] = {}  # where -> refusals there (a test that expects none, or "outside tests")
-_in_tests: set[int] = set()  # indexes into network_guard.refused made during some test, expected or not
+_outside_from = 0  # refusals before the first test (imports, collection) are listed at the end
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
+def pytest_runtest_call(item: pytest.Item) -> object:
+    """A refusal the code under test swallowed fails that test (it reached for the network when it should not)."""
     before = len(network_guard.refused)
-    try:
-        return (yield)
-    finally:
-        after = len(network_guard.refused)
-        _in_tests.update(range(before, after))
-        if after > before and not getattr(getattr(item, "module", None), "EXPECTS_REFUSALS", False):
-            _caught.setdefault(item.nodeid, []).extend(network_guard.refused[before:after])
+    result = yield
+    refused = network_guard.refused[before:]
+    if refused and not getattr(getattr(item, "module", None), "EXPECTS_REFUSALS", False):
+        raise AssertionError("network guard refused: " + "; ".join(dict.fromkeys(refused)))
+    return result
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    global _outside_from
+    _outside_from = len(network_guard.refused)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Refusals a library swallowed would otherwise go unseen: list them, by test."""
-    outside = [m for i, m in enumerate(network_guard.refused) if i not in _in_tests]  # imports, collection
+    """Refusals while importing and collecting would otherwise go unseen: list them."""
+    outside = network_guard.refused[:_outside_from]
     if outside:
-        _caught["outside tests"] = outside
-    if not _caught:
-        return
-    terminalreporter.section("network guard: refused", yellow=True)
-    for where, messages in _caught.items():
-        for message in dict.fromkeys(messages):
-            count = messages.count(message)
-            terminalreporter.line(f"{where}: {message}" + (f" (x{count})" if count > 1 else ""))
+        terminalreporter.section("network guard: refused outside tests", yellow=True)
+        for message in dict.fromkeys(outside):
+            terminalreporter.line(message)
