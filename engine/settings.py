@@ -21,7 +21,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # int8 ONNX: SciFact nDCG@10 0.6455 vs 0.6451 fp32, ~1.4x less CPU per chunk, ~4x faster queries
     embedder: str = "minilm-onnx-int8"  # or "minilm" (torch fp32)
     model_cache_dir: Path = Path.home() / ".cache" / "ragline"  # the one-time ONNX export, shared by data dirs
-    torch_threads: int = 0  # 0: min(cpu_count, 4)
+    torch_threads: int = 0  # 0: min(cpu_count, 4); embedding threads for ingest (and for queries with torch)
+    query_threads: int = 1  # int8 embedder: threads of the separate query session (queries never wait for ingest)
     host: str = "127.0.0.1"
     port: int = 8000
     chunk_tokens: int = 200

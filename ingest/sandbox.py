@@ -104,7 +104,11 @@ def _address_space_bytes() -> int:
         return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
+PARSE_NICENESS = 10  # parsing is background work: interactive requests (search, chat) get the CPU first
+
+
 def _apply_limits(memory_mb: int, timeout_s: float) -> None:
+    os.nice(PARSE_NICENESS)
     limit = _address_space_bytes() + memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     # Backstop if the parent dies before it can kill us: CPU seconds beyond the wall budget end the child.

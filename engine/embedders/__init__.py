@@ -15,7 +15,11 @@ def create_embedder(settings: Settings) -> Embedder:
     if settings.embedder == "minilm-onnx-int8":
         from engine.embedders.onnx_int8 import OnnxInt8Embedder
 
-        return OnnxInt8Embedder(cache_dir=settings.model_cache_dir, threads=settings.resolved_torch_threads)
+        return OnnxInt8Embedder(
+            cache_dir=settings.model_cache_dir,
+            threads=settings.resolved_torch_threads,
+            query_threads=settings.query_threads,
+        )
     raise ValueError(f"unknown RAGLINE_EMBEDDER {settings.embedder!r} (use 'minilm' or 'minilm-onnx-int8')")
 
 

@@ -212,6 +212,7 @@ class OnnxInt8Embedder:
         cache_dir: Path,
         threads: int = 1,
         *,
+        query_threads: int = 1,
         batch_size: int = 32,
         max_batch_tokens: int = 8192,
         model_path: Path | None = None,
@@ -219,9 +220,13 @@ class OnnxInt8Embedder:
     ) -> None:
         """Configure the embedder; nothing is exported or loaded until the first call.
 
+        Queries and documents run on separate onnxruntime sessions of the same model, each with its own lock:
+        a query never waits behind a document batch (ingest), and ingest uses at most ``threads`` cores.
+
         Args:
             cache_dir: directory for the exported model (shared across processes and restarts).
-            threads: onnxruntime intra-op threads.
+            threads: onnxruntime intra-op threads for document batches (ingest).
+            query_threads: intra-op threads for queries (one is as fast as two for a 15-token query).
             batch_size: most texts per inference call.
             max_batch_tokens: most padded tokens per inference call.
             model_path: sentence-transformers model directory; defaults to the bundled weights.
@@ -229,16 +234,19 @@ class OnnxInt8Embedder:
         """
         self._cache_dir = Path(cache_dir)
         self._threads = max(1, threads)
+        self._query_threads = max(1, query_threads)
         self._batch_size = batch_size
         self._max_batch_tokens = max_batch_tokens
         self._model_path = model_path or bundled_model_path()
         self._onnx_file = onnx_file
-        self._session: Any = None
+        self._session: Any = None  # documents
+        self._query_session: Any = None
         self._tokenizer: Any = None
         self._counter: Any = None  # a second tokenizer without truncation: counts must not stop at the window
         self._load_lock = threading.Lock()
-        # one inference at a time: parallel runs on 2 cores only thrash each other's caches
+        # one inference at a time per session: parallel runs on one session only thrash each other's caches
         self._limiter = anyio.CapacityLimiter(1)
+        self._query_limiter = anyio.CapacityLimiter(1)
 
     @property
     def model_file(self) -> Path:
@@ -247,12 +255,13 @@ class OnnxInt8Embedder:
             return self._onnx_file
         return ensure_exported(self._model_path, self._cache_dir)
 
-    def _loaded(self) -> tuple[Any, Any]:
+    def _loaded(self, *, query: bool = False) -> tuple[Any, Any]:
         with self._load_lock:
             if self._session is None:
                 self._tokenizer = _load_tokenizer(self._model_path)
                 self._session = _load_session(self.model_file, self._threads)
-            return self._session, self._tokenizer
+                self._query_session = _load_session(self.model_file, self._query_threads)
+            return (self._query_session if query else self._session), self._tokenizer
 
     def warm_up(self) -> None:
         """Export (first time only) and load the model now, so the first request does not pay for it."""
@@ -265,13 +274,13 @@ class OnnxInt8Embedder:
                 self._counter = _load_tokenizer(self._model_path, truncate=False)
         return len(self._counter.encode(text, add_special_tokens=False).ids)
 
-    def encode_sync(self, texts: Sequence[str]) -> list[list[float]]:
+    def encode_sync(self, texts: Sequence[str], *, query: bool = False) -> list[list[float]]:
         """Embed ``texts`` (blocking), in input order; batched by length to cut padding."""
         if not texts:
             return []
         import numpy as np
 
-        session, tokenizer = self._loaded()
+        session, tokenizer = self._loaded(query=query)
         encodings = tokenizer.encode_batch(list(texts))
         lengths = [len(e.ids) for e in encodings]
         out = np.empty((len(texts), self.dim), dtype=np.float32)
@@ -290,7 +299,9 @@ class OnnxInt8Embedder:
         return await anyio.to_thread.run_sync(self.encode_sync, texts, limiter=self._limiter)
 
     async def embed_query(self, text: str) -> list[float]:
-        vectors = await anyio.to_thread.run_sync(self.encode_sync, [text], limiter=self._limiter)
+        vectors = await anyio.to_thread.run_sync(
+            lambda: self.encode_sync([text], query=True), limiter=self._query_limiter
+        )
         return vectors[0]
 
 

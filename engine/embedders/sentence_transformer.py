@@ -31,8 +31,10 @@ class SentenceTransformerEmbedder:
         self._model_path = model_path or bundled_model_path()
         self._model: Any = None
         self._load_lock = threading.Lock()
-        # torch runs one encode at a time well; parallel encodes on 2 cores only thrash.
+        # torch runs one encode at a time well; parallel document encodes on 2 cores only thrash. Queries have a
+        # lock of their own (inference on one module is thread-safe): a query never waits for an ingest batch.
         self._limiter = anyio.CapacityLimiter(1)
+        self._query_limiter = anyio.CapacityLimiter(1)
 
     def _loaded(self) -> Any:
         with self._load_lock:
@@ -66,5 +68,5 @@ class SentenceTransformerEmbedder:
         return await anyio.to_thread.run_sync(self.encode_sync, texts, limiter=self._limiter)
 
     async def embed_query(self, text: str) -> list[float]:
-        vectors = await anyio.to_thread.run_sync(self.encode_sync, [text], limiter=self._limiter)
+        vectors = await anyio.to_thread.run_sync(self.encode_sync, [text], limiter=self._query_limiter)
         return vectors[0]

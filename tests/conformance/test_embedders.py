@@ -207,3 +207,29 @@ async def test_close_sentences_score_higher_than_unrelated_ones(
     close, far = await dense_embedder.embed_documents([paraphrase, unrelated])
     assert cosine(query, close) > 0.5
     assert cosine(query, close) > cosine(query, far) + 0.4
+
+
+# ---- queries first ------------------------------------------------------------------------------------------------
+
+
+async def test_a_query_does_not_wait_behind_a_document_batch(dense_embedder: Embedder) -> None:
+    """Ingest embeds in large batches; a search's query embedding must not queue behind one (it used to)."""
+    import time
+
+    import anyio
+
+    batch = [f"{LONG_TEXT} ({n})" for n in range(48)]
+    timings: dict[str, float] = {}
+
+    async def ingest() -> None:
+        started = time.perf_counter()
+        await dense_embedder.embed_documents(batch)
+        timings["batch"] = time.perf_counter() - started
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ingest)
+        await anyio.sleep(0.05)  # the batch is running
+        started = time.perf_counter()
+        await dense_embedder.embed_query("what erupts from a volcano?")
+        timings["query"] = time.perf_counter() - started
+    assert timings["query"] < 0.25 * timings["batch"], timings
