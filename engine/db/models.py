@@ -141,6 +141,7 @@ class Agent(Base):
     type: Mapped[str] = mapped_column(String(32), default="simple")  # PromptRails' agent type (revision 0005)
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | inactive (inactive: no runs)
     model: Mapped[str] = mapped_column(String(200))
+    model_config_id: Mapped[str | None] = mapped_column(String(40), nullable=True)  # revision 0006
     instructions: Mapped[str] = mapped_column(Text, default="")
     tools: Mapped[list[str]] = mapped_column(JSON, default=list)
     kb_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -194,6 +195,7 @@ class Run(Base):
     session_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     trigger_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     user_id: Mapped[str | None] = mapped_column(String(40), nullable=True)  # who started it (revision 0005)
+    environment_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)  # revision 0006
     status: Mapped[str] = mapped_column(String(16))  # running | succeeded | failed | cancelled
     model: Mapped[str] = mapped_column(String(200))
     input: Mapped[str] = mapped_column(Text)
@@ -268,3 +270,70 @@ class CallbackDelivery(Base):
     log: Mapped[list[Any]] = mapped_column(JSON, default=list)
     created_at: Mapped[float] = mapped_column(Float, default=now)
     delivered_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Environment(Base):
+    """Where a run happens (dev, staging, production): variables and prompt versions are per environment."""
+
+    __tablename__ = "environments"
+    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_environment_name"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text, default="")
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Variable(Base):
+    """An environment's variable: its value is write-only, sealed at rest (``engine.secrets``)."""
+
+    __tablename__ = "variables"
+    __table_args__ = (UniqueConstraint("environment_id", "name", name="uq_variable_name"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(Text, default="")
+    value_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class ModelConfig(Base):
+    """A model configuration: a litellm model string, its endpoint and its write-only credentials.
+
+    ``workspace_id`` NULL: a system model, usable by every workspace without seeing its credentials.
+    """
+
+    __tablename__ = "model_configs"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str | None] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(String(200))
+    api_base: Mapped[str | None] = mapped_column(Text, nullable=True)
+    api_key_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
+    client_key_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
+    client_secret_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # temperature, max_tokens, ...
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class AuditRecord(Base):
+    """One write in a workspace: who (user, token), what (action, resource), when, redacted before/after."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = mapped_column(String(40), index=True)
+    actor_user_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    actor_token_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)  # e.g. agent.create, variable.update
+    resource_type: Mapped[str] = mapped_column(String(64), index=True)
+    resource_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    changes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # {field: {"before": ..., "after": ...}}
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    at: Mapped[float] = mapped_column(Float, default=now, index=True)
