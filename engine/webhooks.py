@@ -5,7 +5,9 @@ A message is signed with HMAC-SHA256 over ``"{id}.{timestamp}.{raw body}"``; the
 ``v1,<base64 digest>`` entries, so a rotated secret can be sent alongside the old one). Secrets
 are ``whsec_`` followed by the base64 of 32 random bytes; the HMAC key is the decoded bytes.
 Verification refuses timestamps more than ``tolerance_s`` away from now (replay window) and
-compares digests in constant time. No HTTP framework is involved: callers pass plain values.
+compares digests in constant time. ``parse_payload`` then reads an authentic body: a JSON object or array,
+anything else (not UTF-8, not JSON, a bare scalar, empty, NUL characters) is ``WebhookPayloadError``.
+No HTTP framework is involved: callers pass plain values.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 import secrets
 import time
 from collections.abc import Mapping
+from typing import Any
 
 SECRET_PREFIX = "whsec_"
 TOLERANCE_S = 5 * 60
@@ -28,6 +32,10 @@ MAX_ID_LENGTH = 200
 
 class WebhookVerificationError(Exception):
     """The delivery is not authentic (missing, malformed, stale or wrong signature)."""
+
+
+class WebhookPayloadError(ValueError):
+    """The delivery is authentic but its body is not a JSON object or array Ragline can store."""
 
 
 def new_secret() -> str:
@@ -100,3 +108,48 @@ def verify(
     if not matched:
         raise WebhookVerificationError("webhook signature does not match")
     return msg_id
+
+
+def parse_payload(body: bytes) -> dict[str, Any] | list[Any]:
+    """The JSON object or array an authentic delivery carries. Raises ``WebhookPayloadError``.
+
+    Refused: an empty body, bytes that are not UTF-8, text that is not one JSON document (``NaN`` and
+    ``Infinity`` are not JSON either), a bare scalar (``42``, ``"text"``, ``null``), nesting too deep to
+    parse, and NUL characters in any string (which PostgreSQL and many log sinks cannot store).
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WebhookPayloadError("the webhook body is not valid UTF-8") from None
+    if not text.strip():
+        raise WebhookPayloadError("the webhook body is empty; send a JSON object or array")
+    try:
+        parsed = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise WebhookPayloadError("the webhook body is nested too deeply") from None
+    except ValueError as exc:
+        raise WebhookPayloadError(f"the webhook body is not valid JSON: {exc}") from None
+    if not isinstance(parsed, (dict, list)):
+        raise WebhookPayloadError("the webhook body must be a JSON object or array")
+    if _has_nul(parsed):
+        raise WebhookPayloadError("strings must not contain NUL characters (\\u0000)")
+    return parsed
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _has_nul(value: Any) -> bool:
+    pending = [value]
+    while pending:  # iterative: a deep document must not exhaust the stack here either
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False

@@ -1,8 +1,11 @@
 """API tokens: issue, list, inspect, re-scope, revoke, renew, regenerate, delete, audit, validate.
 
-Every member may manage their own tokens; admins manage every token of the workspace. A token is
-never stronger than the caller's (role and knowledge-base scope), and tokens the caller may not
-manage are reported as missing (404). Secrets are shown once: in the create and regenerate answers.
+Every member (viewers included) may mint and manage tokens for themselves; admins also mint for other
+members and manage every token of the workspace. A token is never stronger than the caller's (role and
+knowledge-base scope: 403 / 422 otherwise), and tokens the caller may not manage are reported as missing
+(404). Secrets are shown once: in the create and regenerate answers. Minting (create and regenerate
+together) has a strict budget per acting user, ``RAGLINE_TOKEN_MINT_PER_MINUTE`` (10) and
+``RAGLINE_TOKEN_MINT_PER_DAY`` (100); beyond it 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -67,7 +70,8 @@ class TokenController(Controller):
     path = "/api/v1/tokens"
     tags = ["tokens"]
 
-    @post("/", opt=VIEWER, status_code=201, summary="Create a token (the secret is shown once, here)")
+    @post("/", opt=VIEWER, status_code=201,
+          summary="Create a token for yourself (admins: for any member); the secret is shown once, here")
     async def create(
         self,
         data: Annotated[TokenCreate, BodyParam(examples=[CREATE_EXAMPLE])],

@@ -17,7 +17,7 @@ from api.schemas import Body
 from api.services.callbacks import CallbackInfo
 from api.services.identity import Principal
 from api.services.triggers import TriggerFields, TriggerInfo, TriggerWithSecrets
-from engine.webhooks import WebhookVerificationError
+from engine.webhooks import WebhookPayloadError, WebhookVerificationError
 
 WEBHOOK_MAX_BODY = 256 * 1024
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
@@ -151,12 +151,21 @@ async def rotate_agent_callback_secret(
 async def receive_webhook(
     path: str, request: Request[Any, Any, Any], services: Services
 ) -> Response[Any]:
+    """The signature is checked first. Authentic deliveries: 202 (run started), 200 (a delivery id or
+    Idempotency-Key seen before: no new run), 400 ``invalid_body`` (the body is not a JSON object or array,
+    empty included: no run, and the id may be sent again with a corrected body) or 429 once the trigger's
+    ``RAGLINE_WEBHOOK_RATE_PER_MINUTE`` is spent. Unsigned or badly signed ones: 401 ``invalid_signature``,
+    then 429 once their own budget (as many per trigger and client address) is spent; they never use up the
+    sender's."""
     body = await request.body()
     headers = {k.lower(): v for k, v in request.headers.items()}
+    address = request.client.host if request.client else None
     try:
-        accepted = await services.triggers.receive_webhook(path[:200], headers, body)
+        accepted = await services.triggers.receive_webhook(path[:200], headers, body, address=address)
     except WebhookVerificationError as exc:
         return Response(error_body(401, "invalid_signature", str(exc)), status_code=401)
+    except WebhookPayloadError as exc:
+        return Response(error_body(400, "invalid_body", str(exc), error="Invalid webhook body"), status_code=400)
     if accepted.duplicate:
         return Response(ok(accepted, "Duplicate delivery: no new run"), status_code=200)
     return Response(ok(accepted, "Run started"), status_code=202)

@@ -8,6 +8,12 @@ caller's workspace, is the caller's own (admins: any member's), and is no more p
 caller's token (effective role not above the caller's, knowledge-base scope inside the caller's).
 Anything else is reported as missing (404), exactly like an unknown id. Every check reads the
 database on every request: revocation, expiry and regeneration take effect on the next request.
+
+Minting (every member for themselves, admins also for other members) has a strict budget per acting
+user: ``mint_per_minute`` and ``mint_per_day`` new secrets through create and regenerate together, in
+this process's memory; beyond it ``RateLimited`` (429 with Retry-After). Only requests that would mint
+count: refusals (a stronger role, a foreign knowledge base, another member's token) do not. Login has
+its own limits (``api.services.users``); bootstrap and the CLI are the operator's and are not counted.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
+from limits import RateLimitItemPerDay, RateLimitItemPerMinute
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -38,6 +45,7 @@ from api.services.identity import (
     lower_role,
     new_secret,
 )
+from api.services.rate_limits import Budget
 from engine.db.models import ApiToken, KnowledgeBase, Membership, TokenAudit, User, Workspace, new_id, now
 from engine.db.paging import fetch_page
 from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -97,8 +105,15 @@ def issue_token(
 
 
 class AccessService:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, mint_per_minute: int = 10, mint_per_day: int = 100
+    ) -> None:
         self.sessions = sessions
+        self.minting = Budget(
+            RateLimitItemPerMinute(max(1, mint_per_minute)),
+            RateLimitItemPerDay(max(1, mint_per_day)),
+            message="too many tokens minted by this user; try again later",
+        )
 
     async def bootstrap(self, *, secret: str | None = None) -> IssuedToken | None:
         """On an empty database: an admin user, a ``default`` workspace and an admin token."""
@@ -218,15 +233,18 @@ class AccessService:
         expires_at: float | None = None,
         user_id: str | None = None,
     ) -> IssuedTokenInfo:
-        """Issue a token for the caller (admins: for any member), never stronger than the caller's."""
+        """Issue a token for the caller (admins: for any member), never stronger than the caller's.
+        Counts against the caller's minting budget (``RateLimited`` beyond it)."""
         self._check_role_cap(principal, role)
         owner = user_id or principal.user_id
         if owner != principal.user_id and principal.role != "admin":
             raise PermissionDenied("only admins issue tokens for other members")
+        expiry = check_expiry(expires_at)
         async with self.sessions() as session:
             if await session.get(Membership, (principal.workspace_id, owner)) is None:
                 raise NotFound("user", owner)
             limited = await self._checked_kbs(session, principal, kb_ids)
+            self.minting.take(principal.user_id)
             issued = issue_token(
                 session,
                 owner,
@@ -234,7 +252,7 @@ class AccessService:
                 name=name,
                 role=role or principal.role,
                 kb_ids=limited,
-                expires_at=check_expiry(expires_at),
+                expires_at=expiry,
                 actor_token_id=principal.token_id,
             )
             await session.commit()
@@ -305,11 +323,13 @@ class AccessService:
             return TokenInfo.of(token)
 
     async def regenerate_token(self, principal: Principal, token_id: str) -> IssuedTokenInfo:
-        """A new secret (shown once); the old one stops working on the next request."""
+        """A new secret (shown once); the old one stops working on the next request. Counts against the
+        caller's minting budget, like ``create_token``."""
         async with self.sessions() as session:
             token = await self._token(session, principal, token_id)
             if not _active(token):
                 raise Conflict("a revoked or expired token cannot be regenerated")
+            self.minting.take(principal.user_id)
             secret = new_secret()
             token.secret_hash, token.prefix, token.updated_at = hash_secret(secret), secret[:10], now()
             _audit(session, token, "regenerated", principal)

@@ -2,14 +2,16 @@
 
 A trigger renders its ``input_template`` from the event (webhook body, schedule time, manual
 input) and starts a run of its agent with ``kind="trigger"``; the run is recorded and streamed like
-any other. Webhook deliveries are verified (``engine.webhooks``), rate-limited per path and
-de-duplicated by ``webhook-id`` / ``Idempotency-Key`` (``webhook_deliveries``). Secrets are
-generated here and returned only by create and rotate.
+any other. Webhook deliveries are verified (``engine.webhooks``) first, then counted: an authentic one
+against the trigger's budget (``webhook_rate_per_minute``), a refused one (unsigned, badly signed, stale)
+against a separate budget of the same size per trigger and client address, so a stranger's garbage can never
+use up the sender's. An authentic delivery must carry a JSON object or array (else ``WebhookPayloadError``,
+and its id stays unused for the corrected resend); it is de-duplicated by ``webhook-id`` /
+``Idempotency-Key`` (``webhook_deliveries``). Secrets are generated here and returned only by create and rotate.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -20,16 +22,16 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.auth import TokenBucket
 from api.services.cron import check_cron, next_fire, zone
 from api.services.identity import Principal
+from api.services.rate_limits import Budget
 from api.services.runs import RunService, RunStart
 from api.services.trigger_templates import MAX_INPUT, check_template, render_template
 from engine import webhooks
 from engine.db.models import Agent, Trigger, WebhookDelivery, new_id, now
 from engine.db.paging import fetch_page
 from engine.db.scoped import get_in_workspace
-from engine.errors import InvalidInput, NotFound, RateLimited
+from engine.errors import InvalidInput, NotFound
 from engine.ids import utc, utc_or_none
 from engine.net import IPNetwork, resolve_url_async
 from ingest.views import Page
@@ -130,7 +132,11 @@ class TriggerService:
         self.sessions = sessions
         self.runs = runs
         self.callback_networks = tuple(callback_networks)
-        self.webhook_bucket = TokenBucket(webhook_rate_per_minute)
+        # authentic deliveries per trigger; refused ones per trigger and client address, counted apart
+        self.webhook_budget = Budget.per_minute(webhook_rate_per_minute, message="too many deliveries for this webhook")
+        self.refusal_budget = Budget.per_minute(
+            webhook_rate_per_minute, message="too many unauthenticated deliveries for this webhook from this address"
+        )
         self.on_schedule_change = schedules_changed
 
     # -- definitions -----------------------------------------------------------------------------
@@ -275,23 +281,33 @@ class TriggerService:
         }
         return await self.fire(row, event, principal)
 
-    async def receive_webhook(self, path: str, headers: Mapping[str, str], body: bytes) -> WebhookAccepted:
-        """Verify, de-duplicate and start one run. Raises ``NotFound``, ``RateLimited`` or
-        ``webhooks.WebhookVerificationError`` (no run is started in any of these cases)."""
+    async def receive_webhook(
+        self, path: str, headers: Mapping[str, str], body: bytes, *, address: str | None = None
+    ) -> WebhookAccepted:
+        """Verify, count, check the body, de-duplicate and start one run.
+
+        Raises ``NotFound``, ``webhooks.WebhookVerificationError`` (while the refused deliveries of this
+        trigger from ``address`` are within their budget; ``RateLimited`` beyond), ``RateLimited`` (the
+        trigger's budget of authentic deliveries is spent) or ``webhooks.WebhookPayloadError``. No run is
+        started and the delivery id stays unused in every one of these cases.
+        """
         async with self.sessions() as session:
             row = await session.scalar(select(Trigger).where(Trigger.webhook_path == path))
         if row is None or not row.enabled or row.type != "webhook" or not row.webhook_secret:
             raise NotFound("webhook")
-        wait = self.webhook_bucket.take(row.id)
-        if wait:
-            raise RateLimited("too many deliveries for this webhook", retry_after=wait)
-        delivery_id = webhooks.verify(row.webhook_secret, headers, body)
+        try:
+            delivery_id = webhooks.verify(row.webhook_secret, headers, body)
+        except webhooks.WebhookVerificationError:
+            self.refusal_budget.take(row.id, address or "unknown")  # RateLimited once the stranger's is spent
+            raise
+        self.webhook_budget.take(row.id)
+        payload = webhooks.parse_payload(body)
         keys = [delivery_id] + ([f"idem:{headers['idempotency-key'][:190]}"] if headers.get("idempotency-key") else [])
         seen = await self._claim_delivery(row.id, keys)
         if seen is not None:
             return WebhookAccepted(run_id=seen or None, execution_id=seen or None, duplicate=True)
         try:
-            run_id = await self.fire(row, _webhook_event(row, delivery_id, body))
+            run_id = await self.fire(row, _webhook_event(row, delivery_id, body, payload))
         except BaseException:
             await self._forget_delivery(row.id, keys)  # the sender's retry may start the run later
             raise
@@ -344,15 +360,10 @@ class TriggerService:
             await session.commit()
 
 
-def _webhook_event(row: Trigger, delivery_id: str, body: bytes) -> dict[str, Any]:
-    text = body.decode("utf-8", "replace")
-    try:
-        parsed: Any = json.loads(text) if text.strip() else None
-    except (ValueError, RecursionError):
-        parsed = text
+def _webhook_event(row: Trigger, delivery_id: str, body: bytes, payload: Any) -> dict[str, Any]:
     return {
-        "input": text[:MAX_INPUT],
-        "body": parsed,
+        "input": body.decode("utf-8")[:MAX_INPUT],  # parse_payload checked that it is UTF-8
+        "body": payload,
         "webhook_id": delivery_id,
         "time": datetime.now(zone(row.timezone)).isoformat(),
         "trigger": {"id": row.id, "name": row.name, "type": row.type},

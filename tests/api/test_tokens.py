@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
-from tests.api.conftest import Api
+from tests.api.conftest import Api, make_settings, open_api
 
 TOKENS = "/api/v1/tokens"
 SECRET_FIELDS = ("secret", "secret_hash", "hash")
@@ -213,3 +214,63 @@ def test_kb_ids_must_belong_to_the_workspace(api):
     foreign = api.create_kb("theirs", token=other_admin)
     response = api.request("POST", TOKENS, json={"name": "x", "kb_ids": [foreign]})
     assert response.status_code == 422 and response.json()["data"] is None
+
+
+def test_minting_has_a_strict_budget_per_user(api):
+    """Create and regenerate mint secrets: 10 a minute per user (429 with Retry-After beyond); others are unaffected."""
+    mia, max_ = issue_user(api, "default", "mia", "viewer"), issue_user(api, "default", "max", "viewer")
+    per_minute = 10  # RAGLINE_TOKEN_MINT_PER_MINUTE, by default
+    burst = [api.request("POST", TOKENS, json={"name": f"burst {i}"}, token=mia) for i in range(40)]
+    statuses = [r.status_code for r in burst]
+    assert statuses == [201] * per_minute + [429] * (40 - per_minute), statuses
+    for refused in burst[per_minute:]:
+        assert refused.json()["data"] is None and refused.json()["code"] == "rate_limited"
+        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    minted = burst[0].json()["data"]["id"]
+    assert api.request("POST", f"{TOKENS}/{minted}/regenerate", token=mia).status_code == 429  # regenerating mints
+    assert api.request("GET", TOKENS, token=mia, params={"limit": 100}).json()["pagination"]["total"] == 11
+
+    # another user, and an admin minting for mia, spend their own budgets
+    assert create_token(api, token=max_)["role"] == "viewer"
+    mia_id = api.request("GET", "/api/v1/me", token=mia).json()["data"]["user_id"]
+    assert create_token(api, user_id=mia_id, name="from the admin")["user_id"] == mia_id
+    assert api.request("POST", f"{TOKENS}/{minted}/regenerate").status_code == 200
+    # refused requests (a stronger role, another member) are refused for what they are, not counted
+    assert api.request("POST", TOKENS, json={"name": "up", "role": "admin"}, token=max_).status_code == 403
+
+
+def test_the_minting_budget_is_configured_by_settings(tmp_path: Path, embedder: Any) -> None:
+    with open_api(make_settings(tmp_path / "data", token_mint_per_minute=3), embedder) as api:
+        statuses = [api.request("POST", TOKENS, json={"name": f"t{i}"}).status_code for i in range(4)]
+        assert statuses == [201, 201, 201, 429], statuses
+
+
+def test_minting_has_a_daily_budget_too(api):
+    from api.services.access import AccessService
+    from engine.errors import RateLimited
+
+    access = AccessService(api.services.sessions, mint_per_minute=100, mint_per_day=3)
+    admin = api.call(api.services.access.authenticate, api.token)
+
+    async def mint() -> str:
+        try:
+            await access.create_token(admin, name="daily")
+        except RateLimited as exc:
+            return f"429 after {exc.retry_after:.0f}s"
+        return "201"
+
+    outcomes = [api.call(mint) for _ in range(4)]
+    assert outcomes[:3] == ["201"] * 3 and outcomes[3].startswith("429 after"), outcomes
+    assert float(outcomes[3].split()[2].rstrip("s")) > 23 * 3600  # the day's window, not the minute's
+
+
+def test_members_mint_for_themselves_never_above_their_own_credential(api):
+    viewer = issue_user(api, "default", "val", "viewer")
+    own = create_token(api, token=viewer, name="val's script")
+    assert own["role"] == "viewer" and own["kb_ids"] is None
+    for role in ("editor", "admin"):
+        stronger = api.request("POST", TOKENS, json={"name": "up", "role": role}, token=viewer)
+        assert stronger.status_code == 403 and stronger.json()["code"] == "forbidden"
+    admin_id = api.request("GET", "/api/v1/me").json()["data"]["user_id"]
+    for_other = api.request("POST", TOKENS, json={"name": "x", "user_id": admin_id}, token=viewer)
+    assert for_other.status_code == 403  # only admins mint for other members

@@ -207,14 +207,83 @@ async def _delivery_ids(sessions: Any, trigger_id: str) -> list[str]:
         return sorted(await session.scalars(query))
 
 
+def executions_total(api: Api) -> int:
+    return int(api.request("GET", "/api/v1/executions?limit=1").json()["pagination"]["total"])
+
+
+def test_signed_deliveries_whose_body_is_not_a_json_document_are_refused(app: Api) -> None:
+    trigger = new_trigger(app, name="strict", agent_id=new_agent(app), type="webhook", input_template="{raw}")
+    secret, url = trigger["webhook_secret"], trigger["webhook_url"]
+    before = executions_total(app)
+    bodies = [b"garbage", b'{"a":', b"", b"   ", b"42", b'"just a string"', b"null", b"true",
+              b'{"a": 1} trailing', b'{"a": "\xff"}', b'{"a": "nul \\u0000"}', b"[" * 100_000]
+    for n, body in enumerate(bodies):
+        response = post_webhook(app, url, body, webhooks.sign_headers(secret, f"evt_bad_{n}", body))
+        assert response.status_code == 400, (body[:40], response.status_code, response.text[:300])
+        refused = response.json()
+        assert refused["data"] is None and refused["code"] == "invalid_body" and refused["message"], refused
+    assert trigger_runs(app, trigger["id"]) == [] and executions_total(app) == before
+
+    # the refused delivery's id was not used up: the sender's corrected resend (same id) starts the run
+    fixed = b'{"a": 1}'
+    resent = post_webhook(app, url, fixed, webhooks.sign_headers(secret, "evt_bad_0", fixed))
+    assert resent.status_code == 202, resent.text
+    assert len(trigger_runs(app, trigger["id"])) == 1 and executions_total(app) == before + 1
+    for n, body in enumerate([b"[]", b"{}", b'[{"a": "caf\\u00e9"}]']):  # arrays and objects, empty too
+        accepted = post_webhook(app, url, body, webhooks.sign_headers(secret, f"evt_ok_{n}", body))
+        assert accepted.status_code == 202, (body, accepted.text)
+
+
 def test_webhook_deliveries_are_rate_limited_per_path(tmp_path: Path, embedder: Any) -> None:
     settings = make_settings(tmp_path / "data", webhook_rate_per_minute=2)
     with open_api(settings, embedder) as api:
         trigger = new_trigger(api, name="flood", agent_id=new_agent(api), type="webhook")
-        statuses = [post_webhook(api, trigger["webhook_url"], b"{}", {}).status_code for _ in range(4)]
+        secret, url = trigger["webhook_secret"], trigger["webhook_url"]
+        # a stranger's unsigned deliveries: 401 while their own budget lasts, then 429
+        statuses = [post_webhook(api, url, b"{}", {}).status_code for _ in range(4)]
         assert statuses[:2] == [401, 401] and statuses[2:] == [429, 429]
-        limited = post_webhook(api, trigger["webhook_url"], b"{}", {})
+        limited = post_webhook(api, url, b"{}", {})
         assert int(limited.headers["Retry-After"]) >= 1 and trigger_runs(api, trigger["id"]) == []
+        # ... which is not the sender's: signed deliveries still have the trigger's whole budget
+        signed = [post_webhook(api, url, b"{}", webhooks.sign_headers(secret, f"m{i}", b"{}")) for i in range(3)]
+        assert [r.status_code for r in signed] == [202, 202, 429], [r.text for r in signed]
+        assert signed[2].json()["code"] == "rate_limited" and int(signed[2].headers["Retry-After"]) >= 1
+        assert len(trigger_runs(api, trigger["id"])) == 2
+
+
+def test_a_flood_of_unsigned_deliveries_never_locks_out_the_signed_sender(app: Api) -> None:
+    trigger = new_trigger(app, name="flooded", agent_id=new_agent(app), type="webhook")
+    secret, url = trigger["webhook_secret"], trigger["webhook_url"]
+    forged = webhooks.sign_headers(webhooks.new_secret(), "evt_forged", b"{}")
+    statuses = [post_webhook(app, url, b"{}", {} if i % 2 else forged).status_code for i in range(200)]
+    # a stranger sees 401 while their budget (per trigger and client address) lasts, then 429
+    assert set(statuses) == {401, 429} and statuses.index(429) == statuses.count(401), statuses
+    assert statuses.count(401) == app.services.settings.webhook_rate_per_minute
+    body = b'{"title": "real"}'
+    accepted = post_webhook(app, url, body, webhooks.sign_headers(secret, "evt_real", body))
+    assert accepted.status_code == 202, accepted.text
+    assert [r["id"] for r in trigger_runs(app, trigger["id"])] == [accepted.json()["data"]["run_id"]]
+
+
+def test_refused_deliveries_are_throttled_per_client_address(app: Api) -> None:
+    from engine.errors import RateLimited
+
+    trigger = new_trigger(app, name="addresses", agent_id=new_agent(app), type="webhook")
+    path = trigger["webhook_url"].rsplit("/", 1)[1]
+    receive = app.services.triggers.receive_webhook
+
+    def attempt(address: str) -> str:
+        try:
+            app.call(lambda: receive(path, {}, b"{}", address=address))
+        except webhooks.WebhookVerificationError:
+            return "401"
+        except RateLimited:
+            return "429"
+        return "accepted"
+
+    budget = app.services.settings.webhook_rate_per_minute
+    assert [attempt("203.0.113.7") for _ in range(budget + 1)] == ["401"] * budget + ["429"]
+    assert attempt("198.51.100.9") == "401"  # another address has its own budget
 
 
 def test_manual_execute_streams_and_callback_is_signed_retried_and_logged(app: Api, receiver: Receiver) -> None:
