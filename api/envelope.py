@@ -1,4 +1,5 @@
-"""The response envelope: ``{data, message}``, lists add ``pagination``, errors ``{data: null, error, message}``."""
+"""The response envelope: ``{data, message}``, lists add ``pagination``, errors
+``{data: null, error, message, code, request_id}``."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import math
 from typing import Any, Generic, TypeVar
 
 import msgspec
+
+from api.request_context import current_request_id
 
 T = TypeVar("T")
 
@@ -33,6 +36,7 @@ class ErrorEnvelope(msgspec.Struct, frozen=True):
     message: str
     code: str
     data: None = None
+    request_id: str | None = None
 
 
 def ok(data: T, message: str = "") -> Envelope[T]:
@@ -49,9 +53,15 @@ def page_of(items: list[T], *, page: int, limit: int, total: int, message: str =
     )
 
 
-def error_body(status: int, code: str, message: str, *, error: str | None = None) -> dict[str, Any]:
+def error_body(
+    status: int, code: str, message: str, *, error: str | None = None, request_id: str | None = None
+) -> dict[str, Any]:
     """``error``: what was refused, in a few words ("Agent not found"; default: the HTTP status phrase);
-    ``message``: the longer explanation; ``code``: the stable machine-readable kind."""
+    ``message``: the longer explanation; ``code``: the stable machine-readable kind; ``request_id``: the request's
+    id (``X-Request-ID``; default: the request being handled)."""
     from http import HTTPStatus
 
-    return {"data": None, "error": error or HTTPStatus(status).phrase, "message": message, "code": code}
+    return {
+        "data": None, "error": error or HTTPStatus(status).phrase, "message": message, "code": code,
+        "request_id": request_id or current_request_id(),
+    }  # fmt: skip

@@ -71,3 +71,30 @@ class BlockedDestination(EngineError):
     """An outbound URL resolves to a loopback, private, link-local or metadata address."""
 
     code = "blocked_destination"
+
+
+class Unavailable(EngineError):
+    """A dependency (the metadata database) is locked, unreachable or out of connections; retry shortly."""
+
+    code = "unavailable"
+
+    def __init__(
+        self, message: str, *, code: str | None = None, retry_after: float = 1.0, summary: str = "Service unavailable"
+    ) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+        self._summary = summary
+
+    @property
+    def summary(self) -> str:
+        return self._summary
+
+
+class StorageFull(EngineError):
+    """No space left (disk full, quota or file-size limit) while storing data; nothing partial was kept."""
+
+    code = "insufficient_storage"
+
+    @property
+    def summary(self) -> str:
+        return "Insufficient storage"

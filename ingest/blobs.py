@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from engine.errors import PayloadTooLarge
+from engine.errors import PayloadTooLarge, StorageFull
 
 _COPY_BLOCK = 1024 * 1024
 
@@ -21,6 +22,15 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def _storage_full(exc: OSError) -> StorageFull | None:
+    if exc.errno not in _FULL_ERRNOS:
+        return None
+    return StorageFull(f"not enough storage space to keep the file ({os.strerror(exc.errno or 0).lower()})")
 
 
 class BlobStore:
@@ -39,35 +49,48 @@ class BlobStore:
     def put_stream(self, source: BinaryIO, *, max_bytes: int) -> tuple[str, int]:
         """Copy ``source`` into the store while hashing; returns ``(sha256, size)``.
 
-        Raises ``PayloadTooLarge`` as soon as more than ``max_bytes`` arrive, keeping nothing.
+        Raises ``PayloadTooLarge`` as soon as more than ``max_bytes`` arrive, and ``StorageFull`` when the disk,
+        a quota or a file-size limit stops the write (ENOSPC, EDQUOT, EFBIG); either way nothing is kept.
         """
-        digest = hashlib.sha256()
-        size = 0
-        fd, tmp_name = tempfile.mkstemp(dir=self._tmp)
+        try:
+            fd, tmp_name = tempfile.mkstemp(dir=self._tmp)
+        except OSError as exc:
+            full = _storage_full(exc)
+            if full is None:
+                raise
+            raise full from exc
         tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as out:
-                while block := source.read(_COPY_BLOCK):
-                    size += len(block)
-                    if size > max_bytes:
-                        raise PayloadTooLarge(f"file is larger than the {max_bytes} byte limit")
-                    digest.update(block)
-                    out.write(block)
-                out.flush()
-                os.fsync(out.fileno())
-            key = digest.hexdigest()
-            final = self.path_for(key)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            if final.exists():
-                tmp.unlink()
-            else:
-                os.replace(tmp, final)
-                _fsync_dir(final.parent)
-            return key, size
-        except BaseException:
+            return self._fill(fd, tmp, source, max_bytes)
+        except BaseException as exc:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+            full = _storage_full(exc) if isinstance(exc, OSError) else None
+            if full is not None:
+                raise full from exc
             raise
+
+    def _fill(self, fd: int, tmp: Path, source: BinaryIO, max_bytes: int) -> tuple[str, int]:
+        digest = hashlib.sha256()
+        size = 0
+        with os.fdopen(fd, "wb") as out:
+            while block := source.read(_COPY_BLOCK):
+                size += len(block)
+                if size > max_bytes:
+                    raise PayloadTooLarge(f"file is larger than the {max_bytes} byte limit")
+                digest.update(block)
+                out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+        key = digest.hexdigest()
+        final = self.path_for(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            tmp.unlink()
+        else:
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+        return key, size
 
     def put_bytes(self, data: bytes) -> tuple[str, int]:
         import io

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import mimetypes
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
@@ -195,19 +196,26 @@ class KnowledgeService:
             status="queued",
             warnings=[],
         )
-        async with self.sessions() as session:
-            existing = await self._file_by_sha(session, kb_id, sha)
-            if existing is not None:
-                return FileInfo.of(existing, duplicate=True)
-            session.add(row)
-            try:
-                await session.commit()
-            except IntegrityError:
-                await session.rollback()
+        try:
+            async with self.sessions() as session:
                 existing = await self._file_by_sha(session, kb_id, sha)
-                if existing is None:
-                    raise
-                return FileInfo.of(existing, duplicate=True)
+                if existing is not None:
+                    return FileInfo.of(existing, duplicate=True)
+                session.add(row)
+                try:
+                    await session.commit()
+                except IntegrityError:
+                    await session.rollback()
+                    existing = await self._file_by_sha(session, kb_id, sha)
+                    if existing is None:
+                        raise
+                    return FileInfo.of(existing, duplicate=True)
+        except Exception:
+            # not recorded (database locked, unreachable or full): keep no original nobody refers to; if the
+            # database cannot even say that, the original stays for a later upload of the same bytes to reuse
+            with contextlib.suppress(Exception):
+                await self._drop_blob_if_unreferenced(sha)
+            raise
         self.notify()
         return FileInfo.of(row)
 
