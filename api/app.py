@@ -25,11 +25,15 @@ from litestar.plugins import InitPluginProtocol
 from api.auth import PUBLIC, access_guard, provide_principal
 from api.container import Services, build_services
 from api.errors import EXCEPTION_HANDLERS
+from api.request_context import RequestIdMiddleware, add_request_id_header, logging_config
 from api.routes.agents import AgentController
 from api.routes.chat import AssistantController, ChatController
+from api.routes.configuration import EnvironmentController, VariableController
 from api.routes.executions import ExecutionController, run_log
+from api.routes.governance import GOVERNANCE_HANDLERS
 from api.routes.health import health
 from api.routes.knowledge import UPLOAD_OVERHEAD, FileController, KnowledgeBaseController
+from api.routes.models import ModelController, SystemModelController
 from api.routes.search import SearchController
 from api.routes.tokens import TokenController
 from api.routes.triggers import TRIGGER_HANDLERS
@@ -57,7 +61,8 @@ class RaglineCore(InitPluginProtocol):
         app_config.route_handlers.extend([
             health, KnowledgeBaseController, SearchController, upload_router, AgentController, ExecutionController,
             run_log, ChatController, AssistantController, TokenController, WorkspaceController, me, *TRIGGER_HANDLERS,
-            AuthController, UserController, *self.extra_handlers,
+            AuthController, UserController, EnvironmentController, VariableController, ModelController,
+            SystemModelController, *GOVERNANCE_HANDLERS, *self.extra_handlers,
         ])  # fmt: skip
         services = self.services
         app_config.dependencies.update({
@@ -67,6 +72,10 @@ class RaglineCore(InitPluginProtocol):
         app_config.state.update({"services": services})  # the guard runs before dependency injection
         app_config.guards.append(access_guard)
         app_config.exception_handlers.update(EXCEPTION_HANDLERS)
+        # request ids: current while any route runs (logs, envelopes), a header on every response (router 404s too)
+        app_config.middleware.append(RequestIdMiddleware())
+        app_config.before_send.append(add_request_id_header)
+        app_config.logging_config = logging_config(settings.log_level)
         app_config.lifespan.append(self._lifespan)
         app_config.request_max_body_size = JSON_BODY_LIMIT
         if settings.cors_origins:

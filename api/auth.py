@@ -18,6 +18,8 @@ from litestar.enums import RequestEncodingType
 from litestar.exceptions import ClientException
 from litestar.handlers.base import BaseRouteHandler
 
+from api.audit import open_audit_scope
+from api.request_context import current_request_id
 from api.services.access import AccessService
 from api.services.identity import NotAuthenticated, Principal
 from engine.errors import InvalidInput, PermissionDenied, RateLimited, UnsupportedMediaType
@@ -73,6 +75,8 @@ async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: 
     if not principal.has_role(needed):
         raise PermissionDenied(f"this action needs the {needed} role")
     connection.state.principal = principal
+    method = connection.scope.get("method", "GET")  # a WebSocket handshake writes nothing
+    open_audit_scope(str(method), str(connection.scope.get("path_template", "")), principal, current_request_id())
     if isinstance(connection, Request) and takes_json_body(handler):
         await check_json_body(connection)
 

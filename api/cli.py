@@ -41,11 +41,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     create.add_argument("--role", choices=["viewer", "editor", "admin"], default="editor")
     create.add_argument("--user", default="cli-user")
     create.add_argument("--name", default="cli token")
+    keys = sub.add_parser("secrets", help="the key that seals variables and model credentials at rest")
+    keys_sub = keys.add_subparsers(dest="secrets_command", required=True)
+    keys_sub.add_parser("rotate", help="a new key in <data dir>/secret.key, every secret resealed, the old key dropped")
+    keys_sub.add_parser("reseal", help="reseal every secret with the first key (after changing RAGLINE_SECRET_KEY)")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     try:
         if args.command == "serve":
             return _serve(settings, args.host, args.port)
+        if args.command == "secrets":
+            return asyncio.run(_secrets(settings, args.secrets_command))
         return asyncio.run(_run_offline(settings, args))
     except EngineError as exc:
         print(f"ragline: {exc.message}", file=sys.stderr)
@@ -56,9 +62,14 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     import uvicorn
 
     from api.app import create_app
+    from api.request_context import uvicorn_log_config
 
-    # one process: the embedded Qdrant shard has a single owner
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port, log_level="info")
+    # one process: the embedded Qdrant shard has a single owner; uvicorn's lines (access lines too) carry the
+    # request id, like the app's own (api.request_context)
+    uvicorn.run(
+        create_app(settings), host=host or settings.host, port=port or settings.port, log_level="info",
+        log_config=uvicorn_log_config(),
+    )  # fmt: skip
     return 0
 
 
@@ -89,6 +100,25 @@ async def _run_offline(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     finally:
         await services.close()
+
+
+async def _secrets(settings: Settings, command: str) -> int:
+    """Rotation: seal everything with the current key; with a key file, make a new key first and drop the old."""
+    from engine.secrets import add_key, drop_old_keys
+
+    if command == "rotate":
+        if settings.secret_key:
+            raise EngineError("the keys come from RAGLINE_SECRET_KEY: put a new key first there and run 'reseal'")
+        print(f"new key {add_key(settings.data_dir)}")
+    services = await open_services(settings)
+    try:
+        count = await services.variables.reseal_all() + await services.model_configs.reseal_all()
+    finally:
+        await services.close()
+    print(f"resealed {count} secrets with key {services.variables.box.current_id}")
+    if command == "rotate":
+        print(f"dropped {drop_old_keys(settings.data_dir)} old key(s)")
+    return 0
 
 
 async def _workspace_id(services: Services, name: str) -> str:

@@ -17,27 +17,34 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+import engine.db.audit  # noqa: F401  (registers the audit log's flush listener)
 from api.auth import TokenBucket
 from api.services.access import AccessService
 from api.services.agents import AgentService
+from api.services.audit_log import AuditLogService
 from api.services.background import Wakeup
 from api.services.callbacks import CallbackService
 from api.services.chat import ChatService
+from api.services.environments import EnvironmentService
 from api.services.executions import ExecutionService
+from api.services.model_configs import ModelConfigService
+from api.services.run_stats import RunStatsService
 from api.services.runs import RunService
 from api.services.scheduler import Scheduler
 from api.services.triggers import TriggerService
 from api.services.users import UserService
+from api.services.variables import VariableService
 from api.services.workspaces import WorkspaceService
 from engine.db.run_store import SqlRunStore
 from engine.db.session import create_engine, migrate, session_factory
 from engine.embedders import create_embedder, create_sparse_encoder
-from engine.models import create_model_provider
+from engine.models import cost_usd, create_model_provider
 from engine.net import allowed_networks
 from engine.ports import Embedder, IndexBuilder, ModelProvider, SparseEncoder, VectorStore
 from engine.rerankers import load_reranker
 from engine.retrieval import Retriever
 from engine.runs import RunManager
+from engine.secrets import load_secret_box
 from engine.settings import Settings
 from engine.stores import create_vector_store
 from ingest.blobs import BlobStore
@@ -72,6 +79,11 @@ class Services:
     triggers: TriggerService
     scheduler: Scheduler
     users: UserService
+    environments: EnvironmentService
+    variables: VariableService
+    model_configs: ModelConfigService
+    audit_log: AuditLogService
+    run_stats: RunStatsService
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack, repr=False)
 
     @property
@@ -111,7 +123,10 @@ def build_services(
 ) -> Services:
     """Wire everything from settings. ``embedder`` and ``models`` replace the configured adapters."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = create_engine(settings.resolved_database_url)
+    db = create_engine(
+        settings.resolved_database_url, busy_timeout_s=settings.db_busy_timeout_s,
+        pool_timeout_s=settings.db_pool_timeout_s, connect_timeout_s=settings.db_connect_timeout_s,
+    )  # fmt: skip
     sessions = session_factory(db)
     embedder = embedder or create_embedder(settings)
     sparse = create_sparse_encoder()
@@ -135,10 +150,15 @@ def build_services(
         sessions=sessions, allowed=networks, max_attempts=settings.callback_max_attempts,
         retry_base_s=settings.callback_retry_base_s,
     )  # fmt: skip
-    agents = AgentService(sessions=sessions, settings=settings)
+    box = load_secret_box(settings.secret_key, settings.data_dir)
+    environments = EnvironmentService(sessions)
+    variables = VariableService(sessions, box, environments)
+    model_configs = ModelConfigService(sessions, box, allowed=allowed_networks(settings.model_allow_networks))
+    agents = AgentService(sessions=sessions, settings=settings, model_configs=model_configs)
     runs = RunService(
         manager=run_manager, models=models, agents=agents, knowledge=knowledge, retriever=retriever,
-        callbacks=callbacks, default_model=settings.default_model,
+        callbacks=callbacks, environments=environments, variables=variables, model_configs=model_configs,
+        default_model=settings.default_model,
     )  # fmt: skip
     schedules_changed = Wakeup()
     triggers = TriggerService(
@@ -147,7 +167,9 @@ def build_services(
     )  # fmt: skip
     return Services(
         settings=settings, db=db, sessions=sessions, embedder=embedder, sparse=sparse, store=store,
-        retriever=retriever, knowledge=knowledge, worker=worker, access=AccessService(sessions),
+        retriever=retriever, knowledge=knowledge, worker=worker, access=AccessService(
+            sessions, mint_per_minute=settings.token_mint_per_minute, mint_per_day=settings.token_mint_per_day
+        ),
         workspaces=WorkspaceService(sessions, knowledge),
         request_limiter=TokenBucket(settings.rate_limit_per_minute), models=models, run_store=run_store,
         run_manager=run_manager, agents=agents, callbacks=callbacks, runs=runs,
@@ -159,6 +181,8 @@ def build_services(
             attempts_per_user=settings.login_rate_per_user_per_minute,
             attempts_per_address=settings.login_rate_per_address_per_minute,
         ),
+        environments=environments, variables=variables, model_configs=model_configs,
+        audit_log=AuditLogService(sessions), run_stats=RunStatsService(sessions, cost_usd),
     )  # fmt: skip
 
 

@@ -33,6 +33,8 @@ ERROR_ENVELOPE: JSON = {"title": "ErrorEnvelope", "description": "Every error an
     "message": {"type": "string", "description": "the longer explanation, for people"},
     "code": {"type": "string", "description": "stable machine code: bad_request, unauthorized, forbidden, not_found, "
              "conflict, payload_too_large, unsupported_media_type, invalid_input, rate_limited, internal_error, ..."},
+    "request_id": {"type": "string", "description": "the request's id, also in the X-Request-ID response header "
+                   "(the client's X-Request-ID when usable: printable ASCII, at most 128 characters)"},
 }}
 # status: (code, when, example message); engine errors (403, 409, 415, 429) repeat the message in ``error``
 _ERRORS: dict[int, tuple[str, str, str]] = {
@@ -47,11 +49,16 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
           "Validation failed for {method} {path}: data: Object missing required field `name`"),
     429: ("rate_limited", "Too many requests; retry after Retry-After seconds", "rate limit exceeded for this token"),
     500: ("internal_error", "Unexpected server error", "internal server error"),
+    503: ("database_unavailable", "The metadata database is locked or unreachable; retry after Retry-After seconds",
+          "the database is busy; retry shortly"),
+    507: ("insufficient_storage", "No space left to store the upload; nothing partial was kept",
+          "not enough storage left for this upload"),
 }
 _ENGINE_STATUSES = {403, 409, 415, 429}
 _ERROR_HEADERS: dict[int, JSON] = {
     401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}},
     429: {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds until a request is allowed"}},
+    503: {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds until a retry may succeed"}},
 }
 _KINDS = {"knowledge-bases": "knowledge base", "executions": "run", "sessions": "chat session"}
 _ID_PREFIX = {"agent": "agt", "kb": "kb", "file": "file", "run": "run", "execution": "run", "session": "chat",
@@ -144,9 +151,9 @@ _OVERRIDES: dict[tuple[str, str], JSON] = {
         "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}, "example": {
             "type": "order.created", "timestamp": DATE_TIME, "data": {"id": "ord_1042", "total": 129.9}}}}},
         "success": _WEBHOOK_ACCEPTED, "extra": {"200": "Duplicate delivery: no new run"},
-        "errors": {401, 404, 413, 429},
+        "errors": {400, 401, 404, 413, 429, 503},
     },
-    ("post", "/api/v1/login"): {"errors": {401, 403, 404, 415, 429}},
+    ("post", "/api/v1/login"): {"errors": {401, 403, 404, 415, 422, 429, 503}},
     ("get", "/health"): {"success": {"type": "object", "required": ["status"], "properties": {
         "status": {"type": "string", "enum": ["ok"]}, "embedder": {"type": "string", "examples": ["all-MiniLM-L6-v2"]},
         "vector_store": {"type": "string", "examples": ["EdgeVectorStore"]}}}},
@@ -221,10 +228,12 @@ def _correct_operation(path: str, method: str, op: JSON, fact: RouteFacts, schem
     if body and "requestBody" not in override:  # Litestar decodes it: unreadable 400, too large 413, off-schema 422
         statuses |= {400, 413, 422}
     if not fact.public:  # the guard: token, role, workspace, rate limit; then the handler's own checks
-        statuses |= {401, 403, 404, 422, 429} | ({400, 413, 415} if body else set())
+        statuses |= {401, 403, 404, 422, 429, 503} | ({400, 413, 415} if body else set())
         statuses |= {409} if method in _WRITES else set()
     for key in [k for k in responses if not k.startswith("2")]:
         del responses[key]  # Litestar's {status_code, detail, extra} 400
+    if "multipart/form-data" in body:
+        statuses.add(507)
     for status in sorted(statuses):
         responses[str(status)] = _error_response(status, method, path, fact, "multipart/form-data" in body)
 
@@ -351,4 +360,9 @@ def _sample_string(schema: JSON, name: str, owner: str) -> str:
     else:
         text = name.replace("_", " ") or "text"
     min_length, max_length = schema.get("minLength", 0), schema.get("maxLength", len(text))
-    return text.ljust(min_length, "x")[:max_length]
+    text = text.ljust(min_length, "x")[:max_length]
+    pattern = schema.get("pattern")
+    if pattern and not re.search(pattern, text):  # e.g. identifiers: the first common shape that fits
+        text = next((c for c in (text.replace(" ", "_").upper(), text.replace(" ", "-").lower(), "example")
+                     if re.search(pattern, c)), text)
+    return text

@@ -6,6 +6,7 @@ These are what a model adapter speaks. The agent loop turns ``ModelEvent``s into
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgspec
@@ -69,3 +70,25 @@ class Finish(msgspec.Struct, frozen=True, tag="finish"):
 
 
 ModelEvent = TextDelta | ReasoningDelta | ToolCallReady | UsageReport | Finish
+
+
+@dataclass(frozen=True)
+class ModelEndpoint:
+    """Where and as whom a configured model is called: a model configuration's opened credentials.
+
+    Built server-side only (never from a request); the secrets are left out of ``repr`` so a log line or a
+    traceback cannot carry them.
+    """
+
+    config_id: str
+    version: str  # changes when the configuration changes (clients are cached per version)
+    model: str
+    api_base: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    client_key: str | None = field(default=None, repr=False)
+    client_secret: str | None = field(default=None, repr=False)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.api_key, self.client_key, self.client_secret) if s)

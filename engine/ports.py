@@ -7,7 +7,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from engine.llm import ModelEvent, ModelRequest
+from engine.llm import ModelEndpoint, ModelEvent, ModelRequest
 from engine.types import (
     ChunkRecord,
     MetadataValue,
@@ -108,10 +108,11 @@ class ModelClient(Protocol):
 class ModelProvider(Protocol):
     """Picks the client for a model name (``ragline/extractive``, ``openai/gpt-4o-mini``, ...).
 
-    Raises ``InvalidInput`` for a name no client serves. Cheap: clients import their SDK lazily.
+    ``endpoint``: a model configuration's endpoint and credentials (else the server's). Raises ``InvalidInput``
+    for a name no client serves. Cheap: clients import their SDK lazily.
     """
 
-    def get_model(self, name: str) -> ModelClient: ...
+    def get_model(self, name: str, endpoint: ModelEndpoint | None = None) -> ModelClient: ...
 
     def warm_up(self) -> None:
         """Import and configure what the default model needs (blocking), so the first run does not pay."""

@@ -49,6 +49,7 @@ class RunRecord(msgspec.Struct, kw_only=True):
     session_id: str | None = None
     trigger_id: str | None = None
     user_id: str | None = None  # who started it (a trigger's runs: "trigger:<id>")
+    environment_id: str | None = None
     output: str | None = None
     error: str | None = None
     error_code: str | None = None
@@ -162,7 +163,8 @@ class RunManager:
         record = RunRecord(
             id=run_id, workspace_id=request.workspace_id, kind=request.kind, status="running", model=spec.model,
             input=request.user_input, agent_id=request.agent_id, session_id=request.session_id,
-            trigger_id=request.trigger_id, user_id=request.user_id, started_at=time.time(),
+            trigger_id=request.trigger_id, user_id=request.user_id, environment_id=request.environment_id,
+            started_at=time.time(),
         )  # fmt: skip
         live = _LiveRun(
             record=record, spec=spec, trace=RunTrace(), hooks=[*self._hooks, *on_finish],

@@ -115,3 +115,30 @@ def load_secret_box(configured: str, data_dir: Path) -> SecretBox:
         finally:
             draft.unlink()
     return SecretBox([decode_key(line) for line in path.read_text().split() if line.strip()])
+
+
+def _write_keys(path: Path, keys: Sequence[bytes]) -> None:
+    draft = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("".join(encode_key(k) + "\n" for k in keys))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(draft, path)
+
+
+def add_key(data_dir: Path) -> str:
+    """Put a new key first in ``data_dir/secret.key`` (old keys stay, to open what they sealed); its id."""
+    path = data_dir / KEY_FILE
+    old = [decode_key(line) for line in path.read_text().split() if line.strip()] if path.exists() else []
+    key = new_key()
+    _write_keys(path, [key, *old])
+    return key_id(key)
+
+
+def drop_old_keys(data_dir: Path) -> int:
+    """Keep only the current key in ``data_dir/secret.key`` (after everything was resealed); how many went."""
+    path = data_dir / KEY_FILE
+    keys = [decode_key(line) for line in path.read_text().split() if line.strip()]
+    _write_keys(path, keys[:1])
+    return len(keys) - 1

@@ -45,6 +45,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sse_ping_interval_s: float = 15.0
     rate_limit_per_minute: int = 600
     cors_origins: tuple[str, ...] = ()
+    # seals variables and model credentials at rest (comma-separated base64 keys, the first seals; empty: a key
+    # generated into <data dir>/secret.key with 0600 permissions on first start)
+    secret_key: str = ""
+    # networks a workspace's model configuration may point its api_base into despite the SSRF guard
+    model_allow_networks: tuple[str, ...] = ()
     log_level: str = "INFO"
     bootstrap_token: str = ""  # fixes the first admin token (automated deployments); printed otherwise
     # outbound run callbacks: networks exempt from the SSRF guard (operator opt-in, e.g. "127.0.0.1/32")
@@ -55,6 +60,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     login_token_ttl_s: float = 12 * 3600.0  # lifetime of the API token POST /api/v1/login issues
     login_rate_per_user_per_minute: int = 10  # login attempts per username (429 beyond)
     login_rate_per_address_per_minute: int = 30  # login attempts per client address (429 beyond)
+    # metadata database waits: a request that cannot get its lock, a pooled connection or a server connection
+    # within these answers 503 (Retry-After) instead of hanging; see engine.db.session.create_engine
+    db_busy_timeout_s: float = 2.0  # SQLite busy timeout: how long a statement waits for another writer's lock
+    db_pool_timeout_s: float = 5.0  # how long a request waits for a free pooled connection
+    db_connect_timeout_s: float = 5.0  # how long opening a connection to a database server may take
+    token_mint_per_minute: int = 10  # new token secrets (create, regenerate) per acting user (429 beyond)
+    token_mint_per_day: int = 100  # the same, per day
 
     @property
     def resolved_database_url(self) -> str:
@@ -91,7 +103,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"invalid configuration: {exc}") from exc
 
 
-_LISTS = ("cors_origins", "callback_allow_networks")
+_LISTS = ("cors_origins", "callback_allow_networks", "model_allow_networks")
 
 
 def _decode(kind: type, value: Any) -> Any:

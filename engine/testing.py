@@ -10,7 +10,7 @@ import msgspec
 
 from engine.errors import ModelError
 from engine.events import ErrorEvent, RunEvent, decode_event, encode_event
-from engine.llm import ModelEvent, ModelRequest
+from engine.llm import ModelEndpoint, ModelEvent, ModelRequest
 from engine.ports import ModelClient
 from engine.runs import RunRecord
 
@@ -59,7 +59,7 @@ class StaticModelProvider:
         self.client = client
         self.names: list[str] = []  # every name asked for, in order
 
-    def get_model(self, name: str) -> ModelClient:
+    def get_model(self, name: str, endpoint: ModelEndpoint | None = None) -> ModelClient:
         self.names.append(name)
         return self.client
 

@@ -33,6 +33,7 @@ class AgentCreate(Body):
     description: Annotated[str, Meta(max_length=10_000)] = ""
     type: AgentType = "simple"  # PromptRails' agent type; Ragline runs every type as one tool loop
     status: AgentStatus = "active"
+    model_config_id: Annotated[str, Meta(min_length=1, max_length=64)] | None = None  # see /models
     model: ModelName | None = None
     instructions: Annotated[str, Meta(max_length=100_000)] = ""
     tools: Annotated[list[ToolName], Meta(max_length=20)] | None = None
@@ -50,6 +51,7 @@ class AgentUpdate(Body):
     description: Annotated[str, Meta(max_length=10_000)] | None = None
     type: AgentType | None = None
     status: AgentStatus | None = None
+    model_config_id: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
     model: ModelName | None = None
     instructions: Annotated[str, Meta(max_length=100_000)] | None = None
     tools: Annotated[list[ToolName], Meta(max_length=20)] | None = None
@@ -63,9 +65,10 @@ class AgentUpdate(Body):
 
 
 class RunBody(Body):
-    """Only the input: model, api_base and credentials come from the agent and the server's configuration."""
+    """The input and where to run: model, api_base and credentials come from the agent's configuration only."""
 
     input: Annotated[str, Meta(min_length=1, max_length=100_000)]
+    environment: Annotated[str, Meta(min_length=1, max_length=64)] | None = None  # id or name; default: default
 
 
 class RunStarted(msgspec.Struct, frozen=True):
@@ -114,12 +117,14 @@ class AgentController(Controller):
     async def run_agent(
         self, agent_id: str, data: RunBody, services: Services, principal: Principal
     ) -> Envelope[RunStarted]:
-        run_id = await services.runs.start(principal, RunStart(user_input=data.input, agent_id=agent_id))
+        start = RunStart(user_input=data.input, agent_id=agent_id, environment=data.environment)
+        run_id = await services.runs.start(principal, start)
         return ok(RunStarted(run_id=run_id, execution_id=run_id), "Run started")
 
     @post("/{agent_id:str}/run/stream", opt=VIEWER, status_code=200, summary="Start a run and stream its events (SSE)")
     async def run_agent_stream(
         self, agent_id: str, data: RunBody, request: Request[Any, Any, Any], services: Services, principal: Principal
     ) -> ServerSentEvent:
-        run_id = await services.runs.start(principal, RunStart(user_input=data.input, agent_id=agent_id))
+        start = RunStart(user_input=data.input, agent_id=agent_id, environment=data.environment)
+        run_id = await services.runs.start(principal, start)
         return stream_run(services, principal, run_id, 0)

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.services.identity import Principal
+from api.services.model_configs import ModelConfigService
 from engine.agent.spec import HTTP_FETCH, KNOWLEDGE_SEARCH
 from engine.db.models import Agent, KnowledgeBase, new_id, now
 from engine.db.paging import fetch_page
@@ -29,6 +30,7 @@ class AgentInfo(msgspec.Struct, frozen=True, kw_only=True):
     description: str
     type: str
     status: str  # inactive agents keep their definition but start no runs
+    model_config_id: str | None  # a model configuration (its model and credentials) instead of a bare model
     model: str
     instructions: str
     tools: list[str]
@@ -57,6 +59,7 @@ class AgentFields(msgspec.Struct, kw_only=True):
     type: str | None = None
     status: str | None = None
     model: str | None = None
+    model_config_id: str | None = None
     instructions: str | None = None
     tools: list[str] | None = None
     kb_ids: list[str] | None = None
@@ -69,9 +72,12 @@ class AgentFields(msgspec.Struct, kw_only=True):
 
 
 class AgentService:
-    def __init__(self, *, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    def __init__(
+        self, *, sessions: async_sessionmaker[AsyncSession], settings: Settings, model_configs: ModelConfigService
+    ) -> None:
         self.sessions = sessions
         self.settings = settings
+        self.model_configs = model_configs
 
     # -- definitions -----------------------------------------------------------------------------
 
@@ -87,7 +93,9 @@ class AgentService:
         if missing:
             raise InvalidInput(f"unknown knowledge base: {missing[0]}")
 
-    async def _check_fields(self, fields: AgentFields) -> None:
+    async def _check_fields(self, principal: Principal, fields: AgentFields) -> None:
+        if fields.model_config_id:  # the configuration's model is the agent's model
+            fields.model = await self.model_configs.check_usable(principal.workspace_id, fields.model_config_id)
         unknown = [t for t in fields.tools or [] if t not in KNOWN_TOOLS]
         if unknown:
             raise InvalidInput(f"unknown tool {unknown[0]!r}; available: {', '.join(KNOWN_TOOLS)}")
@@ -97,7 +105,7 @@ class AgentService:
             await resolve_url_async(fields.callback_url, allowed=allowed)
 
     async def create(self, principal: Principal, fields: AgentFields) -> AgentInfo:
-        await self._check_fields(fields)
+        await self._check_fields(principal, fields)
         values = {k: v for k, v in msgspec.structs.asdict(fields).items() if v is not None}
         values.setdefault("model", self.settings.default_model)
         values.setdefault("tools", [KNOWLEDGE_SEARCH])
@@ -123,7 +131,7 @@ class AgentService:
             return Page(items=[AgentInfo.of(r) for r in rows], page=page, limit=limit, total=total)
 
     async def update(self, principal: Principal, agent_id: str, fields: AgentFields) -> AgentInfo:
-        await self._check_fields(fields)
+        await self._check_fields(principal, fields)
         async with self.sessions() as session:
             row = await self._row(session, principal.workspace_id, agent_id)
             if fields.kb_ids is not None:

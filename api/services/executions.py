@@ -35,6 +35,7 @@ class ExecutionInfo(msgspec.Struct, frozen=True, kw_only=True):
     session_id: str | None
     trigger_id: str | None
     user_id: str | None
+    environment_id: str | None
     output: str | None
     error: str | None
     error_code: str | None

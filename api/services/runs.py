@@ -14,9 +14,13 @@ import msgspec
 
 from api.services.agents import AgentInfo, AgentService
 from api.services.callbacks import CallbackService
+from api.services.environments import EnvironmentService
 from api.services.identity import Principal
+from api.services.model_configs import ModelConfigService
+from api.services.variables import VariableService, references, substitute
 from engine.agent.registry import build_tools
 from engine.agent.spec import KNOWLEDGE_SEARCH, AgentSpec
+from engine.db.audit import audit_scope
 from engine.errors import Conflict, NotFound
 from engine.llm import Message
 from engine.ports import ModelProvider, Tool
@@ -42,6 +46,7 @@ class RunStart(msgspec.Struct, frozen=True, kw_only=True):
     session_id: str | None = None
     user_message_id: str | None = None
     trigger_id: str | None = None
+    environment: str | None = None  # an environment's id or name (default: the workspace's default)
 
 
 class RunService:
@@ -54,6 +59,9 @@ class RunService:
         knowledge: KnowledgeService,
         retriever: Retriever,
         callbacks: CallbackService,
+        environments: EnvironmentService,
+        variables: VariableService,
+        model_configs: ModelConfigService,
         default_model: str,
     ) -> None:
         self.manager = manager
@@ -62,18 +70,30 @@ class RunService:
         self.knowledge = knowledge
         self.retriever = retriever
         self.callbacks = callbacks
+        self.environments = environments
+        self.variables = variables
+        self.model_configs = model_configs
         self.default_model = default_model
 
     async def start(self, principal: Principal, start: RunStart, *, on_finish: Sequence[FinishedHook] = ()) -> str:
         """Start the run in the background; returns its id (the run is recorded when this returns)."""
+        environment = await self.environments.resolve(principal.workspace_id, start.environment)
+        endpoint = None
         if start.agent_id is not None:
             agent = await self.agents.get(principal, start.agent_id)
             if agent.status != "active":
                 raise Conflict(f"agent {agent.name!r} is {agent.status}: activate it to run it")
             spec, tools = self._agent_plan(principal, agent)
+            if agent.model_config_id:  # the configuration's model, endpoint and credentials, never a request's
+                endpoint = await self.model_configs.endpoint(principal.workspace_id, agent.model_config_id)
+                spec = msgspec.structs.replace(spec, model=endpoint.model)
         else:
             spec, tools = await self._assistant_plan(principal, start.kb_ids)
-        model = self.models.get_model(spec.model)
+        names = references(spec.instructions)
+        if names:  # {{vars.NAME}}: resolved here, on the server, from the run's environment
+            values = await self.variables.values(principal.workspace_id, environment.id, names)
+            spec = msgspec.structs.replace(spec, instructions=substitute(spec.instructions, values))
+        model = self.models.get_model(spec.model, endpoint)
         hooks = list(on_finish)
         if start.kind != "chat":  # run.finished callbacks go to agents' and triggers' subscribers
             hooks += self.callbacks.hooks_for(start.agent_id, start.trigger_id)
@@ -81,8 +101,13 @@ class RunService:
             spec=spec, user_input=start.user_input, workspace_id=principal.workspace_id, kind=start.kind,
             history=start.history, agent_id=start.agent_id, session_id=start.session_id,
             user_message_id=start.user_message_id, trigger_id=start.trigger_id, user_id=principal.user_id,
+            environment_id=environment.id,
         )  # fmt: skip
-        return await self.manager.start(request, model=model, tools=tools, on_finish=hooks)
+        quiet = audit_scope.set(None)  # a run's writes are its own record, not configuration changes to audit
+        try:
+            return await self.manager.start(request, model=model, tools=tools, on_finish=hooks)
+        finally:
+            audit_scope.reset(quiet)
 
     async def readable_kbs(self, principal: Principal, requested: Sequence[str] | None = None) -> tuple[str, ...]:
         """``requested`` checked (an unreadable one is ``NotFound``), or every base the caller may read."""

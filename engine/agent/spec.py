@@ -59,4 +59,5 @@ class RunRequest(msgspec.Struct, frozen=True, kw_only=True):
     user_message_id: str | None = None  # the stored chat message this run answers
     trigger_id: str | None = None
     user_id: str | None = None  # who starts it
+    environment_id: str | None = None  # where it runs (variables and prompt versions come from there)
     run_id: str | None = None  # default: a new id

@@ -7,6 +7,7 @@ can set ``api_base`` or ``api_key`` (CVE-2024-6587: a client-chosen ``api_base``
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from engine.errors import ModelError
 from engine.llm import (
     Finish,
     Message,
+    ModelEndpoint,
     ModelEvent,
     ModelRequest,
     ReasoningDelta,
@@ -39,6 +41,9 @@ def configure_litellm() -> Any:
     if not _configured:
         litellm.suppress_debug_info = True
         litellm.disable_hf_tokenizer_download = True
+        # at DEBUG these SDKs log whole requests: prompts with resolved variables, sometimes headers
+        for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "openai", "httpx", "httpcore"):
+            logging.getLogger(name).setLevel(max(logging.getLogger(name).level, logging.WARNING))
         _configured = True
     return litellm
 
@@ -91,6 +96,21 @@ class _Assembler:
         self.calls: dict[int, _ToolCallParts] = {}
         self.finish: str | None = None
         self.usage: UsageReport | None = None
+        self.produced = False  # any text, reasoning or tool-call fragment
+
+    def answered(self, response: Any) -> bool:
+        """Whether the provider gave a choice: output, or at least a finish reason of its own.
+
+        A chunk with ``choices: []`` (the usage-only chunk that ends a normal stream, or a proxy's
+        empty answer) is no choice. litellm's stream wrapper always ends with a ``finish_reason`` chunk
+        of its own ("stop" when the provider sent none), so a finish reason counts only when the
+        wrapper says it came from the provider.
+        """
+        if self.produced:
+            return True
+        if hasattr(response, "received_finish_reason"):
+            return bool(response.received_finish_reason or getattr(response, "intermittent_finish_reason", None))
+        return self.finish is not None
 
     def feed(self, chunk: Any) -> list[ModelEvent]:
         events: list[ModelEvent] = []
@@ -106,8 +126,11 @@ class _Assembler:
                 events.append(TextDelta(delta.content))
             for tc in getattr(delta, "tool_calls", None) or ():
                 self._add_call_delta(tc)
+                self.produced = True
             if choice.finish_reason:
                 self.finish = choice.finish_reason
+        if events:
+            self.produced = True
         return events
 
     def _add_call_delta(self, tc: Any) -> None:
@@ -158,10 +181,27 @@ class LiteLLMModelClient:
         self._max_retries = max_retries
         self._api_base = api_base
         self._api_key = api_key
+        self._secrets: tuple[str, ...] = ()  # every credential to scrub from error text (set by for_endpoint)
         self._timeout_s = timeout_s
         self._extra = dict(extra or {})
         self._stall_timeout_s = stall_timeout_s
         self._litellm: Any = None  # imported on first use, off the event loop
+
+    @classmethod
+    def for_endpoint(cls, endpoint: ModelEndpoint) -> LiteLLMModelClient:
+        """A client for one model configuration: its endpoint, credentials and default parameters."""
+        defaults = ("temperature", "max_tokens", "top_p")
+        extra: dict[str, Any] = {k: v for k, v in endpoint.params.items() if k in defaults}
+        if endpoint.client_key:  # e.g. Azure AD client credentials
+            extra["client_id"] = endpoint.client_key
+        if endpoint.client_secret:
+            extra["client_secret"] = endpoint.client_secret
+        client = cls(
+            api_base=endpoint.api_base, api_key=endpoint.api_key, extra=extra,
+            timeout_s=float(endpoint.params.get("timeout_s", 60)),
+        )  # fmt: skip
+        client._secrets = endpoint.secrets
+        return client
 
     def warm_up(self) -> None:
         """Import litellm now (blocking), so the first run does not pay for it."""
@@ -197,11 +237,16 @@ class LiteLLMModelClient:
 
     def _error(self, exc: BaseException) -> ModelError:
         kind = type(exc).__name__
-        secrets = (self._api_key,) if self._api_key else ()
+        secrets = self._secrets or ((self._api_key,) if self._api_key else ())
         return ModelError(f"model call failed ({kind}): {redact(str(exc), secrets)}")
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
-        """Stream one model call. Raises ``ModelError`` on provider errors, timeouts and stalls."""
+        """Stream one model call.
+
+        Raises ``ModelError`` on provider errors, timeouts, stalls, and on a response without any
+        choice (no text, no tool call, no finish reason: e.g. only ``choices: []`` chunks), which
+        would otherwise end the run as a successful empty answer.
+        """
         assembler = _Assembler()
         if self._litellm is None:
             self._litellm = await anyio.to_thread.run_sync(configure_litellm)
@@ -228,6 +273,10 @@ class LiteLLMModelClient:
                     yield event
         finally:
             await _close_quietly(iterator)
+        if not assembler.answered(response):
+            raise ModelError(
+                "the model returned no answer (no choices): its response held no text, tool call or finish reason"
+            )
         for event in assembler.tail():
             yield event
 
@@ -240,3 +289,17 @@ async def _close_quietly(iterator: Any) -> None:
     # closing a broken stream must not mask the real error
     with anyio.CancelScope(shield=True), anyio.move_on_after(2), contextlib.suppress(Exception):
         await aclose()
+
+
+def cost_usd(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+    """What litellm's bundled price map says a call cost (``None``: a model it has no price for)."""
+    if model.startswith("ragline/"):
+        return 0.0
+    litellm = configure_litellm()
+    try:
+        prompt, completion = litellm.cost_per_token(
+            model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+        )
+    except Exception:  # litellm raises for models it does not know
+        return None
+    return float(prompt) + float(completion)

@@ -12,7 +12,9 @@ from engine.agent.knowledge_tool import KnowledgeSearchTool
 from engine.agent.spec import AgentSpec
 from engine.agent.tools import function_tool
 from engine.db.run_store import SqlRunStore
+from engine.errors import ModelError
 from engine.events import CitationEvent, DoneEvent, ErrorEvent, ToolEndEvent, ToolStartEvent
+from engine.llm import Finish, Message, ModelRequest, TextDelta
 from engine.models.litellm_client import LiteLLMModelClient
 from engine.runs import RunManager
 from tests.agent.helpers import API_KEY, ask, assert_seq, chunk, collect, compact, kinds, other_tasks
@@ -268,3 +270,69 @@ async def test_shutdown_cancels_running_runs(store: SqlRunStore, server: Server)
     stored_events = await store.list_events(run_id)
     assert kinds(stored_events)[0] == "execution" and kinds(stored_events)[-1] == "error"
     assert_seq(stored_events, run_id)
+
+
+def _no_choice_replies() -> dict[str, Reply]:
+    base = {"id": "chatcmpl-empty", "created": 1700000000, "model": "scripted"}
+    usage = {"prompt_tokens": 7, "completion_tokens": 0, "total_tokens": 7}
+    return {
+        "stream of choices [] then usage": Reply(no_choices=True),
+        "stream of choices [] only": Reply(no_choices=True, usage=None),
+        "completion object without choices": Reply(
+            raw=({**base, "object": "chat.completion", "choices": [], "usage": usage},)
+        ),
+        "empty delta without finish": Reply(
+            raw=({**base, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}}]},)
+        ),
+        "json body without choices": Reply(json_body={**base, "object": "chat.completion", "choices": []}),
+    }
+
+
+@pytest.mark.parametrize("case", list(_no_choice_replies()))
+async def test_adapter_refuses_a_stream_without_choices(server: Server, case: str) -> None:
+    server.script = [_no_choice_replies()[case]]
+    request = ModelRequest(model="openai/scripted", messages=(Message(role="user", content="hi"),))
+    seen: list[object] = []
+    with pytest.raises(ModelError, match=r"no answer \(no choices\)"):
+        async for event in client(server).stream(request):
+            seen.append(event)
+    assert not [e for e in seen if isinstance(e, (TextDelta, Finish))]
+
+
+_FINISH_ONLY = {
+    "id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+    "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(text=""),  # a role chunk with "" content, finish "stop", then a usage-only chunk (choices [])
+        Reply(text="Fine.", usage=(3, 1)),  # real content, then the usage-only chunk
+        Reply(raw=(_FINISH_ONLY,)),  # no output, but the provider's own finish reason
+    ],
+    ids=["empty text with finish", "text then usage-only chunk", "finish reason only"],
+)
+async def test_adapter_accepts_answers_that_had_a_choice(server: Server, reply: Reply) -> None:
+    server.script = [reply]
+    request = ModelRequest(model="openai/scripted", messages=(Message(role="user", content="hi"),))
+    events = [e async for e in client(server).stream(request)]
+    assert isinstance(events[-1], Finish)
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == reply.text
+
+
+async def test_no_choices_fails_the_run_with_model_error(
+    manager: RunManager, store: SqlRunStore, server: Server
+) -> None:
+    server.script = [Reply(no_choices=True)]
+    run_id = await manager.start(ask(spec(), "hi", "ws"), model=client(server), tools=[])
+    events = await collect(manager, run_id)
+    assert kinds(events) == ["execution", "error"]
+    assert_seq(events, run_id)
+    error = events[-1]
+    assert isinstance(error, ErrorEvent) and error.code == "model_error"
+    assert "no answer (no choices)" in error.message
+    stored = await store.get_run(run_id)
+    assert stored is not None and (stored.status, stored.error_code, stored.output) == ("failed", "model_error", None)
+    assert len(server.requests) == 1

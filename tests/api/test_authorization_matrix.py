@@ -129,6 +129,16 @@ PARAMS: dict[str, Builder] = {
     # /workspaces/{workspace_id}/members/{user_id}: a member there; /users/{user_id}: of the first workspace
     "user_id": lambda w, caller, p: w.new_member(p["workspace_id"]) if "workspace_id" in p else w.new_account(),
     "trigger_id": lambda w, caller, p: new_webhook_trigger(w),
+    "environment_id": lambda w, caller, p: w.created(
+        w.call("admin", "POST", "/api/v1/environments", json={"name": unique("env")})),
+    "variable_id": lambda w, caller, p: w.created(
+        w.call("admin", "POST", "/api/v1/variables", json={"name": unique("VAR").replace("-", "_"), "value": "v"})),
+    "model_id": lambda w, caller, p: w.created(
+        w.call("admin", "POST", "/api/v1/models", json={"name": unique("model"), "model": "openai/x"})),
+    # system models are global: never counted as the first workspace's objects
+    "system_model_id": lambda w, caller, p: w.call(
+        "admin", "POST", "/api/v1/system-models", json={"name": unique("sys"), "model": "openai/x"},
+    ).json()["data"]["id"],
     "path": lambda w, caller, p: new_webhook_trigger(w, path_only=True),
 }
 WEBHOOK_SECRETS: dict[str, str] = {}  # webhook path -> its signing secret (to send valid deliveries)
@@ -214,6 +224,7 @@ def upload(w: World, caller: str, p: Params) -> dict[str, Any]:
 class Row:
     role: str | None  # minimum role; None: public
     send: Builder | None = None  # extra request kwargs (json=..., files=...)
+    outsider: str | None = None  # what the outsider gets when it differs from the rule (global objects)
 
 
 PUBLIC = Row(None)
@@ -327,6 +338,35 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("GET", "/api/v1/executions/{run_id}/callbacks"): viewer(),
     ("POST", "/api/v1/agents/{agent_id}/callback-secret"): editor(),
     ("POST", "/api/webhook/{path}"): Row(None, signed_delivery),
+    # configuration: environments, variables, models (system models: only the first workspace's admins write)
+    ("GET", "/api/v1/environments"): viewer(),
+    ("POST", "/api/v1/environments"): admin(named("env")),
+    ("GET", "/api/v1/environments/{environment_id}"): viewer(),
+    ("PATCH", "/api/v1/environments/{environment_id}"): admin(json_body(lambda w, p: {"description": "d"})),
+    ("DELETE", "/api/v1/environments/{environment_id}"): admin(),
+    ("GET", "/api/v1/variables"): viewer(),
+    ("POST", "/api/v1/variables"): editor(json_body(lambda w, p: {"name": unique("V").replace("-", "_"), "value": "x"})),
+    ("GET", "/api/v1/variables/{variable_id}"): viewer(),
+    ("PATCH", "/api/v1/variables/{variable_id}"): editor(json_body(lambda w, p: {"value": "y"})),
+    ("DELETE", "/api/v1/variables/{variable_id}"): editor(),
+    ("GET", "/api/v1/models"): viewer(),
+    ("GET", "/api/v1/models/providers"): viewer(),
+    ("POST", "/api/v1/models"): admin(json_body(lambda w, p: {"name": unique("model"), "model": "openai/x"})),
+    ("GET", "/api/v1/models/{model_id}"): viewer(),
+    ("PATCH", "/api/v1/models/{model_id}"): admin(json_body(lambda w, p: {"api_key": "sk-new"})),
+    ("DELETE", "/api/v1/models/{model_id}"): admin(),
+    ("GET", "/api/v1/system-models"): admin(),
+    ("GET", "/api/v1/system-models/visible"): viewer(),
+    ("POST", "/api/v1/system-models"): Row(
+        "admin", json_body(lambda w, p: {"name": unique("sys"), "model": "openai/x"}), outsider="403"),
+    ("GET", "/api/v1/system-models/{system_model_id}"): Row("viewer", outsider="ok"),
+    ("PATCH", "/api/v1/system-models/{system_model_id}"): Row(
+        "admin", json_body(lambda w, p: {"api_key": "sk-new"}), outsider="403"),
+    ("DELETE", "/api/v1/system-models/{system_model_id}"): Row("admin", outsider="403"),
+    # governance
+    ("GET", "/api/v1/roles"): viewer(),
+    ("GET", "/api/v1/audit"): admin(),
+    ("GET", "/api/v1/executions/stats"): viewer(),
 }
 
 FRAMEWORK_METHODS = {"OPTIONS", "HEAD"}  # Litestar adds OPTIONS to every path itself
@@ -346,7 +386,8 @@ def route_inventory(app: Any) -> set[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[World]:
-    settings = make_settings(tmp_path_factory.mktemp("matrix") / "data", rate_limit_per_minute=1_000_000)
+    settings = make_settings(tmp_path_factory.mktemp("matrix") / "data", rate_limit_per_minute=1_000_000,
+                             token_mint_per_minute=1_000_000, token_mint_per_day=1_000_000)  # builders mint a lot
     with open_api(settings, embedder) as api:
         w = World(api=api, tokens={"admin": api.token})
         for role in ("viewer", "editor"):
@@ -385,7 +426,7 @@ def expected(row: Row, caller: str, addresses_object: bool) -> str:
     if caller == "anonymous":
         return "401"
     if caller == "outsider":
-        return "404" if addresses_object else "ok"
+        return row.outsider or ("404" if addresses_object else "ok")
     return "ok" if ROLES.index(caller) >= ROLES.index(row.role) else "403"
 
 

@@ -80,7 +80,7 @@ def test_error_envelope_and_codes(ragline: Ragline) -> None:
         assert missing.status_code == 404
         assert missing.json() == {
             "data": None, "error": "Agent not found", "message": "The requested agent does not exist",
-            "code": "not_found",
+            "code": "not_found", "request_id": missing.headers["x-request-id"],
         }  # fmt: skip
         assert client.post("/api/v1/agents", json={"name": ""}).status_code == 422  # validation error
         assert client.post("/api/v1/knowledge-bases", json={"name": "handbook"}).status_code == 409  # exists

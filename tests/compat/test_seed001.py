@@ -24,7 +24,9 @@ def test_login_me_run_and_logout(ragline: Ragline) -> None:
         assert session["token"] and session["expires_at"].endswith("Z") and session["user"]["role"] == "editor"
         wrong = anonymous.post("/api/v1/login", json={"username": "ops-lead", "password": "wrong"})
         unknown = anonymous.post("/api/v1/login", json={"username": "nobody", "password": "wrong"})
-        assert wrong.status_code == unknown.status_code == 401 and wrong.json() == unknown.json()
+        assert wrong.status_code == unknown.status_code == 401
+        assert wrong.json()["request_id"] != unknown.json()["request_id"]
+        assert {**wrong.json(), "request_id": ""} == {**unknown.json(), "request_id": ""}
     with ragline.client(Authorization=f"Bearer {session['token']}") as client:
         # GET /api/me: current user and role
         me = client.get("/api/v1/me").json()["data"]

@@ -4,7 +4,9 @@ Each POST to ``/v1/chat/completions`` takes the next ``Reply`` from the script (
 ``Server.default`` once the script is used up) and streams it as SSE chunks exactly as
 OpenAI does: text, ``reasoning_content``, tool-call deltas split across chunks, a
 ``finish_reason`` chunk and a final usage chunk. Replies can also stall or fail with an
-HTTP status. Every request body is recorded in ``Server.requests``.
+HTTP status, or misbehave like a broken provider or proxy: chunks with no choices at all
+(``no_choices``), exact objects of the test's own (``raw``), or a plain JSON body instead of
+a stream (``json_body``). Every request body is recorded in ``Server.requests``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ class Reply:
     stall_after_chunks: int | None = None  # stop sending (keep the connection open) after N chunks
     split: int = 3  # pieces per text / argument string
     delay_s: float = 0.0  # pause between chunks
+    no_choices: bool = False  # every chunk has ``choices: []`` (then the usage chunk, if any)
+    json_body: dict[str, Any] | None = None  # answer with this JSON object (application/json), no stream
+    raw: tuple[dict[str, Any], ...] | None = None  # stream exactly these objects as SSE data, then [DONE]
 
 
 def _pieces(text: str, n: int) -> list[str]:
@@ -56,6 +61,15 @@ def reply_chunks(reply: Reply, model: str = "scripted") -> list[dict[str, Any]]:
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
+    if reply.raw is not None:
+        return [dict(obj) for obj in reply.raw]
+    if reply.no_choices:
+        out = [{**base, "choices": []} for _ in range(2)]
+        if reply.usage is not None:
+            prompt, completion = reply.usage
+            usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+            out.append({**base, "choices": [], "usage": usage})
+        return out
     out = [chunk({"role": "assistant", "content": ""})]
     out += [chunk({"reasoning_content": p}) for p in _pieces(reply.reasoning, reply.split)]
     out += [chunk({"content": p}) for p in _pieces(reply.text, reply.split)]
@@ -81,6 +95,7 @@ class Server:
     default: Callable[[int], Reply] | None = None  # reply for request i once the script is used up
     by_request: Callable[[dict[str, Any]], Reply] | None = None  # reply chosen from the request body itself
     requests: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)  # each request's headers (lower-case names)
     base_url: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _closing: threading.Event = field(default_factory=threading.Event)
@@ -98,6 +113,19 @@ class Server:
         return self.default(index)
 
 
+def _frames(reply: Reply, model: str, closing: threading.Event) -> Iterator[bytes]:
+    """The SSE frames of one streamed reply, paced as scripted, ``[DONE]`` last; a stall holds the
+    connection open without sending anything (until the server closes) and sends no ``[DONE]``."""
+    for n, chunk in enumerate(reply_chunks(reply, model)):
+        if reply.stall_after_chunks is not None and n >= reply.stall_after_chunks:
+            closing.wait(30)
+            return
+        if reply.delay_s:
+            time.sleep(reply.delay_s)
+        yield f"data: {json.dumps(chunk)}\n\n".encode()
+    yield b"data: [DONE]\n\n"
+
+
 def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -109,25 +137,25 @@ def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = json.loads(self.rfile.read(length) or b"{}")
+            server.headers.append({k.lower(): v for k, v in self.headers.items()})
             reply = server.next_reply(body)
             if reply.status != 200:
                 self._send_error(reply)
-                return
+            elif reply.json_body is not None:
+                self._send_json(reply.json_body)
+            else:
+                self._stream(reply, body.get("model", "scripted"))
+
+        def _stream(self, reply: Reply, model: str) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Cache-Control", "no-cache")
             self.send_header("Connection", "close")
             self.end_headers()
             self.close_connection = True
-            for n, chunk in enumerate(reply_chunks(reply, body.get("model", "scripted"))):
-                if reply.stall_after_chunks is not None and n >= reply.stall_after_chunks:
-                    server._closing.wait(30)  # hold the connection open, send nothing
+            for frame in _frames(reply, model, server._closing):
+                if not self._write(frame):
                     return
-                if reply.delay_s:
-                    time.sleep(reply.delay_s)
-                if not self._write(f"data: {json.dumps(chunk)}\n\n".encode()):
-                    return
-            self._write(b"data: [DONE]\n\n")
 
         def _write(self, data: bytes) -> bool:
             try:
@@ -136,6 +164,14 @@ def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
                 return True
             except (BrokenPipeError, ConnectionResetError):
                 return False
+
+        def _send_json(self, payload: dict[str, Any]) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self._write(data)
 
         def _send_error(self, reply: Reply) -> None:
             data = json.dumps({"error": {"message": reply.text or "scripted failure", "type": "server_error"}}).encode()
