@@ -13,7 +13,7 @@ import ipaddress
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio.to_thread
 
@@ -37,6 +37,20 @@ class Target:
     host: str
     port: int
     addresses: tuple[str, ...]
+
+    @property
+    def host_header(self) -> str:
+        """The ``Host`` header for ``url`` (RFC 9110: an IPv6 literal in brackets, the default port left out)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == (443 if self.scheme == "https" else 80) else f"{host}:{self.port}"
+
+    def pinned_url(self, url: str | None = None) -> str:
+        """``url`` (default: the checked one, of the same host) sent to the first checked address:
+        connecting there never asks DNS again. Send ``host_header`` as Host (and ``host`` as TLS SNI)."""
+        parts = urlsplit(url or self.url)
+        address = self.addresses[0]
+        literal = f"[{address}]" if ipaddress.ip_address(address.split("%", 1)[0]).version == 6 else address
+        return urlunsplit((parts.scheme, f"{literal}:{self.port}", parts.path or "/", parts.query, ""))
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:

@@ -12,7 +12,6 @@ address (never re-resolving), exactly like ``http_fetch``; redirects are not fol
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import random
@@ -20,7 +19,6 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import msgspec
@@ -36,7 +34,7 @@ from engine.db.scoped import get_in_workspace
 from engine.errors import BlockedDestination, NotFound
 from engine.events import RunEvent
 from engine.ids import iso, utc, utc_or_none
-from engine.net import IPNetwork, Target, resolve_url_async
+from engine.net import IPNetwork, resolve_url_async
 from engine.runs import FinishedHook, RunRecord
 from ingest.views import Page
 
@@ -112,13 +110,6 @@ def payload_of(record: RunRecord) -> dict[str, Any]:
             "latency_ms": record.latency_ms,
         },
     }
-
-
-def _pinned(target: Target) -> str:
-    parts = urlsplit(target.url)
-    address = target.addresses[0]
-    host = f"[{address}]" if ipaddress.ip_address(address.split("%", 1)[0]).version == 6 else address
-    return urlunsplit((parts.scheme, f"{host}:{target.port}", parts.path or "/", parts.query, ""))
 
 
 class CallbackService:
@@ -268,11 +259,11 @@ class CallbackService:
             headers = {
                 "Content-Type": "application/json",
                 "User-Agent": "ragline-callbacks/1",
-                "Host": target.host if target.port in (80, 443) else f"{target.host}:{target.port}",
+                "Host": target.host_header,
                 **webhooks.sign_headers(secret, row.id, body),
             }
             async with httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=ATTEMPT_TIMEOUT_S) as client:
-                request = client.build_request("POST", _pinned(target), headers=headers, content=body)
+                request = client.build_request("POST", target.pinned_url(), headers=headers, content=body)
                 if target.scheme == "https":
                     request.extensions["sni_hostname"] = target.host
                 response = await client.send(request)

@@ -12,7 +12,7 @@ import ipaddress
 from collections.abc import Sequence
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin
 
 import anyio
 import httpx
@@ -20,7 +20,7 @@ import msgspec
 
 from engine.agent.spec import HTTP_FETCH
 from engine.errors import BlockedDestination
-from engine.net import IPNetwork, Target, resolve_url_async
+from engine.net import IPNetwork, resolve_url_async
 from engine.ports import ToolContext, ToolResult
 
 
@@ -49,13 +49,6 @@ def html_to_text(html: str) -> str:
     return "\n".join(parser.parts)
 
 
-def _pinned_url(target: Target, url: str) -> str:
-    parts = urlsplit(url)
-    address = target.addresses[0]
-    host = f"[{address}]" if ipaddress.ip_address(address).version == 6 else address
-    return urlunsplit((parts.scheme, f"{host}:{target.port}", parts.path or "/", parts.query, ""))
-
-
 class FetchResult(msgspec.Struct, frozen=True):
     url: str
     status: int
@@ -72,9 +65,8 @@ async def fetch_text(
         async with httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=timeout_s) as client:
             for _hop in range(max_redirects + 1):
                 target = await resolve_url_async(url, allowed=allowed)
-                host_header = target.host if target.port in (80, 443) else f"{target.host}:{target.port}"
                 extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-                request = client.build_request("GET", _pinned_url(target, url), headers={"Host": host_header})
+                request = client.build_request("GET", target.pinned_url(), headers={"Host": target.host_header})
                 request.extensions.update(extensions)
                 response = await client.send(request, stream=True)
                 try:

@@ -53,30 +53,62 @@ def _extension(filename: str) -> str:
 
 
 def _binary_kind(head: bytes) -> str | None:
-    """Name of the binary format ``head`` starts with, or None when it may be text."""
+    """Name of the binary format ``head`` starts with, or None when it may be text.
+
+    ``head`` is the first 8 KB of the file. In order:
+
+    1. a known magic number (PDF, ZIP, ELF, PNG, ...) is binary, whatever follows;
+    2. UTF-16 (a BOM, or NULs in nearly every other byte) is text;
+    3. a handful of stray control bytes (at most ``_STRAY_CONTROLS``: NULs, BELs, ... as left by a bad
+       copy-paste or a terminal log) among at least eight times as many bytes that otherwise read as
+       text (valid UTF-8, or mostly ASCII for a legacy code page) is text, however short the file:
+       the text loader strips them;
+    4. otherwise NULs in more than 1 % of the bytes, or other control bytes that never occur in text
+       in more than 5 %, is binary (random or compressed data has ~0.4 % NULs and ~11 % such controls,
+       packed numbers and headers far more NULs). Below that it is text with a few stray characters.
+    """
     stripped = head.lstrip(b"\xef\xbb\xbf")
     for magic, kind in _BINARY_MAGIC:
         if stripped.startswith(magic):
             return kind
     if head.startswith(_UTF16_BOMS):
         return None  # UTF-16 text is full of NULs by design
-    nul_share = head.count(0) / max(len(head), 1)
+    nuls = head.count(0)
+    nul_share = nuls / max(len(head), 1)
     # UTF-16 without a BOM has NULs in ~half the bytes of ASCII text; the text loader decodes it.
     if nul_share > 0.30 and _looks_like_utf16(head):
         return None
-    if nul_share > 0.01 or _control_share(head) > 0.05:
+    controls = _control_count(head)  # NULs included
+    if controls <= _STRAY_CONTROLS:
+        rest = head.translate(None, delete=_CONTROLS)
+        if len(rest) >= 8 * controls and _reads_as_text(rest):
+            return None
+    if nul_share > 0.01 or (controls - nuls) / max(len(head), 1) > 0.05:
         return "binary data"
     return None
 
 
-_TEXT_CONTROLS = bytes([8, 9, 10, 12, 13, 27])  # backspace, tab, LF, FF, CR, ESC (ANSI colours in logs)
+_TEXT_CONTROLS = bytes([8, 9, 10, 11, 12, 13, 27])  # backspace, tab, LF, VT, FF, CR, ESC (ANSI colours in logs)
 _CONTROLS = bytes(b for b in range(32) if b not in _TEXT_CONTROLS) + b"\x7f"
+_NOT_CONTROLS = bytes(set(range(256)) - set(_CONTROLS))
+_STRAY_CONTROLS = 8
 
 
-def _control_share(head: bytes) -> float:
-    """Share of control bytes that never occur in text files (random/compressed data has ~11%)."""
-    kept = head.translate(None, delete=bytes(set(range(256)) - set(_CONTROLS)))
-    return len(kept) / max(len(head), 1)
+def _control_count(head: bytes) -> int:
+    """Control bytes that never occur in text files, NUL included."""
+    return len(head.translate(None, delete=_NOT_CONTROLS))
+
+
+def _reads_as_text(data: bytes) -> bool:
+    """Valid UTF-8 (a sequence cut at the end of the sniffed head allowed), or mostly ASCII."""
+    try:
+        data.decode("utf-8")
+        return True
+    except UnicodeDecodeError as exc:
+        if exc.reason == "unexpected end of data" and exc.start >= len(data) - 3:
+            return True
+    high = len(data) - len(data.translate(None, delete=bytes(range(128, 256))))
+    return high / max(len(data), 1) < 0.25
 
 
 def _looks_like_utf16(head: bytes) -> bool:

@@ -1,4 +1,17 @@
-"""Plain text: encoding detection (BOM, UTF-8, UTF-16, legacy code pages) and normalisation."""
+"""Plain text: encoding detection (BOM, UTF-8, UTF-16, legacy code pages) and normalisation.
+
+Control characters: a text file may carry a few stray NULs or other control characters (a bad
+copy-paste, a terminal log with a BEL or ANSI escapes, a C1 byte from a Latin-1 round trip). Such a
+file is text: ``clean_text`` removes NUL and the C0/C1 controls (U+0000-U+001F, U+007F-U+009F) except
+tab and the line breaks, which become ``\n`` (CR, CRLF, form feed, vertical tab, NEL U+0085), so words
+on either side of a page or line break are never glued together; ANSI escape sequences (``ESC [ 31 m``)
+go whole, not just their ESC.
+
+Which files are binary rather than text with stray controls is decided on the first 8 KB by
+``ingest.loaders.detect`` before any loader runs: a known magic number (PNG, ELF, ZIP, PDF, ...) is
+binary; at most 8 control bytes in otherwise readable text is text however short the file; beyond
+that, NULs in more than 1 % of the bytes or other never-in-text controls in more than 5 % is binary.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +32,14 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
 _SURROGATES = re.compile("[\ud800-\udfff]")
-# C0 controls other than tab/newline/CR, and DEL: noise for search and for the embedder.
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Line breaks other than \n: CRLF, CR, form feed (page break), vertical tab (a line break in Word
+# exports), NEL (U+0085), all to \n.
+_LINE_BREAKS = re.compile("\r\n|[\r\x0b\x0c\x85]")
+# ANSI escape sequences of terminal logs (colours, cursor moves): ESC [, parameters, intermediates,
+# final byte. Linear: the three classes are disjoint.
+_ANSI_CSI = re.compile("\x1b\\[[0-?]*[ -/]*[@-~]")
+# C0 controls other than tab/newline, DEL and the C1 controls: noise for search and for the embedder.
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f]")
 
 
 def _bomless_utf16(data: bytes) -> str | None:
@@ -43,8 +62,10 @@ def decode_text(data: bytes) -> str:
 
 
 def clean_text(text: str) -> str:
-    """Normalise newlines to ``\n`` and drop NULs, other control characters, lone surrogates and BOMs."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    """Normalise line breaks to ``\n`` and drop NULs, other C0/C1 controls, lone surrogates and BOMs."""
+    text = _LINE_BREAKS.sub("\n", text)
+    if "\x1b[" in text:
+        text = _ANSI_CSI.sub("", text)
     text = _SURROGATES.sub("", _CONTROL.sub("", text))
     return text.replace("\ufeff", "")
 

@@ -129,3 +129,22 @@ def test_http_fetch_is_off_unless_enabled() -> None:
     spec = AgentSpec(name="a", model="m", tools=("knowledge_search", "http_fetch"))
     assert [t.name for t in build_tools(spec)] == []
     assert [t.name for t in build_tools(spec, http_fetch_enabled=True)] == ["http_fetch"]
+
+
+@pytest.mark.parametrize(
+    ("url", "address", "host_header", "pinned"),
+    [
+        ("http://example.com/a?b=1#frag", "93.184.216.34", "example.com", "http://93.184.216.34:80/a?b=1"),
+        ("https://example.com:8443", "93.184.216.34", "example.com:8443", "https://93.184.216.34:8443/"),
+        ("https://example.com:80/x", "2606:4700::1", "example.com:80", "https://[2606:4700::1]:80/x"),
+        ("http://[2606:4700::1111]:8080/x", "2606:4700::1111", "[2606:4700::1111]:8080",
+         "http://[2606:4700::1111]:8080/x"),
+        ("https://[2606:4700::1111]/", "2606:4700::1111", "[2606:4700::1111]", "https://[2606:4700::1111]:443/"),
+    ],
+)
+def test_pinned_url_and_host_header(url: str, address: str, host_header: str, pinned: str) -> None:
+    from engine.net import Target, _split
+
+    scheme, host, port = _split(url)
+    target = Target(url=url, scheme=scheme, host=host, port=port, addresses=(address,))
+    assert (target.host_header, target.pinned_url()) == (host_header, pinned)

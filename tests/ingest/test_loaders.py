@@ -5,7 +5,12 @@ from __future__ import annotations
 import codecs
 import io
 import json
+import random
+import re
+import struct
+import sys
 import time
+import zipfile
 from pathlib import Path
 
 import docx
@@ -15,6 +20,8 @@ from engine.errors import InvalidInput, UnsupportedMediaType
 from ingest.loaders import detect_file_type, parse_document
 from ingest.loaders.docx import check_zip_bomb
 from ingest.loaders.pdf import NO_TEXT_REASON, PASSWORD_REASON
+from ingest.parsed import ParsedDocument
+from ingest.sandbox import parse_in_sandbox
 from tests.helpers.docx_files import docx_bomb, make_docx
 from tests.helpers.pdfs import blank_pdf, page_marker, pdf_with_broken_page, reportlab_pdf
 
@@ -182,6 +189,94 @@ def test_text_normalises_newlines_and_strips_nul_and_surrogates() -> None:
     assert '"k": "ab"' in json_text
 
 
+PROSE_TEXT = (
+    "refunds are accepted within thirty days of purchase when the items are unused and the receipt is kept "
+    "shipping takes five business days and express delivery costs extra for every order"
+)
+PROSE_WORDS = PROSE_TEXT.split()
+
+
+def prose(size: int, seed: int = 3) -> bytearray:
+    """``size`` bytes of ASCII prose in lines and paragraphs (deterministic)."""
+    rng = random.Random(seed)
+    out = bytearray()
+    while len(out) < size:
+        line = " ".join(rng.choice(PROSE_WORDS) for _ in range(rng.randint(8, 14))).capitalize() + ".\n"
+        out += line.encode() + (b"\n" if rng.random() < 0.2 else b"")
+    return out[:size]
+
+
+def _stray(data: bytearray, at: dict[int, bytes]) -> bytes:
+    for position, raw in sorted(at.items(), reverse=True):
+        data[position:position] = raw
+    return bytes(data)
+
+
+_STRAY_TEXTS = {
+    "5 KB prose with 3 NULs, BEL and ESC": _stray(
+        prose(5000), {120: b"\x00", 1800: b"\x00", 4200: b"\x00", 300: b"\x07", 2500: b"\x07", 3100: b"\x1b"}
+    ),
+    "short note with stray NULs": _stray(
+        bytearray(b"Meeting notes: refunds within thirty days.\nShipping takes five days.\n"),
+        {0: b"\x00\x00", 42: b"\x00"},
+    ),
+    "C1 controls in UTF-8": _stray(prose(3000), {200: "\u009b".encode(), 900: "\u0085".encode(), 1500: b"\x1b"}),
+    "form feed between pages": b"Page one ends here.\fPage two starts here.\n" + bytes(prose(2000)),
+}
+
+
+@pytest.mark.parametrize("name", list(_STRAY_TEXTS))
+@pytest.mark.parametrize("filename", ["notes.txt", "notes.md"])
+def test_text_with_stray_control_characters_is_text(name: str, filename: str) -> None:
+    data = _STRAY_TEXTS[name]
+    doc = parse(data, filename)
+    text = all_text(doc)
+    controls = [ch for ch in text if (ord(ch) < 32 and ch not in "\t\n") or 0x7F <= ord(ch) <= 0x9F]
+    assert controls == []
+    words = [w for w in data.decode("utf-8").split() if w.isalpha()]
+    assert words and all(w in text for w in words[:50])  # the words are kept, none glued to a neighbour
+
+
+def test_form_feed_is_a_line_break_not_glue() -> None:
+    text = all_text(parse(_STRAY_TEXTS["form feed between pages"], "paged.txt"))
+    assert text.startswith("Page one ends here.\nPage two starts here.")
+
+
+def test_ansi_colour_codes_go_whole() -> None:
+    log = b"\x1b[31mERROR\x1b[0m disk full\n\x1b[1;32mOK\x1b[0m restarted\x07\n" + bytes(prose(1000))
+    text = all_text(parse(log, "build.txt"))
+    assert text.startswith("ERROR disk full\nOK restarted\n")
+
+
+def _zip_bytes() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("notes.txt", " ".join(PROSE_WORDS) * 50)
+    return buffer.getvalue()
+
+
+_BINARIES = {
+    "PNG header + random": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + random.Random(1).randbytes(6000), "a PNG image"),
+    "ELF (the Python interpreter)": (Path(sys.executable).resolve().read_bytes()[:20_000], "an executable"),
+    "zip archive": (_zip_bytes(), "a ZIP archive"),
+    "random bytes": (random.Random(2).randbytes(8192), "binary data"),
+    "100 random bytes": (random.Random(4).randbytes(100), "binary data"),
+    "packed integers (NUL-heavy, no magic)": (struct.pack("<2000I", *range(2000)), "binary data"),
+    "prose with a binary header block": (b"\x01\x00\x00\x00" * 128 + bytes(prose(6000)), "binary data"),
+}
+
+
+@pytest.mark.parametrize("name", list(_BINARIES))
+@pytest.mark.parametrize("filename", ["notes.txt", "notes.md"])
+def test_real_binary_under_a_text_name_is_still_refused(name: str, filename: str) -> None:
+    payload, kind = _BINARIES[name]
+    if name.startswith("ELF") and not payload.startswith(b"\x7fELF"):
+        pytest.skip("the interpreter is not an ELF binary here")
+    with pytest.raises(UnsupportedMediaType) as info:
+        detect_file_type(payload, filename)
+    assert kind in info.value.message and "not text" in info.value.message
+
+
 def test_empty_text_fails_readably() -> None:
     with pytest.raises(InvalidInput, match="no text"):
         parse_document(b"   \n\n  ", "txt")
@@ -203,6 +298,70 @@ def test_markdown_sections_carry_heading_paths() -> None:
     assert "# not a heading" in paths[("Guide", "Install", "Linux")]
     assert paths[("Guide", "Install", "macOS")] == "Use brew."
     assert paths[("Guide", "Usage")] == "Run it."
+
+
+def test_markdown_block_quotes_keep_their_words_without_markers() -> None:
+    source = (
+        "# Advice\nIntro.\n\n> Keep receipts **always**.\n> > Nested reply: thirty days.\n>>> Deeply quoted.\n"
+        ">\n   > Indented quote.\n\n> Quoted line\n---\nAfter the rule.\n\n"
+        "```python\n>>> import os\n> not a quote in code\n```\n"
+    )
+    doc = parse(source.encode(), "advice.md")
+    text = all_text(doc)
+    assert "Keep receipts **always**.\nNested reply: thirty days.\nDeeply quoted." in text
+    assert "\nIndented quote." in text
+    assert ">>> import os\n> not a quote in code" in text  # code blocks are kept verbatim
+    assert "> Keep" not in text and "> >" not in text and "\n>\n" not in text
+    assert [s.heading_path for s in doc.sections] == [("Advice",)]  # a quoted line is no setext heading
+
+
+def _deep_quotes_per_line() -> bytes:
+    return (("> " * 5000 + "text\n") * 200).encode()
+
+
+def _nesting_grows_by_line() -> bytes:
+    return "".join(">" * i + f" level {i}\n" for i in range(1, 2000)).encode()
+
+
+def _one_line_of_markers() -> bytes:
+    return (">" * 2_000_000 + " deep\n").encode()
+
+
+def _heading_with_a_long_space_run() -> bytes:
+    return ("# a" + " " * 2_000_000 + "b\n\nBody text.\n" + "## c" + "\t " * 1000 + "#\nMore.\n").encode()
+
+
+_PATHOLOGICAL_MD = {
+    "5000 quote levels on each of 200 lines": (_deep_quotes_per_line, "text"),
+    "one more level on each of 2000 lines": (_nesting_grows_by_line, "level 1999"),
+    "one 2 MB line of markers": (_one_line_of_markers, "deep"),
+    "a heading with a 2 MB run of spaces": (_heading_with_a_long_space_run, "Body text."),
+}
+_QUOTE_RUN = re.compile(r"(?m)^[ \t]*>|>[ \t]*>")
+
+
+@pytest.mark.parametrize("name", list(_PATHOLOGICAL_MD))
+def test_pathological_markdown_parses_in_linear_time(name: str) -> None:
+    make, word = _PATHOLOGICAL_MD[name]
+    data = make()
+    assert len(data) >= 2_000_000
+    # First in a killable child (quadratic code would run for hours), then timed in-process.
+    result = parse_in_sandbox(data, "md", timeout_s=15, memory_mb=1536)
+    assert isinstance(result, ParsedDocument), result
+    started = time.perf_counter()
+    doc = parse(data, "deep.md")
+    elapsed = time.perf_counter() - started
+    assert elapsed < 2.0, f"{elapsed:.2f} s"
+    text = all_text(doc)
+    assert word in text
+    assert _QUOTE_RUN.search(text) is None
+    assert all(_QUOTE_RUN.search(s.text) is None and ">" not in "".join(s.heading_path) for s in doc.sections)
+
+
+def test_markdown_heading_whitespace_is_collapsed() -> None:
+    doc = parse(_heading_with_a_long_space_run(), "deep.md")
+    assert [s.heading_path for s in doc.sections] == [("a b",), ("a b", "c")]
+    assert [s.text for s in doc.sections] == ["Body text.", "More."]
 
 
 # --- HTML ------------------------------------------------------------------------------------
