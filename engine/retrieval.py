@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import unicodedata
 from collections.abc import Sequence
 from typing import Literal
 
@@ -23,6 +25,20 @@ GROUP_OVERFETCH = 4
 FUSION_DEPTH = 400
 
 GroupBy = Literal["chunk", "file"]
+
+# Invisible characters that split a word for the BM25 tokenizer and the embedder without showing on screen:
+# soft hyphen, zero-width space, word joiner, BOM (ZWJ/ZWNJ stay: they change the meaning of some scripts).
+_INVISIBLE = re.compile("[\u00ad\u200b\u2060\ufeff]")
+
+
+def normalize_text(text: str) -> str:
+    """The character-level form that is indexed (BM25 and embedding) and that queries are matched in.
+
+    Unicode NFKC (ligatures such as U+FB01 become ``fi``, full-width forms become ASCII, NBSP a space),
+    invisible word-splitting characters removed, whitespace runs collapsed to one space. Chunk text shown
+    to users keeps its original form; ``ingest.normalize.index_text`` adds the PDF repairs on top of this.
+    """
+    return " ".join(_INVISIBLE.sub("", unicodedata.normalize("NFKC", text)).split())
 
 
 class SearchRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,7 +80,7 @@ class Retriever:
 
     def _validate(self, request: SearchRequest) -> tuple[str, int]:
         query = request.query.replace("\x00", " ").strip()
-        if not query:
+        if not normalize_text(query):
             raise InvalidInput("query must not be empty")
         if len(query) > MAX_QUERY_CHARS:
             raise InvalidInput(f"query is longer than {MAX_QUERY_CHARS} characters")
@@ -84,7 +100,8 @@ class Retriever:
         ``FUSION_DEPTH`` chunks each). ``group_by="file"`` then keeps each file's best chunk.
         """
         query, top_k = self._validate(request)
-        dense, sparse = await self._vectors(query, request.mode)
+        # matched in the indexed form (chunks are embedded and BM25-encoded normalised: see normalize_text)
+        dense, sparse = await self._vectors(normalize_text(query), request.mode)
         if sparse is not None and not sparse.indices:
             sparse = None  # nothing but stop words / punctuation: BM25 has no terms to match
             if dense is None:

@@ -2,10 +2,20 @@
 
 Rules: chunks are measured in cl100k tokens, overlap by ``overlap`` tokens, never cross a section
 (so never a page boundary or a heading change), and end preferably at a paragraph, else a sentence,
-else a word boundary. ``embed_text`` is a short title / heading-path prefix plus the chunk text and is
-*guaranteed* to fit the embedder's window, checked with the model's own word-piece tokenizer: cl100k
-counts alone are not enough (Russian text runs ~2.2 word-pieces per cl100k token, Korean ~1.6,
-URLs ~1.5, English/code ~1.2), so a chunk that would overflow is cut shorter.
+else a word boundary. A chunk without a letter or digit (a section of ``>``, ``---`` or dots) is
+dropped: there is nothing in it to find.
+
+Two texts per chunk: ``text`` is the original (shown in results, quoted by citations); ``embed_text``
+is what is embedded and BM25-encoded: a short title / heading-path prefix plus the chunk text
+normalised for indexing (``ingest.normalize.index_text``: NFKC, so ligatures such as U+FB01 index as
+"fi", whitespace collapsed; in PDFs also words hyphenated at line ends joined and fake-bold doubling undone).
+``embed_text`` is *guaranteed* to fit the embedder's window, checked with the model's own word-piece
+tokenizer on the normalised text: cl100k counts alone are not enough (Russian text runs ~2.2
+word-pieces per cl100k token, Korean ~1.6, URLs ~1.5, English/code ~1.2; NFKC can expand a character
+into many), so a chunk that would overflow is cut shorter.
+
+Cost is linear in the input: every chunk's text, window count and normalisation is bounded by the
+chunk size, and a prefix is computed from headings cut to a bounded length first.
 
 Offsets: ``char_start``/``char_end`` index into ``document_text(doc)``, the sections' texts joined
 with ``SECTION_SEPARATOR``; ``document_text(doc)[c.char_start:c.char_end] == c.text`` always holds.
@@ -14,6 +24,7 @@ with ``SECTION_SEPARATOR``; ``document_text(doc)[c.char_start:c.char_end] == c.t
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from collections.abc import Callable
 from typing import Protocol
@@ -22,10 +33,20 @@ import msgspec
 
 from engine.errors import InvalidInput
 from engine.tokens import encoding
+from ingest.normalize import has_words, index_text
 from ingest.parsed import ParsedDocument
 
 SECTION_SEPARATOR = "\n\n"
 PREFIX_TOKENS = 24
+# A heading or title is cut to this many characters before the prefix is built: the prefix keeps only
+# PREFIX_TOKENS tokens (~100 characters of real text), and a megabyte heading above thousands of sections
+# must not be re-encoded for every one of them.
+_PREFIX_SOURCE_CHARS = 1024
+# cl100k's BPE slows down more than linearly on one very long pre-token (a megabyte of "." or of letters
+# without a space), so a run of non-space characters is encoded in pieces of at most this many characters.
+# Ordinary text never has such a run; in pathological text a token boundary at the cut is harmless.
+_MAX_RUN_CHARS = 4096
+_NON_SPACE_RUN = re.compile(r"\S+")
 _SPECIAL_TOKENS = 2  # kept free in the window for the model's own markers ([CLS] and [SEP] for BERT models)
 _PARAGRAPH = re.compile(r"\n[ \t]*\n")
 _SENTENCE_END = re.compile(r"(?:[.!?;:][\"')\]]*(?=\s)|[\u3002\uff01\uff1f\uff1b])")  # CJK full stop, !, ?, ;
@@ -44,7 +65,11 @@ class TokenWindow(Protocol):
 
 
 class ChunkDraft(msgspec.Struct, frozen=True):
-    """One chunk before embedding; ``ordinal`` is its 0-based position in the file."""
+    """One chunk before embedding; ``ordinal`` is its 0-based position in the file.
+
+    ``text`` is the original text (``document_text(doc)[char_start:char_end]``); ``embed_text`` is what
+    the embedder and the BM25 encoder see: the prefix and the normalised text (see the module docstring).
+    """
 
     text: str
     embed_text: str
@@ -67,8 +92,8 @@ def document_text(doc: ParsedDocument) -> str:
 
 def embed_prefix(title: str | None, heading_path: tuple[str, ...], max_tokens: int = PREFIX_TOKENS) -> str:
     """``"title — Heading > Sub"`` cut to ``max_tokens`` cl100k tokens (empty when there is neither)."""
-    title = " ".join((title or "").split())
-    headings = [" ".join(h.split()) for h in heading_path]
+    title = " ".join((title or "")[:_PREFIX_SOURCE_CHARS].split())
+    headings = [" ".join(h[:_PREFIX_SOURCE_CHARS].split()) for h in heading_path]
     if headings and headings[0] == title:
         headings = headings[1:]  # a Markdown H1 is usually the title itself: say it once
     parts = [p for p in (title, " > ".join(headings)) if p]
@@ -90,12 +115,15 @@ class _SectionChunker:
         self.text = text
         self.chunk_tokens = chunk_tokens
         self.overlap = overlap
-        tokens = encoding().encode(text, disallowed_special=())
-        decoded, offsets = encoding().decode_with_offsets(tokens)
-        if decoded != text:  # cannot happen for surrogate-free str; keep offsets honest if it ever does
-            raise InvalidInput("the file's text could not be tokenised")
-        self.starts = [*offsets, len(text)]  # starts[n] is the end sentinel
-        self.n = len(tokens)
+        starts: list[int] = []
+        for lo, hi in _pieces(text):
+            tokens = encoding().encode(text[lo:hi], disallowed_special=())
+            decoded, offsets = encoding().decode_with_offsets(tokens)
+            if decoded != text[lo:hi]:  # cannot happen for surrogate-free str; keep offsets honest if it ever does
+                raise InvalidInput("the file's text could not be tokenised")
+            starts.extend(offsets if lo == 0 else (lo + offset for offset in offsets))
+        self.n = len(starts)
+        self.starts = [*starts, len(text)]  # starts[n] is the end sentinel
 
     def char(self, token: int) -> int:
         return self.starts[min(token, self.n)]
@@ -153,6 +181,18 @@ class _SectionChunker:
         return lo, hi
 
 
+def _pieces(text: str) -> list[tuple[int, int]]:
+    """Spans to encode separately: the whole text, unless a non-space run exceeds ``_MAX_RUN_CHARS``."""
+    if len(text) <= _MAX_RUN_CHARS or max(map(len, text.split()), default=0) <= _MAX_RUN_CHARS:
+        return [(0, len(text))]
+    cuts = [0]
+    for run in _NON_SPACE_RUN.finditer(text):
+        if run.end() - run.start() > _MAX_RUN_CHARS:
+            cuts.extend(range(run.start() + _MAX_RUN_CHARS, run.end(), _MAX_RUN_CHARS))
+    cuts.append(len(text))
+    return list(itertools.pairwise(cuts))
+
+
 def _validate(chunk_tokens: int, overlap: int, max_chunks: int) -> None:
     if chunk_tokens < 16:
         raise ValueError("chunk_tokens must be at least 16")
@@ -194,13 +234,12 @@ def chunk_document(
         text = _safe(section.text)
         prefix = embed_prefix(title or doc.title, section.heading_path)
         chunker = _SectionChunker(text, chunk_tokens, overlap)
-        for lo, hi in _section_spans(chunker, prefix, count, limit):
+        for lo, hi, indexed in _section_spans(chunker, prefix, count, limit, pdf=doc.file_type == "pdf"):
             if len(drafts) >= max_chunks:
                 raise InvalidInput(f"file produces more than {max_chunks} chunks")
-            body = text[lo:hi]
             drafts.append(
                 ChunkDraft(
-                    text=body, embed_text=f"{prefix}\n{body}" if prefix else body, page=section.page,
+                    text=text[lo:hi], embed_text=f"{prefix}\n{indexed}" if prefix else indexed, page=section.page,
                     heading_path=section.heading_path, char_start=base + lo, char_end=base + hi,
                     ordinal=len(drafts),
                 )
@@ -209,30 +248,40 @@ def chunk_document(
     return drafts
 
 
-def _section_spans(chunker: _SectionChunker, prefix: str, count: WindowCounter, limit: int) -> list[tuple[int, int]]:
-    spans: list[tuple[int, int]] = []
+def _section_spans(
+    chunker: _SectionChunker, prefix: str, count: WindowCounter, limit: int, *, pdf: bool
+) -> list[tuple[int, int, str]]:
+    """``(lo, hi, index text)`` of the section's chunks that have words, in order."""
+    spans: list[tuple[int, int, str]] = []
     prefix_cost = count(prefix + "\n") if prefix else 0
     start = 0
     while start < chunker.n:
-        end = _fitting_end(chunker, start, prefix_cost, count, limit)
+        end, indexed = _fitting_end(chunker, start, prefix_cost, count, limit, pdf=pdf)
         lo, hi = chunker.span(start, end)
-        if hi > lo:
-            spans.append((lo, hi))
+        if indexed:
+            spans.append((lo, hi, indexed))
         if end >= chunker.n:
             break
         start = chunker.next_start(start, end)
     return spans
 
 
-def _fitting_end(chunker: _SectionChunker, start: int, prefix_cost: int, count: WindowCounter, limit: int) -> int:
-    """Chunk end whose text, after the prefix, fits ``limit`` window tokens; shrinks the budget until it does."""
+def _fitting_end(
+    chunker: _SectionChunker, start: int, prefix_cost: int, count: WindowCounter, limit: int, *, pdf: bool
+) -> tuple[int, str]:
+    """Chunk end whose index text, after the prefix, fits ``limit`` window tokens, and that text ("" for a
+    chunk without words, which is dropped: nothing to fit). Shrinks the budget until it fits."""
     budget = chunker.chunk_tokens
     while True:
         end = chunker.end_token(start, budget)
         lo, hi = chunker.span(start, end)
-        used = prefix_cost + count(chunker.text[lo:hi])
+        body = chunker.text[lo:hi]
+        if not has_words(body):
+            return end, ""
+        indexed = index_text(body, pdf=pdf)
+        used = prefix_cost + count(indexed)
         if used <= limit or end - start <= 1:
-            return end
+            return end, indexed
         # shrink in proportion to the overflow, a little extra so this rarely loops more than twice
         room = max(limit - prefix_cost, 1)
         budget = max(1, min(end - start - 1, int((end - start) * room / used * 0.95)))

@@ -197,8 +197,9 @@ class IngestWorker:
                 window=self.embedder,
             )
         )
-        if not drafts:
-            raise PermanentFailure("the file contains no text")
+        if not drafts:  # nothing with a letter or digit in it: nothing search could find
+            detail = "; ".join(w for w in parsed.warnings if w.startswith("text layer looks broken"))
+            raise PermanentFailure(f"the file contains no text ({detail})" if detail else "the file contains no text")
         parse_ms = (time.perf_counter() - started) * 1000
         await self._progress(
             file.id,
@@ -226,6 +227,7 @@ class IngestWorker:
             await self.store.delete_file(file.workspace_id, file.id)
 
     async def _points(self, file: _FileJob, batch: Sequence[ChunkDraft]) -> list[VectorPoint]:
+        # vectors from the normalised embed_text; the payload keeps the original text for display and quotes
         dense = await self.embedder.embed_documents([d.embed_text for d in batch])
         sparse = await anyio.to_thread.run_sync(self.sparse.encode_documents, [d.embed_text for d in batch])
         points = []

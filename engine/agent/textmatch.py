@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 # A sentence ends at ". " before a capital, or after a citation marker that follows one ("... x. [1] Next").
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(]?[A-Z0-9])|(?<=\])\s+(?=[\"'(]?[A-Z])|\n{2,}|\n(?=\s*[-*•]\s)")
@@ -19,8 +20,9 @@ def sentences(text: str) -> list[str]:
 
 
 def keywords(text: str) -> set[str]:
-    """Lower-cased content words (no stop words, no citation markers, length > 1)."""
-    text = _MARKER.sub(" ", text)
+    """Lower-cased content words (no stop words, no citation markers, length > 1), in NFKC form: a ligature
+    (U+FB01) in a PDF's text matches "fi" typed in a question, as in search."""
+    text = _MARKER.sub(" ", unicodedata.normalize("NFKC", text))
     return {w for w in (m.group(0).lower() for m in _WORD.finditer(text)) if len(w) > 1 and w not in STOPWORDS}
 
 

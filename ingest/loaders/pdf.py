@@ -1,4 +1,9 @@
-"""PDF text per page with pypdf: good pages are kept, bad pages become warnings, failures are readable."""
+"""PDF text per page with pypdf: good pages are kept, bad pages become warnings, failures are readable.
+
+Text that was extracted but looks broken (font maps giving (cid:NN), private-use or replacement
+characters; an OCR layer of noise) is kept and indexed, with a warning saying why search may miss it
+(``ingest.normalize.text_warnings``).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from pypdf.errors import DependencyError, FileNotDecryptedError, PyPdfError
 from engine.errors import InvalidInput
 from ingest.loaders.limits import TextBudget
 from ingest.loaders.text import clean_text
+from ingest.normalize import text_warnings
 from ingest.parsed import ParsedDocument, Section
 
 MAX_PAGES = 10_000
@@ -110,7 +116,10 @@ def parse_pdf(data: bytes) -> ParsedDocument:
         if bad_pages:
             raise InvalidInput(f"none of the PDF's {count} pages could be read (the file is damaged)")
         raise InvalidInput(NO_TEXT_REASON if count else "the PDF has no pages")
-    notes = (f"text could not be extracted from page(s) {_describe_pages(bad_pages)}",) if bad_pages else ()
+    notes: tuple[str, ...] = (
+        (f"text could not be extracted from page(s) {_describe_pages(bad_pages)}",) if bad_pages else ()
+    )
+    notes += text_warnings((s.page, s.text) for s in sections)
     return ParsedDocument(
         file_type="pdf", sections=tuple(sections), pages_total=count, warnings=notes, title=_title(reader)
     )

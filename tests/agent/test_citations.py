@@ -47,3 +47,13 @@ def test_marker_after_the_sentence_and_verbatim_quotes() -> None:
 
 def test_choose_quote_without_overlap_is_none() -> None:
     assert choose_quote("Completely unrelated words", TEXT_A) is None
+
+
+def test_a_claim_typed_plainly_matches_a_sentence_with_ligatures() -> None:
+    """PDF text keeps its ligature code points (U+FB01); the quote is the original sentence."""
+    from engine.agent.citations import choose_quote
+
+    chunk_text = "Only quali\ufb01ed staff may open con\ufb01dential \ufb01les. The canteen opens at noon."
+    assert choose_quote("Qualified staff open confidential files", chunk_text) == (
+        "Only quali\ufb01ed staff may open con\ufb01dential \ufb01les."
+    )

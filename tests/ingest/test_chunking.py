@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import functools
 import itertools
+import statistics
 import time
+from collections.abc import Callable
 
 import pytest
 
 from engine.errors import InvalidInput
 from engine.tokens import count_tokens
+from ingest import chunking
 from ingest.chunking import PREFIX_TOKENS, ChunkDraft, chunk_document, document_text, embed_prefix
 from ingest.loaders import parse_document
 from ingest.parsed import ParsedDocument, Section
@@ -135,7 +138,8 @@ def test_invalid_parameters_and_empty_input(chunk) -> None:
 
 
 def test_unbroken_text_and_split_characters_still_chunk(chunk) -> None:
-    blob = "x" * 5000 + "🙂" * 700 + "東京" * 600  # no whitespace; emoji split across cl100k tokens
+    # no whitespace; emoji split across cl100k tokens (with a letter each: a chunk of emoji alone has no words)
+    blob = "x" * 5000 + "🙂a" * 700 + "東京" * 600
     doc = doc_of(Section(blob))
     chunks = chunk(doc, chunk_tokens=64, overlap=8)
     assert_offsets(doc, chunks)
@@ -160,6 +164,8 @@ VARIED = {
     "urls": "https://docs.example.org/v2/api/reference/endpoints?page=3&sort=desc#section-12 " * 40,
     "hex": " ".join(f"{i * 2654435761 % 2**32:08x}" for i in range(600)),
     "arabic": "تقوم أنظمة الاسترجاع بتقسيم المستندات إلى أجزاء. يتم تضمين كل جزء وتخزينه مع رقم الصفحة. " * 30,
+    # NFKC expands these in the embedded text: U+FDFD is a 4-word phrase, U+FB03 "ffi", U+337F 4 kanji
+    "nfkc-expanding": "\ufdfd \ufdfa o\ufb03ce \u337f \u3392 " * 60,
 }
 
 
@@ -185,3 +191,124 @@ def test_fifty_page_pdf_chunking_speed(chunk) -> None:
     elapsed = time.perf_counter() - started
     assert {c.page for c in chunks} == set(range(1, 51))
     print(f"\n50 pages -> {len(chunks)} chunks in {elapsed:.2f} s")
+
+
+# --- two texts per chunk, chunks without words, linear time ---------------------------------------------------
+
+
+def test_embed_text_is_normalised_and_text_is_the_original(chunk) -> None:
+    page = (
+        "Only quali\ufb01ed sta\ufb00 may \ufb02ag \uff4f\uff46\uff46\uff49\uff43\uff45 \ufb01les.\n"
+        "Lorem ipsum dolor sit amet, hen-\ndrerit purus.\n"
+        "TThhee  qquuiicckk  bbrroowwnn  ffooxx\n"
+        "Safety BulletinSafety Bulletin\nA doubled line.\nA doubled line."
+    )
+    doc = ParsedDocument(file_type="pdf", sections=(Section(page, page=1),), pages_total=1)
+    (only,) = chunk(doc, title="bulletin.pdf")
+    assert only.text == page  # shown and quoted as extracted
+    assert only.embed_text == (
+        "bulletin.pdf\nOnly qualified staff may flag office files. Lorem ipsum dolor sit amet, hendrerit purus. "
+        "The quick brown fox Safety Bulletin A doubled line."
+    )
+    assert_offsets(doc, [only])
+    # the repairs are for PDFs: in a text file a doubled line is content; NFKC applies to every type
+    text_doc = doc_of(Section("quali\ufb01ed hen-\ndrerit\nsame\nsame"))
+    assert chunk(text_doc)[0].embed_text == "qualified hen- drerit same same"
+
+
+def test_chunks_without_words_are_not_indexed(chunk) -> None:
+    doc = doc_of(
+        Section("Intro text.", page=1),
+        Section("> > >\n>\n> > >", page=2),
+        Section("---\n\n***\n\n___", page=3),
+        Section("." * 20_000, page=4),
+        Section("\u2022 \u2014 \U0001f642\U0001f642 \ue001\ufffd", page=5),  # bullets, emoji, private use
+        Section("Outro 42.", page=6),
+    )
+    chunks = chunk(doc)
+    assert [(c.page, c.text, c.ordinal) for c in chunks] == [(1, "Intro text.", 0), (6, "Outro 42.", 1)]
+    assert_offsets(doc, chunks)
+    # inside a section too: a long run of dashes between two paragraphs leaves just the paragraphs
+    rule = "Before the rule. " * 20 + "\n\n" + "-" * 5000 + "\n\n" + "After the rule. " * 20
+    split = chunk(doc_of(Section(rule)), chunk_tokens=64, overlap=0)
+    assert all(c.text.strip("-\n ") for c in split)
+    assert chunk(doc_of(Section("---"), Section(">"))) == []
+
+
+ALPHABET = "qwertyuiopasdfghjklzxcvbnm"
+
+# name -> (size, document of that size): each is chunked at size and 2 x size
+PATHOLOGICAL: dict[str, tuple[int, Callable[[int], ParsedDocument]]] = {
+    # one line of up to 2 MB without a space
+    "one long line": (1_000_000, lambda n: doc_of(Section((ALPHABET * (n // 26 + 1))[:n]))),
+    # up to 200k tiny paragraphs in one section
+    "tiny paragraphs": (100_000, lambda n: doc_of(Section("\n\n".join(["ab."] * n)))),
+    # up to 1 MB of one punctuation character
+    "repeated punctuation": (512_000, lambda n: doc_of(Section("." * n))),
+    "quote markers": (256_000, lambda n: doc_of(Section("> " * n))),
+    # n sections under one heading of 100 n characters (each section's prefix is built from it)
+    "long heading": (
+        400,
+        lambda n: doc_of(*(Section("text.", heading_path=("H" * (100 * n), f"s{i}")) for i in range(n))),
+    ),
+}
+
+
+class CountingWindow:
+    """The embedder's window, counting the characters its tokenizer is asked to count."""
+
+    def __init__(self, inner: chunking.TokenWindow) -> None:
+        self.inner = inner
+        self.max_tokens = inner.max_tokens
+        self.chars = 0
+
+    def token_count(self, text: str) -> int:
+        self.chars += len(text)
+        return self.inner.token_count(text)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(PATHOLOGICAL))
+def test_chunking_time_grows_linearly_on_pathological_input(name: str, embedder, monkeypatch) -> None:
+    """Doubling the input must not more than double the work: counted characters handed to the tokenizers
+    (exact), and the median of 3 timed runs (< 2.6 x, over a 0.1 s floor so a busy machine cannot flake it;
+    and under 10 s for the larger input, at most 2 MB: ~1 s measured, 40 s before for 1 MB of dots)."""
+    size, make = PATHOLOGICAL[name]
+    encoded = [0]
+    real_encoding = chunking.encoding
+
+    class CountingEncoding:
+        def __init__(self) -> None:
+            self.inner = real_encoding()
+
+        def encode(self, text: str, **kwargs: object) -> list[int]:
+            encoded[0] += len(text)
+            return self.inner.encode(text, **kwargs)  # type: ignore[arg-type]
+
+        def __getattr__(self, attr: str) -> object:
+            return getattr(self.inner, attr)
+
+    counting = CountingEncoding()
+    monkeypatch.setattr(chunking, "encoding", lambda: counting)
+
+    def measure(n: int) -> tuple[int, int, float]:
+        doc = make(n)
+        window = CountingWindow(embedder)
+        encoded[0] = 0
+        chunk_document(doc, window=window, max_chunks=10**7)
+        work = (window.chars, encoded[0])
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            chunk_document(doc, window=embedder, max_chunks=10**7)
+            times.append(time.perf_counter() - started)
+        return *work, statistics.median(times)
+
+    counted_1, encoded_1, seconds_1 = measure(size)
+    counted_2, encoded_2, seconds_2 = measure(2 * size)
+    print(f"\n{name}: {seconds_1:.3f} s -> {seconds_2:.3f} s; counted {counted_1} -> {counted_2}, "
+          f"encoded {encoded_1} -> {encoded_2} chars")
+    assert counted_2 <= 2.2 * counted_1 + 1000
+    assert encoded_2 <= 2.2 * encoded_1 + 1000
+    assert seconds_2 < 2.6 * max(seconds_1, 0.1)
+    assert seconds_2 < 10
