@@ -87,6 +87,10 @@ class VectorStore(Protocol):
         """Every file id that has at least one point (for orphan sweeps after a crash)."""
         ...
 
+    async def ping(self) -> None:
+        """Raise ``Unavailable`` when the store cannot answer (a Qdrant server that is down)."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engine.db.models import File, now
-from engine.errors import EngineError
+from engine.errors import EngineError, Unavailable
 from engine.ports import Embedder, SparseEncoder, VectorStore
 from engine.types import ChunkRecord, VectorPoint
 from ingest.blobs import BlobStore
@@ -88,10 +88,13 @@ class IngestWorker:
             )
             await session.commit()
             known = set(await session.scalars(select(File.id)))
-        orphans = await self.store.file_ids() - known
-        if orphans:
-            log.warning("removing points of %d files unknown to the metadata store", len(orphans))
-            await self.store.purge_files(sorted(orphans))
+        try:
+            orphans = await self.store.file_ids() - known
+            if orphans:
+                log.warning("removing points of %d files unknown to the metadata store", len(orphans))
+                await self.store.purge_files(sorted(orphans))
+        except Unavailable as exc:  # start anyway: search answers 503, uploads wait, the sweep runs next start
+            log.warning("vector store unavailable at start (%s): skipping the orphan sweep", exc.message)
         await anyio.to_thread.run_sync(self.blobs.clean_tmp)
 
     def start(self) -> None:
@@ -170,6 +173,8 @@ class IngestWorker:
             await self._fail(file, str(exc), retry=False)
         except asyncio.CancelledError:
             raise
+        except Unavailable as exc:  # the store is down: the file waits, its attempts untouched
+            await self._postpone(file, exc)
         except EngineError as exc:
             await self._fail(file, exc.message, retry=False)
         except Exception as exc:
@@ -274,6 +279,15 @@ class IngestWorker:
 
     async def _finish(self, file_id: str, *, embed_ms: float) -> bool:
         return await self._progress(file_id, status="ready", error=None, embed_ms=embed_ms, finished_at=now())
+
+    async def _postpone(self, file: _FileJob, exc: Unavailable) -> None:
+        log.warning("ingest of %s waits: %s", file.id, exc.message)
+        async with self.sessions() as session:
+            await session.execute(update(File).where(File.id == file.id).values(
+                status="queued", attempts=File.attempts - 1, next_attempt_at=now() + exc.retry_after,
+                error=f"waiting: {exc.message}"[:500], updated_at=now(),
+            ))  # fmt: skip
+            await session.commit()
 
     async def _fail(self, file: _FileJob, reason: str, *, retry: bool) -> None:
         with contextlib.suppress(Exception):

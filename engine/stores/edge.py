@@ -200,6 +200,10 @@ class EdgeVectorStore:
             finally:
                 self._shard.close()
 
+    async def ping(self) -> None:
+        """The embedded shard lives in this process: it answers whenever it is open."""
+        self._require_open()
+
     def optimize(self) -> bool:
         """Build HNSW indexes and merge segments. Blocking and GIL-holding: CLI/offline use only.
 

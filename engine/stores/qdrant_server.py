@@ -15,7 +15,7 @@ import anyio
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from engine.errors import EngineError, InvalidInput
+from engine.errors import EngineError, InvalidInput, Unavailable
 from engine.stores._common import (
     DENSE_VECTOR,
     PAYLOAD_INDEXES,
@@ -191,11 +191,19 @@ class QdrantServerVectorStore:
         selector = models.FilterSelector(filter=_filter(conditions))
         await self._call(self._client.delete, collection_name=self.collection, points_selector=selector, wait=True)
 
+    async def ping(self) -> None:
+        """Raise ``Unavailable`` unless the server answers (and the collection is ready)."""
+        await self._call(self._client.get_collection, collection_name=self.collection)
+
     async def _call(self, method: Any, **kwargs: Any) -> Any:
         await self._ensure_collection()
         try:
             return await method(**kwargs)
-        except (UnexpectedResponse, ResponseHandlingException) as exc:
+        except ResponseHandlingException as exc:  # no answer at all: refused, reset, timed out
+            raise _unavailable(exc) from exc
+        except UnexpectedResponse as exc:
+            if exc.status_code is not None and exc.status_code >= 500:
+                raise _unavailable(exc) from exc
             raise EngineError(f"Qdrant request failed: {exc}", code="store_error") from exc
         except ValueError as exc:  # local mode's validation errors (bad ids, wrong dimensions)
             raise InvalidInput(str(exc)) from exc
@@ -225,7 +233,9 @@ class QdrantServerVectorStore:
                     await self._client.create_payload_index(
                         self.collection, field_name=field, field_schema=_index_schema(kind), wait=True
                     )
-        except (UnexpectedResponse, ResponseHandlingException) as exc:
+        except ResponseHandlingException as exc:
+            raise _unavailable(exc) from exc
+        except UnexpectedResponse as exc:
             raise EngineError(
                 f"cannot prepare Qdrant collection {self.collection!r}: {exc}", code="store_unavailable"
             ) from exc
@@ -305,3 +315,10 @@ def _condition(condition: Condition) -> models.FieldCondition:
         return models.FieldCondition(key=condition.key, match=models.MatchValue(value=values[0]))
     return models.FieldCondition(key=condition.key, match=models.MatchAny(any=list(values)))  # type: ignore[arg-type]
 
+
+
+def _unavailable(exc: Exception) -> Unavailable:
+    return Unavailable(
+        f"the vector store (Qdrant server) is unreachable: {str(exc)[:200]}", code="store_unavailable",
+        retry_after=5.0, summary="Vector store unavailable",
+    )  # fmt: skip

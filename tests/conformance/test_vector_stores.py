@@ -409,3 +409,7 @@ async def test_invalid_input_is_rejected(empty_store: VectorStore, corpus: list[
 
 def _in_workspace(chunk: ChunkRecord, workspace_id: str) -> ChunkRecord:
     return msgspec.structs.replace(chunk, workspace_id=workspace_id)
+
+
+async def test_a_reachable_store_answers_ping(store: VectorStore) -> None:
+    await store.ping()  # raises Unavailable when it cannot answer (tests/api/test_store_outage.py)
