@@ -159,6 +159,10 @@ class AgentLoop:
                 result = _StepResult()
                 async for event in self._model_step(step, result):
                     yield event
+                if result.calls and not self.tool_specs and result.streamed:
+                    # tools were never offered, so the calls are the model's invention; the text it already
+                    # streamed as content is the answer (what was streamed stays what is stored)
+                    result.calls.clear()
                 if not result.calls:
                     async for event in self._finish(result):
                         yield event

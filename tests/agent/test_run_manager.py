@@ -165,3 +165,13 @@ async def test_terminal_event_comes_after_every_write(store: SqlRunStore, ending
                 assert stored is not None and stored.finished_at is not None
                 assert written == [stored.status] and stored.status != "running"
                 assert (event.code if isinstance(event, ErrorEvent) else "done") == ending
+
+
+async def test_invented_tool_calls_without_tools_on_offer_leave_the_streamed_answer(manager: RunManager) -> None:
+    """A model that calls a tool nobody offered, after writing text: that text was the answer."""
+    call = ToolCall(id="t1", name="lookup", arguments="{}")
+    model = ScriptedModelClient([[TextDelta("Paris is sunny."), ToolCallReady(call), Finish("tool_calls")]])
+    run_id = await manager.start(ask(SPEC, "weather?", "w"), model=model, tools=[])
+    events = await collect(manager, run_id)
+    assert compact(events) == ["execution", "content*", "done"]
+    assert events[-1].output == "".join(e.content for e in events if isinstance(e, ContentEvent)) == "Paris is sunny."
