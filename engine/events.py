@@ -70,6 +70,7 @@ class ContentEvent(RunEventBase, frozen=True, kw_only=True, tag="content"):
 class CitationEvent(RunEventBase, frozen=True, kw_only=True, tag="citation"):
     index: int  # the [n] marker in the answer
     chunk_id: str
+    kb_id: str = ""  # the file's knowledge base (the download route's path); "" in runs before it was recorded
     file_id: str
     file_name: str
     page: int | None
@@ -81,6 +82,7 @@ class AnswerSource(msgspec.Struct, frozen=True, kw_only=True):
 
     index: int
     chunk_id: str
+    kb_id: str = ""
     file_id: str
     file_name: str
     page: int | None

@@ -116,7 +116,11 @@ class KnowledgeService:
         async with self.sessions() as session:
             order = [KnowledgeBase.created_at, KnowledgeBase.id]
             total, rows = await fetch_page(session, KnowledgeBase, where, order, page=page, limit=limit)
-            return Page(items=[KnowledgeBaseInfo.of(r) for r in rows], page=page, limit=limit, total=total)
+            counts = dict((await session.execute(  # one grouped count for the page, not one query per base
+                select(File.kb_id, func.count()).where(File.kb_id.in_([r.id for r in rows])).group_by(File.kb_id)
+            )).all()) if rows else {}  # fmt: skip
+            items = [KnowledgeBaseInfo.of(r, counts.get(r.id, 0)) for r in rows]
+            return Page(items=items, page=page, limit=limit, total=total)
 
     async def update_kb(
         self, workspace_id: str, kb_id: str, *, name: str | None = None, description: str | None = None

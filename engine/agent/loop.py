@@ -347,8 +347,8 @@ class AgentLoop:
         for citation in extract_citations(output, self.sources):
             chunk = citation.hit.chunk
             source = AnswerSource(
-                index=citation.index, chunk_id=chunk.id, file_id=chunk.file_id, file_name=chunk.file_name,
-                page=chunk.page, quote=citation.quote,
+                index=citation.index, chunk_id=chunk.id, kb_id=chunk.kb_id, file_id=chunk.file_id,
+                file_name=chunk.file_name, page=chunk.page, quote=citation.quote,
             )  # fmt: skip
             sources.append(source)
             yield CitationEvent(**self._next(), **msgspec.structs.asdict(source))

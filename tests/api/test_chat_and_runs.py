@@ -44,6 +44,9 @@ def test_assistant_answers_with_verified_citations_and_keeps_history(api, handbo
     assert "tool_start" in names and "tool_end" in names and "content" in names
     citations = [f["data"] for f in frames if f["event"] == "citation"]
     assert citations and citations[0]["file_name"] == "handbook.pdf" and citations[0]["page"] == 5
+    assert citations[0]["kb_id"] == handbook  # the download route's path: /knowledge-bases/{kb_id}/files/{file_id}
+    listed = api.request("GET", "/api/v1/knowledge-bases").json()["data"]
+    assert [(k["id"], k["file_count"]) for k in listed] == [(handbook, 1)]
     done = frames[-1]["data"]
     assert "sixteen weeks" in done["output"] and done["token_usage"]["total"] > 0
     streamed = "".join(f["data"]["text"] for f in frames if f["event"] == "content")
