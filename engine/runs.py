@@ -60,6 +60,8 @@ class RunRecord(msgspec.Struct, kw_only=True):
     started_at: float = 0.0
     finished_at: float | None = None
     latency_ms: float | None = None
+    prompt_id: str | None = None  # the prompt (and version) its messages came from
+    prompt_version: int | None = None
 
 
 class RunStore(Protocol):
@@ -164,7 +166,7 @@ class RunManager:
             id=run_id, workspace_id=request.workspace_id, kind=request.kind, status="running", model=spec.model,
             input=request.user_input, agent_id=request.agent_id, session_id=request.session_id,
             trigger_id=request.trigger_id, user_id=request.user_id, environment_id=request.environment_id,
-            started_at=time.time(),
+            started_at=time.time(), prompt_id=request.prompt_id, prompt_version=request.prompt_version,
         )  # fmt: skip
         live = _LiveRun(
             record=record, spec=spec, trace=RunTrace(), hooks=[*self._hooks, *on_finish],

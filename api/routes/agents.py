@@ -22,6 +22,7 @@ ModelName = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z
 ToolName = Annotated[str, Meta(min_length=1, max_length=64)]
 KbId = Annotated[str, Meta(min_length=1, max_length=64)]
 Url = Annotated[str, Meta(min_length=8, max_length=2000)]
+PromptKey = Annotated[str, Meta(max_length=128, pattern=r"^([A-Za-z0-9][A-Za-z0-9_.:-]*)?$")]  # "": unbind
 
 
 AgentType = Literal["simple", "chain", "multi_agent", "workflow", "composite"]
@@ -44,6 +45,8 @@ class AgentCreate(Body):
     temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
     http_fetch_enabled: bool = False
     callback_url: Url | None = None
+    prompt_key: PromptKey | None = None  # instructions from this prompt's version for each run (see /prompts)
+    prompt_version: Annotated[int, Meta(ge=1)] | None = None  # pin a version (default: the live one)
 
 
 class AgentUpdate(Body):
@@ -62,6 +65,8 @@ class AgentUpdate(Body):
     temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
     http_fetch_enabled: bool | None = None
     callback_url: Url | None = None
+    prompt_key: PromptKey | None = None  # "": unbind (the agent's own instructions again)
+    prompt_version: Annotated[int, Meta(ge=0)] | None = None  # 0: unpin
 
 
 class RunBody(Body):
@@ -69,6 +74,7 @@ class RunBody(Body):
 
     input: Annotated[str, Meta(min_length=1, max_length=100_000)]
     environment: Annotated[str, Meta(min_length=1, max_length=64)] | None = None  # id or name; default: default
+    variables: dict[str, Any] | None = None  # values for the variables of the agent's prompt (if it has one)
 
 
 class RunStarted(msgspec.Struct, frozen=True):
@@ -117,7 +123,9 @@ class AgentController(Controller):
     async def run_agent(
         self, agent_id: str, data: RunBody, services: Services, principal: Principal
     ) -> Envelope[RunStarted]:
-        start = RunStart(user_input=data.input, agent_id=agent_id, environment=data.environment)
+        start = RunStart(
+            user_input=data.input, agent_id=agent_id, environment=data.environment, variables=data.variables
+        )
         run_id = await services.runs.start(principal, start)
         return ok(RunStarted(run_id=run_id, execution_id=run_id), "Run started")
 
@@ -125,6 +133,8 @@ class AgentController(Controller):
     async def run_agent_stream(
         self, agent_id: str, data: RunBody, request: Request[Any, Any, Any], services: Services, principal: Principal
     ) -> ServerSentEvent:
-        start = RunStart(user_input=data.input, agent_id=agent_id, environment=data.environment)
+        start = RunStart(
+            user_input=data.input, agent_id=agent_id, environment=data.environment, variables=data.variables
+        )
         run_id = await services.runs.start(principal, start)
         return stream_run(services, principal, run_id, 0)

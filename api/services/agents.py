@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.services.identity import Principal
 from api.services.model_configs import ModelConfigService
+from api.services.prompts import PromptService
 from engine.agent.spec import HTTP_FETCH, KNOWLEDGE_SEARCH
 from engine.db.models import Agent, KnowledgeBase, new_id, now
 from engine.db.paging import fetch_page
@@ -43,6 +44,8 @@ class AgentInfo(msgspec.Struct, frozen=True, kw_only=True):
     callback_url: str | None
     created_at: datetime
     updated_at: datetime
+    prompt_key: str | None = None  # instructions from this prompt (its live version per environment) instead
+    prompt_version: int | None = None  # pinned: this version, whatever is live
 
     @classmethod
     def of(cls, row: Agent) -> AgentInfo:
@@ -69,15 +72,19 @@ class AgentFields(msgspec.Struct, kw_only=True):
     temperature: float | None = None
     http_fetch_enabled: bool | None = None
     callback_url: str | None = None
+    prompt_key: str | None = None  # "": no prompt (the agent's own instructions again)
+    prompt_version: int | None = None  # 0: not pinned
 
 
 class AgentService:
     def __init__(
-        self, *, sessions: async_sessionmaker[AsyncSession], settings: Settings, model_configs: ModelConfigService
-    ) -> None:
+        self, *, sessions: async_sessionmaker[AsyncSession], settings: Settings, model_configs: ModelConfigService,
+        prompts: PromptService,
+    ) -> None:  # fmt: skip
         self.sessions = sessions
         self.settings = settings
         self.model_configs = model_configs
+        self.prompts = prompts
 
     # -- definitions -----------------------------------------------------------------------------
 
@@ -104,12 +111,29 @@ class AgentService:
             allowed = allowed_networks(self.settings.callback_allow_networks)
             await resolve_url_async(fields.callback_url, allowed=allowed)
 
+    async def _bind_prompt(self, principal: Principal, row: Agent, fields: AgentFields) -> None:
+        """Bind the agent to a prompt (checked: the key exists, a pinned version too), or unbind it."""
+        if fields.prompt_key is None and fields.prompt_version is None:
+            return
+        key = row.prompt_key if fields.prompt_key is None else fields.prompt_key or None
+        version = row.prompt_version if fields.prompt_version is None else fields.prompt_version or None
+        if fields.prompt_key is not None and fields.prompt_version is None and key != row.prompt_key:
+            version = None  # another prompt (or none): the old pin goes
+        if key is None and version is not None:
+            raise InvalidInput("prompt_version pins a version of the agent's prompt: set prompt_key too")
+        if key is not None:
+            await self.prompts.check_binding(principal.workspace_id, key, version)
+        row.prompt_key, row.prompt_version = key, version
+
     async def create(self, principal: Principal, fields: AgentFields) -> AgentInfo:
         await self._check_fields(principal, fields)
+        binding = AgentFields(prompt_key=fields.prompt_key, prompt_version=fields.prompt_version)
+        fields.prompt_key = fields.prompt_version = None
         values = {k: v for k, v in msgspec.structs.asdict(fields).items() if v is not None}
         values.setdefault("model", self.settings.default_model)
         values.setdefault("tools", [KNOWLEDGE_SEARCH])
         row = Agent(id=new_id("agt"), workspace_id=principal.workspace_id, **values)
+        await self._bind_prompt(principal, row, binding)
         async with self.sessions() as session:
             await self._check_kbs(session, principal.workspace_id, row.kb_ids or [])
             session.add(row)
@@ -136,8 +160,9 @@ class AgentService:
             row = await self._row(session, principal.workspace_id, agent_id)
             if fields.kb_ids is not None:
                 await self._check_kbs(session, principal.workspace_id, fields.kb_ids)
+            await self._bind_prompt(principal, row, fields)
             for key, value in msgspec.structs.asdict(fields).items():
-                if value is not None:
+                if value is not None and key not in ("prompt_key", "prompt_version"):
                     setattr(row, key, value)
             row.updated_at = now()
             await session.commit()

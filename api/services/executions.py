@@ -19,7 +19,7 @@ from engine.ids import utc, utc_or_none
 from engine.runs import RunManager, RunRecord
 from ingest.views import Page
 
-RUN_KINDS = ("chat", "agent", "trigger")
+RUN_KINDS = ("chat", "agent", "trigger", "prompt")
 
 
 class ExecutionInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,6 +46,8 @@ class ExecutionInfo(msgspec.Struct, frozen=True, kw_only=True):
     started_at: datetime
     finished_at: datetime | None
     latency_ms: float | None
+    prompt_id: str | None = None  # the prompt its messages came from (agents bound to one, prompt runs)
+    prompt_version: int | None = None  # and its version (None with a prompt id: the draft, in the playground)
 
     @classmethod
     def of(cls, record: RunRecord) -> ExecutionInfo:

@@ -1,4 +1,5 @@
-"""Run statistics: runs aggregated by status, agent, model and day (count, success rate, latency, tokens, cost).
+"""Run statistics: runs aggregated by status, agent, model, day and prompt version (count, success rate, latency,
+tokens, cost).
 
 Runs of the window are read once and grouped here: percentiles have no portable SQL form across SQLite and
 PostgreSQL, and a window of runs is small next to what the database holds. Cost comes from litellm's bundled
@@ -39,6 +40,14 @@ class RunGroup(msgspec.Struct, frozen=True, kw_only=True):
     cost_usd: float | None  # None when the price of some model in the group is unknown
 
 
+class PromptVersionGroup(RunGroup, frozen=True, kw_only=True):
+    """The runs that used one version of a prompt (``key``: ``<prompt id>:<version>``; version ``None``: the
+    playground's draft)."""
+
+    prompt_id: str
+    prompt_version: int | None
+
+
 class RunStats(msgspec.Struct, frozen=True, kw_only=True):
     since: datetime
     until: datetime
@@ -47,6 +56,7 @@ class RunStats(msgspec.Struct, frozen=True, kw_only=True):
     by_agent: list[RunGroup]
     by_model: list[RunGroup]
     by_day: list[RunGroup]
+    by_prompt_version: list[PromptVersionGroup] = []  # runs that used a prompt (agents bound to one, prompt runs)
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -70,6 +80,19 @@ def _group(key: str | None, rows: list[Run], cost_of: CostOf) -> RunGroup:
         prompt_tokens=sum(r.prompt_tokens for r in rows), completion_tokens=sum(r.completion_tokens for r in rows),
         cost_usd=None if any(c is None for c in costs) else round(sum(c or 0.0 for c in costs), 6),
     )  # fmt: skip
+
+
+def _by_prompt_version(rows: Iterable[Run], cost_of: CostOf) -> list[PromptVersionGroup]:
+    groups: dict[tuple[str, int | None], list[Run]] = {}
+    for row in rows:
+        if row.prompt_id is not None:
+            groups.setdefault((row.prompt_id, row.prompt_version), []).append(row)
+    out = []
+    for (prompt_id, version), group in groups.items():
+        totals = msgspec.structs.asdict(_group(f"{prompt_id}:{version if version is not None else 'draft'}", group,
+                                               cost_of))  # fmt: skip
+        out.append(PromptVersionGroup(**totals, prompt_id=prompt_id, prompt_version=version))
+    return sorted(out, key=lambda g: (g.prompt_id, -(g.prompt_version or 0)))
 
 
 def _by(rows: Iterable[Run], key: Callable[[Run], str | None], cost_of: CostOf) -> list[RunGroup]:
@@ -105,4 +128,5 @@ class RunStatsService:
             total=_group(None, rows, self.cost_of), by_status=_by(rows, lambda r: r.status, self.cost_of),
             by_agent=_by(rows, lambda r: r.agent_id, self.cost_of), by_model=_by(rows, lambda r: r.model, self.cost_of),
             by_day=sorted(_by(rows, day, self.cost_of), key=lambda g: g.key or ""),
+            by_prompt_version=_by_prompt_version(rows, self.cost_of),
         )  # fmt: skip

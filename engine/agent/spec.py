@@ -40,7 +40,7 @@ class AgentSpec(msgspec.Struct, frozen=True, kw_only=True):
     context_window: int = 8192
 
 
-RunKind = Literal["chat", "agent", "trigger"]
+RunKind = Literal["chat", "agent", "trigger", "prompt"]  # prompt: a playground or prompt execute run
 
 
 class RunRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,3 +61,5 @@ class RunRequest(msgspec.Struct, frozen=True, kw_only=True):
     user_id: str | None = None  # who starts it
     environment_id: str | None = None  # where it runs (variables and prompt versions come from there)
     run_id: str | None = None  # default: a new id
+    prompt_id: str | None = None  # the prompt its messages came from (an agent bound to one, a prompt run)
+    prompt_version: int | None = None  # that prompt's version (None: its draft, in the playground)

@@ -31,7 +31,8 @@ _NOISE = frozenset({"created_at", "updated_at", "last_used_at"})
 SINGULAR = {
     "knowledge_bases": "knowledge_base", "files": "file", "agents": "agent", "triggers": "trigger",
     "api_tokens": "token", "workspaces": "workspace", "memberships": "member", "users": "user",
-    "environments": "environment", "variables": "variable", "model_configs": "model",
+    "environments": "environment", "variables": "variable", "model_configs": "model", "prompts": "prompt",
+    "prompt_versions": "prompt_version", "prompt_deployments": "prompt_deployment",
 }  # fmt: skip
 
 

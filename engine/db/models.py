@@ -155,6 +155,9 @@ class Agent(Base):
     callback_secret: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[float] = mapped_column(Float, default=now)
     updated_at: Mapped[float] = mapped_column(Float, default=now)
+    # instructions from a prompt instead (revision 0007): its live version per environment, or this version
+    prompt_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    prompt_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class ChatSession(Base):
@@ -190,7 +193,7 @@ class Run(Base):
     __tablename__ = "runs"
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     workspace_id: Mapped[str] = mapped_column(String(40), index=True)
-    kind: Mapped[str] = mapped_column(String(16))  # chat | agent | trigger
+    kind: Mapped[str] = mapped_column(String(16))  # chat | agent | trigger | prompt
     agent_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
     session_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     trigger_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
@@ -209,6 +212,8 @@ class Run(Base):
     started_at: Mapped[float] = mapped_column(Float, default=now)
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    prompt_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)  # revision 0007
+    prompt_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class RunEventRow(Base):
@@ -337,3 +342,65 @@ class AuditRecord(Base):
     changes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # {field: {"before": ..., "after": ...}}
     request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     at: Mapped[float] = mapped_column(Float, default=now, index=True)
+
+
+class Prompt(Base):
+    """A prompt template of a workspace: its editable draft; published versions are ``PromptVersion`` rows."""
+
+    __tablename__ = "prompts"
+    __table_args__ = (UniqueConstraint("workspace_id", "key", name="uq_prompt_key"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(128))  # what SDKs and agents fetch it by
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    category: Mapped[str] = mapped_column(String(64), default="")
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # the draft: what the next publish snapshots
+    messages: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [{role, content (a template)}]
+    variables: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [{name, type, required, default, ...}]
+    model_config_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    output_format: Mapped[str] = mapped_column(String(16), default="text")  # text | json
+    output_schema: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    latest_version: Mapped[int] = mapped_column(Integer, default=0)  # versions are numbered 1, 2, ...
+    revision: Mapped[int] = mapped_column(Integer, default=0)  # bumped by every publish, rollback and rollout
+    created_by: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class PromptVersion(Base):
+    """An immutable snapshot of a prompt's draft, numbered per prompt."""
+
+    __tablename__ = "prompt_versions"
+    __table_args__ = (UniqueConstraint("prompt_id", "number", name="uq_prompt_version_number"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(40), index=True)
+    prompt_id: Mapped[str] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    messages: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    variables: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    model_config_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    output_format: Mapped[str] = mapped_column(String(16), default="text")
+    output_schema: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    author_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class PromptDeployment(Base):
+    """Which version of a prompt is live in one environment, and its A/B rollout there (if any)."""
+
+    __tablename__ = "prompt_deployments"
+    prompt_id: Mapped[str] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"), primary_key=True)
+    environment_id: Mapped[str] = mapped_column(
+        ForeignKey("environments.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    workspace_id: Mapped[str] = mapped_column(String(40), index=True)
+    version: Mapped[int] = mapped_column(Integer)  # the live version
+    rollout: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)  # [{version, weight}], weights sum to 100
+    updated_by: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)

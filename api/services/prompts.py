@@ -1,0 +1,462 @@
+"""Prompts: per-workspace templates with a draft, immutable numbered versions, a live version per environment,
+A/B rollouts, and the runtime fetch (``api.services.prompt_runtime``). Templates: ``api.services.prompt_templates``.
+
+Publishing snapshots the draft as version ``latest + 1`` (author, note) and makes it live in one environment;
+rolling back makes an earlier version live there again (versions are never rewritten); both end a rollout
+in that environment, so the version the caller chose is what everyone gets. A rollout splits an environment
+between versions by weight, sticky per assignment key. Every write bumps the prompt's ``revision`` first, so the
+audit log records it as a change of the prompt (``prompt.publish``, ``prompt.rollback``, ``prompt.rollout``)
+with the environment's before/after merged in.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import Text, cast, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.services.environments import EnvironmentService
+from api.services.identity import Principal
+from api.services.model_configs import ModelConfigService
+from api.services.prompt_runtime import PromptRuntime, PromptSnapshot, ResolvedPrompt, Variant
+from api.services.prompt_templates import PromptMessage, VariableDef, check_messages
+from engine.db.models import Agent, Environment, Prompt, PromptDeployment, PromptVersion, new_id, now
+from engine.db.paging import fetch_page
+from engine.db.scoped import get_in_workspace
+from engine.errors import Conflict, InvalidInput, NotFound
+from engine.ids import utc
+from ingest.views import Page
+
+OUTPUT_FORMATS = ("text", "json")
+PARAMS = ("temperature", "max_tokens", "top_p", "timeout_s")  # max_tokens, top_p: through a model configuration
+MAX_SCHEMA_BYTES = 65_536
+
+
+class LiveInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A prompt in one environment: its live version and rollout."""
+
+    prompt_id: str
+    environment_id: str
+    environment: str
+    live_version: int | None  # None: nothing published there yet
+    rollout: list[Variant] | None
+    updated_by: str | None
+    updated_at: datetime | None
+
+
+class PromptInfo(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    key: str
+    name: str
+    description: str
+    category: str
+    tags: list[str]
+    messages: list[PromptMessage]  # the draft
+    variables: list[VariableDef]
+    model_config_id: str | None
+    params: dict[str, Any]
+    output_format: str
+    output_schema: dict[str, Any] | None
+    latest_version: int  # 0: never published
+    live: list[LiveInfo]  # per environment where a version is live
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class VersionInfo(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    prompt_id: str
+    number: int
+    messages: list[PromptMessage]
+    variables: list[VariableDef]
+    model_config_id: str | None
+    params: dict[str, Any]
+    output_format: str
+    output_schema: dict[str, Any] | None
+    note: str
+    author_id: str | None
+    created_at: datetime
+    live_in: list[str]  # environments where it is the live version
+
+    @classmethod
+    def of(cls, row: PromptVersion, live_in: list[str]) -> VersionInfo:
+        snapshot = PromptSnapshot.of(row)
+        return cls(
+            id=row.id, prompt_id=row.prompt_id, number=row.number, **msgspec.structs.asdict(snapshot), note=row.note,
+            author_id=row.author_id, created_at=utc(row.created_at), live_in=live_in,
+        )  # fmt: skip
+
+
+class PromptFields(msgspec.Struct, kw_only=True):
+    """Editable fields; ``None`` keeps a field (``model_config_id: ""`` removes the configuration)."""
+
+    key: str | None = None
+    name: str | None = None
+    description: str | None = None
+    category: str | None = None
+    tags: list[str] | None = None
+    messages: list[PromptMessage] | None = None
+    variables: list[VariableDef] | None = None
+    model_config_id: str | None = None
+    params: dict[str, Any] | None = None
+    output_format: str | None = None
+    output_schema: dict[str, Any] | None = None
+
+
+class PromptService:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], environments: EnvironmentService,
+        model_configs: ModelConfigService,
+    ) -> None:  # fmt: skip
+        self.sessions = sessions
+        self.environments = environments
+        self.model_configs = model_configs
+        self.runtime = PromptRuntime(sessions, environments)
+
+    # -- definitions -------------------------------------------------------------------------------------------
+
+    async def create(self, principal: Principal, fields: PromptFields) -> PromptInfo:
+        if not fields.key or not fields.messages:
+            raise InvalidInput("a prompt needs a key and at least one message")
+        row = Prompt(
+            id=new_id("prm"), workspace_id=principal.workspace_id, key=fields.key, name=fields.name or fields.key,
+            description="", category="", tags=[], messages=[], variables=[], params={}, output_format="text",
+            latest_version=0, revision=0, created_by=principal.user_id, created_at=now(), updated_at=now(),
+        )  # fmt: skip
+        await self._apply(principal, row, fields)
+        async with self.sessions() as session:
+            session.add(row)
+            await self._commit_unique(session, row.key)
+        self.runtime.invalidate(principal.workspace_id, row.key)  # a fetch that missed it may have been cached
+        return await self._info(row)
+
+    async def get(self, principal: Principal, prompt_id: str) -> PromptInfo:
+        async with self.sessions() as session:
+            return await self._info(await self._row(session, principal, prompt_id), session)
+
+    async def list(
+        self, principal: Principal, *, q: str | None, category: str | None, tag: str | None,
+        environment: str | None, page: int, limit: int,
+    ) -> Page[PromptInfo]:  # fmt: skip
+        where: list[Any] = [Prompt.workspace_id == principal.workspace_id]
+        if q:
+            where.append(or_(Prompt.key.icontains(q, autoescape=True), Prompt.name.icontains(q, autoescape=True),
+                             Prompt.description.icontains(q, autoescape=True)))  # fmt: skip
+        if category:
+            where.append(Prompt.category == category)
+        if tag:  # tags are a JSON list of plain strings: match the quoted element
+            where.append(cast(Prompt.tags, Text).contains(msgspec.json.encode(tag).decode(), autoescape=True))
+        if environment:
+            env = await self.environments.resolve(principal.workspace_id, environment)
+            live_there = select(PromptDeployment.prompt_id).where(PromptDeployment.environment_id == env.id)
+            where.append(Prompt.id.in_(live_there))
+        async with self.sessions() as session:
+            total, rows = await fetch_page(session, Prompt, where, [Prompt.key, Prompt.id], page=page, limit=limit)
+            live = await self._live(session, [r.id for r in rows])
+        items = [self._view(r, live.get(r.id, [])) for r in rows]
+        return Page(items=items, page=page, limit=limit, total=total)
+
+    async def update(self, principal: Principal, prompt_id: str, fields: PromptFields) -> PromptInfo:
+        async with self.sessions() as session:
+            row = await self._row(session, principal, prompt_id)
+            old_key = row.key
+            if fields.key is not None and fields.key != old_key:
+                await self._check_unbound(session, principal.workspace_id, old_key, "rename")
+            await self._apply(principal, row, fields)
+            row.updated_at = now()
+            await self._commit_unique(session, row.key)
+            info = await self._info(row, session)
+        for key in {old_key, row.key}:
+            self.runtime.invalidate(principal.workspace_id, key)
+        return info
+
+    async def delete(self, principal: Principal, prompt_id: str) -> None:
+        async with self.sessions() as session:
+            row = await self._row(session, principal, prompt_id)
+            await self._check_unbound(session, principal.workspace_id, row.key, "delete")
+            key = row.key
+            await session.delete(row)  # its versions and deployments go with it (ON DELETE CASCADE)
+            await session.commit()
+        self.runtime.invalidate(principal.workspace_id, key)
+
+    # -- versions, live versions and rollouts --------------------------------------------------------------------
+
+    async def publish(self, principal: Principal, prompt_id: str, env_ref: str | None, note: str) -> VersionInfo:
+        environment = await self.environments.resolve(principal.workspace_id, env_ref)
+        for _attempt in range(3):
+            async with self.sessions() as session:
+                row = await self._row(session, principal, prompt_id)
+                number = row.latest_version + 1
+                version = PromptVersion(
+                    id=new_id("prv"), workspace_id=row.workspace_id, prompt_id=row.id, number=number,
+                    messages=row.messages, variables=row.variables, model_config_id=row.model_config_id,
+                    params=row.params, output_format=row.output_format, output_schema=row.output_schema,
+                    note=note, author_id=principal.user_id, created_at=now(),
+                )  # fmt: skip
+                row.latest_version = number
+                self._touch(row)
+                session.add(version)
+                await session.flush()  # the prompt first: the audit entry is the prompt's, the deployment merged in
+                await self._deploy(session, principal, row, environment.id, number)
+                try:
+                    await session.commit()
+                except IntegrityError:  # a concurrent publish took this number
+                    await session.rollback()
+                    continue
+                self.runtime.invalidate(principal.workspace_id, row.key)
+                return VersionInfo.of(version, [environment.name])
+        raise Conflict("the prompt was published concurrently; try again")
+
+    async def versions(self, principal: Principal, prompt_id: str, *, page: int, limit: int) -> Page[VersionInfo]:
+        async with self.sessions() as session:
+            await self._row(session, principal, prompt_id)
+            where = [PromptVersion.prompt_id == prompt_id]
+            order = [PromptVersion.number.desc()]
+            total, rows = await fetch_page(session, PromptVersion, where, order, page=page, limit=limit)
+            live_in = await self._live_in(session, prompt_id)
+        items = [VersionInfo.of(r, live_in.get(r.number, [])) for r in rows]
+        return Page(items=items, page=page, limit=limit, total=total)
+
+    async def version(self, principal: Principal, prompt_id: str, number: int) -> VersionInfo:
+        async with self.sessions() as session:
+            await self._row(session, principal, prompt_id)
+            row = await self._version_row(session, prompt_id, number)
+            return VersionInfo.of(row, (await self._live_in(session, prompt_id)).get(number, []))
+
+    async def rollback(self, principal: Principal, prompt_id: str, env_ref: str | None, number: int) -> LiveInfo:
+        environment = await self.environments.resolve(principal.workspace_id, env_ref)
+        async with self.sessions() as session:
+            row = await self._row(session, principal, prompt_id)
+            await self._version_row(session, prompt_id, number)
+            self._touch(row)
+            await session.flush()
+            deployment = await self._deploy(session, principal, row, environment.id, number)
+            await session.commit()
+        self.runtime.invalidate(principal.workspace_id, row.key)
+        return self._live_view(deployment, environment.name)
+
+    async def rollout(self, principal: Principal, prompt_id: str, env_ref: str | None) -> LiveInfo:
+        environment = await self.environments.resolve(principal.workspace_id, env_ref)
+        async with self.sessions() as session:
+            await self._row(session, principal, prompt_id)
+            deployment = await session.get(PromptDeployment, (prompt_id, environment.id))
+        if deployment is None:
+            return LiveInfo(prompt_id=prompt_id, environment_id=environment.id, environment=environment.name,
+                            live_version=None, rollout=None, updated_by=None, updated_at=None)  # fmt: skip
+        return self._live_view(deployment, environment.name)
+
+    async def set_rollout(
+        self, principal: Principal, prompt_id: str, env_ref: str | None, variants: Sequence[Variant] | None
+    ) -> LiveInfo:
+        """Replace the environment's rollout (``None``: end it; everyone gets the live version again)."""
+        environment = await self.environments.resolve(principal.workspace_id, env_ref)
+        if variants is not None:
+            _check_variants(variants)
+        async with self.sessions() as session:
+            row = await self._row(session, principal, prompt_id)
+            deployment = await session.get(PromptDeployment, (prompt_id, environment.id))
+            if deployment is None:
+                if variants is None:
+                    return await self.rollout(principal, prompt_id, env_ref)
+                raise Conflict(f"nothing is live in {environment.name!r} yet: publish a version there first")
+            known = set(await session.scalars(select(PromptVersion.number).where(PromptVersion.prompt_id == prompt_id)))
+            missing = sorted({v.version for v in variants or ()} - known)
+            if missing:
+                raise InvalidInput(f"prompt {row.key!r} has no version {', '.join(map(str, missing))}")
+            rollout = [msgspec.structs.asdict(v) for v in variants] if variants is not None else None
+            if deployment.rollout != rollout:
+                self._touch(row)
+                await session.flush()
+                deployment.rollout, deployment.updated_by, deployment.updated_at = rollout, principal.user_id, now()
+                await session.commit()
+            view = self._live_view(deployment, environment.name)
+        self.runtime.invalidate(principal.workspace_id, row.key)
+        return view
+
+    # -- what runs, the playground and agents use ---------------------------------------------------------------
+
+    async def draft(self, principal: Principal, prompt_id: str) -> tuple[Prompt, PromptSnapshot]:
+        async with self.sessions() as session:
+            row = await self._row(session, principal, prompt_id)
+        return row, PromptSnapshot.of(row)
+
+    async def resolve_by_id(
+        self, principal: Principal, prompt_id: str, *, environment_id: str, assignment_key: str | None,
+        pinned: int | None,
+    ) -> ResolvedPrompt:  # fmt: skip
+        async with self.sessions() as session:
+            row = await self._row(session, principal, prompt_id)
+        return await self.runtime.resolve(principal.workspace_id, row.key, environment_id=environment_id,
+                                          assignment_key=assignment_key, pinned=pinned)  # fmt: skip
+
+    async def check_binding(self, workspace_id: str, key: str, version: int | None) -> None:
+        """An agent may name this prompt (and pin this version). Raises ``InvalidInput``."""
+        async with self.sessions() as session:
+            prompt_id = await session.scalar(
+                select(Prompt.id).where(Prompt.workspace_id == workspace_id, Prompt.key == key)
+            )
+            if prompt_id is None:
+                raise InvalidInput(f"no prompt with the key {key!r} in this workspace")
+            if version is not None and await session.scalar(select(PromptVersion.id).where(
+                    PromptVersion.prompt_id == prompt_id, PromptVersion.number == version)) is None:  # fmt: skip
+                raise InvalidInput(f"prompt {key!r} has no version {version}")
+
+    # -- internals -------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _touch(row: Prompt) -> None:
+        row.revision += 1
+        row.updated_at = now()
+
+    async def _row(self, session: AsyncSession, principal: Principal, prompt_id: str) -> Prompt:
+        return await get_in_workspace(session, Prompt, prompt_id, principal.workspace_id, "prompt")
+
+    @staticmethod
+    async def _version_row(session: AsyncSession, prompt_id: str, number: int) -> PromptVersion:
+        row = await session.scalar(
+            select(PromptVersion).where(PromptVersion.prompt_id == prompt_id, PromptVersion.number == number)
+        )
+        if row is None:
+            raise NotFound("prompt version", str(number))
+        return row
+
+    @staticmethod
+    async def _deploy(
+        session: AsyncSession, principal: Principal, row: Prompt, environment_id: str, number: int
+    ) -> PromptDeployment:
+        """Make ``number`` live in the environment; its rollout there ends."""
+        deployment = await session.get(PromptDeployment, (row.id, environment_id))
+        if deployment is None:
+            deployment = PromptDeployment(prompt_id=row.id, environment_id=environment_id,
+                                          workspace_id=row.workspace_id, created_at=now())  # fmt: skip
+            session.add(deployment)
+        deployment.version, deployment.rollout = number, None
+        deployment.updated_by, deployment.updated_at = principal.user_id, now()
+        return deployment
+
+    async def _apply(self, principal: Principal, row: Prompt, fields: PromptFields) -> None:
+        for name in ("key", "name", "description", "category", "tags"):
+            value = getattr(fields, name)
+            if value is not None:
+                setattr(row, name, list(dict.fromkeys(value)) if name == "tags" else value)
+        if fields.messages is not None or fields.variables is not None:
+            messages = fields.messages if fields.messages is not None else PromptSnapshot.of(row).messages
+            variables = fields.variables if fields.variables is not None else PromptSnapshot.of(row).variables
+            check_messages(messages, variables)
+            row.messages = [msgspec.structs.asdict(m) for m in messages]
+            row.variables = [msgspec.structs.asdict(v) for v in variables]
+        if fields.model_config_id is not None:
+            if fields.model_config_id:
+                await self.model_configs.check_usable(principal.workspace_id, fields.model_config_id)
+            row.model_config_id = fields.model_config_id or None
+        if fields.params is not None:
+            row.params = _checked_params(fields.params)
+        if fields.output_format is not None:
+            row.output_format = fields.output_format
+        if fields.output_schema is not None:
+            if len(msgspec.json.encode(fields.output_schema)) > MAX_SCHEMA_BYTES:
+                raise InvalidInput(f"the output schema is over {MAX_SCHEMA_BYTES // 1024} KB")
+            row.output_schema = fields.output_schema or None
+        if row.output_format not in OUTPUT_FORMATS:
+            raise InvalidInput(f"output_format must be one of {', '.join(OUTPUT_FORMATS)}")
+        if row.output_format == "text":
+            row.output_schema = None  # a schema describes JSON output only
+
+    @staticmethod
+    async def _check_unbound(session: AsyncSession, workspace_id: str, key: str, verb: str) -> None:
+        names = list(
+            await session.scalars(
+                select(Agent.name).where(Agent.workspace_id == workspace_id, Agent.prompt_key == key).limit(3)
+            )
+        )
+        if names:
+            raise Conflict(f"cannot {verb} prompt {key!r}: agents use it ({', '.join(names)}); unbind them first")
+
+    @staticmethod
+    async def _commit_unique(session: AsyncSession, key: str) -> None:
+        try:
+            await session.commit()
+        except IntegrityError:
+            await session.rollback()
+            raise Conflict(f"a prompt with the key {key!r} already exists") from None
+
+    async def _live(self, session: AsyncSession, prompt_ids: Sequence[str]) -> dict[str, builtins.list[LiveInfo]]:
+        if not prompt_ids:
+            return {}
+        rows = await session.execute(
+            select(PromptDeployment, Environment.name)
+            .join(Environment, Environment.id == PromptDeployment.environment_id)
+            .where(PromptDeployment.prompt_id.in_(prompt_ids))
+            .order_by(Environment.created_at, Environment.id)
+        )
+        out: dict[str, builtins.list[LiveInfo]] = {}
+        for deployment, name in rows.tuples():
+            out.setdefault(deployment.prompt_id, []).append(self._live_view(deployment, name))
+        return out
+
+    @staticmethod
+    async def _live_in(session: AsyncSession, prompt_id: str) -> dict[int, builtins.list[str]]:
+        rows = await session.execute(
+            select(PromptDeployment.version, Environment.name)
+            .join(Environment, Environment.id == PromptDeployment.environment_id)
+            .where(PromptDeployment.prompt_id == prompt_id)
+            .order_by(Environment.name)
+        )
+        out: dict[int, builtins.list[str]] = {}
+        for number, name in rows.tuples():
+            out.setdefault(number, []).append(name)
+        return out
+
+    @staticmethod
+    def _live_view(deployment: PromptDeployment, environment: str) -> LiveInfo:
+        return LiveInfo(
+            prompt_id=deployment.prompt_id, environment_id=deployment.environment_id, environment=environment,
+            live_version=deployment.version,
+            rollout=msgspec.convert(deployment.rollout, list[Variant]) if deployment.rollout else None,
+            updated_by=deployment.updated_by, updated_at=utc(deployment.updated_at),
+        )  # fmt: skip
+
+    async def _info(self, row: Prompt, session: AsyncSession | None = None) -> PromptInfo:
+        if session is None:
+            async with self.sessions() as own:
+                live = await self._live(own, [row.id])
+        else:
+            live = await self._live(session, [row.id])
+        return self._view(row, live.get(row.id, []))
+
+    @staticmethod
+    def _view(row: Prompt, live: Sequence[LiveInfo]) -> PromptInfo:
+        snapshot = PromptSnapshot.of(row)
+        return PromptInfo(
+            id=row.id, key=row.key, name=row.name, description=row.description, category=row.category,
+            tags=list(row.tags or []), **msgspec.structs.asdict(snapshot), latest_version=row.latest_version,
+            live=list(live), created_by=row.created_by, created_at=utc(row.created_at), updated_at=utc(row.updated_at),
+        )  # fmt: skip
+
+
+def _checked_params(params: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(params) - set(PARAMS))
+    if unknown:
+        raise InvalidInput(f"unknown prompt parameter {unknown[0]!r}; known: {', '.join(PARAMS)}")
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _check_variants(variants: Sequence[Variant]) -> None:
+    problems = []
+    if not variants:
+        problems.append("a rollout needs at least one variant")
+    if len({v.version for v in variants}) != len(variants):
+        problems.append("each version may appear once")
+    if any(not 0 <= v.weight <= 100 for v in variants):
+        problems.append("weights are whole percentages from 0 to 100")
+    if sum(v.weight for v in variants) != 100:
+        problems.append(f"weights must sum to 100 (they sum to {sum(v.weight for v in variants)})")
+    if problems:
+        raise InvalidInput("; ".join(problems))
