@@ -70,7 +70,11 @@ def admin(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[A
 def assert_error_envelope(response: Any, where: str) -> None:
     assert 400 <= response.status_code < 500, f"{where}: {response.status_code} {response.text[:300]}"
     body = response.json()
-    assert body["data"] is None and body["error"] and body["message"] and body["code"], where
+    if " /v1/" in where:
+        # the OpenAI-compatible routes answer in OpenAI's error shape, which its clients parse
+        assert body["error"]["message"] and body["error"]["type"], where
+    else:
+        assert body["data"] is None and body["error"] and body["message"] and body["code"], where
     assert "Traceback" not in response.text and "/work/" not in response.text, where
 
 
