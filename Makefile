@@ -4,20 +4,26 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test test-postgres test-fast lint typecheck imports bench clean
+.PHONY: help install run test test-postgres test-fast test-browser lint typecheck imports bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
+# pip's own progress (what it downloads and builds) shows: the first install takes a few minutes (torch, onnxruntime)
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
-	touch $(STAMP)
+	@test -x $(BIN)/python || { echo "==> creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@echo "==> installing Ragline and its dependencies into $(VENV) (the first time takes a few minutes)"
+	@start=$$(date +%s); \
+	$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[dev]' \
+		|| { echo "==> install failed"; exit 1; }; \
+	echo "==> installed in $$(( $$(date +%s) - start )) s"
+	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install Ragline with dev tools
 
 run: $(STAMP) ## serve the API on 127.0.0.1:8000 with the embedded defaults (./data)
+	@echo "==> starting the API (Ctrl-C stops it; GET /health says when it is ready)"
 	$(BIN)/ragline serve
 
 TEST_WORKERS ?= 2
@@ -27,6 +33,9 @@ test: $(STAMP) ## run the whole test suite (TEST_WORKERS processes, one test fil
 
 test-postgres: $(STAMP) ## API, ingest-worker and run-store suites on a throwaway PostgreSQL (needs its binaries)
 	VENV_PYTHON=$(BIN)/python bash .ci/postgres.sh -n $(TEST_WORKERS) --dist loadfile
+
+test-browser: $(STAMP) ## the web console and API docs in headless Chromium (apt-get install chromium chromium-driver)
+	$(BIN)/python -m pytest -q tests/browser
 
 test-fast: $(STAMP) ## tests without the slow/e2e/crash markers
 	$(BIN)/python -m pytest -q -m "not slow and not e2e and not crash"

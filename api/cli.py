@@ -1,19 +1,31 @@
-"""``ragline`` command line: serve, ingest, search, reindex, optimize, token create."""
+"""``ragline`` command line: serve, ingest, search, reindex, optimize, token create, secrets."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 import engine  # noqa: F401  (process environment first)
-from api.container import Services, open_services
 from engine.errors import EngineError
 from engine.settings import Settings
 from engine.types import SearchFilters
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from api.container import Services
+    from api.services.access import AccessService
+    from api.services.identity import IssuedToken
+
+# a command that holds the database lock of a busy server waits this long for it (requests wait 2 s)
+CLI_BUSY_TIMEOUT_S = 15.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -22,9 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run the HTTP API")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    ingest = sub.add_parser("ingest", help="ingest files into a knowledge base (created if missing)")
+    ingest = sub.add_parser("ingest", help="ingest files and folders into a knowledge base")
     ingest.add_argument("paths", nargs="+", type=Path)
-    ingest.add_argument("--kb", required=True)
+    ingest.add_argument("--kb", required=True, help="the knowledge base's name (it must exist, unless --create)")
+    ingest.add_argument("--create", action="store_true", help="create the knowledge base if there is none by that name")
     ingest.add_argument("--workspace", default="default")
     search = sub.add_parser("search", help="search a knowledge base")
     search.add_argument("query")
@@ -34,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     search.add_argument("--mode", choices=["dense", "sparse", "hybrid"], default="hybrid")
     sub.add_parser("reindex", help="rebuild the vector store from the stored files")
     sub.add_parser("optimize", help="build the embedded store's HNSW index (stop the server first; minutes)")
-    token = sub.add_parser("token", help="API tokens")
+    token = sub.add_parser("token", help="API tokens (works while the server runs)")
     token_sub = token.add_subparsers(dest="token_command", required=True)
     create = token_sub.add_parser("create", help="create a user with a role and print its token once")
     create.add_argument("--workspace", default="default")
@@ -50,10 +63,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(settings, args.host, args.port)
+        _log_to_terminal()
+        if args.command == "token":
+            return asyncio.run(_token_create(settings, args))  # the metadata database only: fine beside a server
         if args.command == "secrets":
             return asyncio.run(_secrets(settings, args.secrets_command))
+        if args.command == "ingest":
+            missing = [path for path in args.paths if not path.exists()]
+            if missing:  # before anything is opened or created
+                for path in missing:
+                    print(f"ragline: no such file or folder: {path}", file=sys.stderr)
+                return 1
         return asyncio.run(_run_offline(settings, args))
     except EngineError as exc:
+        PROGRESS.end_line()
         print(f"ragline: {exc.message}", file=sys.stderr)
         return 1
 
@@ -73,12 +96,60 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     return 0
 
 
+class _Progress:
+    """The one status line an ingest redraws (in place on a terminal; a new line per change otherwise)."""
+
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        self.stream = stream
+        self.open = False  # a redrawn line is on screen without its newline
+        self.last = ""
+
+    def show(self, text: str) -> None:
+        if self.stream.isatty():
+            print(f"\r{text}", end="", file=self.stream, flush=True)
+            self.open = True
+        elif text.split(", ")[:-1] != self.last.split(", ")[:-1]:  # the counts changed (not only the seconds)
+            print(text, file=self.stream, flush=True)
+        self.last = text
+
+    def end_line(self) -> None:
+        if self.open:
+            print(file=self.stream, flush=True)
+            self.open = False
+
+
+PROGRESS = _Progress()
+
+
+class _TerminalLog(logging.StreamHandler[TextIO]):
+    """``ragline: …`` lines on stderr (the model export, worker warnings) that never run into the progress line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        PROGRESS.end_line()
+        super().emit(record)
+
+
+def _log_to_terminal() -> None:
+    handler = _TerminalLog(sys.stderr)
+    handler.setFormatter(logging.Formatter("ragline: %(message)s"))
+    logger = logging.getLogger("ragline")
+    if not any(isinstance(h, _TerminalLog) for h in logger.handlers):
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def _print_bootstrap(issued: IssuedToken | None, settings: Settings, stream: TextIO | None = None) -> None:
+    if issued is not None and not settings.bootstrap_token:  # a fixed RAGLINE_BOOTSTRAP_TOKEN is known already
+        print(f"ragline: bootstrap admin token (shown once): {issued.secret}", file=stream or sys.stdout)
+
+
 async def _run_offline(settings: Settings, args: argparse.Namespace) -> int:
+    from api.container import open_services
+
     services = await open_services(settings)
     try:
-        issued = await services.access.bootstrap()
-        if issued is not None:
-            print(f"ragline: bootstrap admin token (shown once): {issued.secret}")
+        _print_bootstrap(await services.access.bootstrap(secret=settings.bootstrap_token or None), settings)
         if args.command == "ingest":
             return await _ingest(services, args)
         if args.command == "search":
@@ -91,19 +162,43 @@ async def _run_offline(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         if args.command == "optimize":
             return _optimize(services)
-        if args.command == "token":
-            issued = await services.access.create_user_token(
-                workspace_name=args.workspace, user_name=args.user, role=args.role, token_name=args.name
-            )
-            print(issued.secret)
-            return 0
         return 2
     finally:
         await services.close()
 
 
+async def _token_create(settings: Settings, args: argparse.Namespace) -> int:
+    """A user and a token: rows in the metadata database, so this opens nothing else. The server owns the
+    embedded vector store (an exclusive lock) but shares the database, so this works while it runs."""
+    import engine.db.audit  # noqa: F401  (the same audit listener as the server's writes)
+    from api.services.access import AccessService
+    from engine.db.session import create_engine, migrate, session_factory
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = create_engine(
+        settings.resolved_database_url, busy_timeout_s=max(settings.db_busy_timeout_s, CLI_BUSY_TIMEOUT_S),
+        pool_timeout_s=settings.db_pool_timeout_s, connect_timeout_s=settings.db_connect_timeout_s,
+    )  # fmt: skip
+    try:
+        await migrate(db)
+        access: AccessService = AccessService(
+            session_factory(db), mint_per_minute=settings.token_mint_per_minute,
+            mint_per_day=settings.token_mint_per_day,
+        )  # fmt: skip
+        # on a database no server has started yet; stdout stays the new token alone: TOKEN=$(ragline token create)
+        _print_bootstrap(await access.bootstrap(secret=settings.bootstrap_token or None), settings, sys.stderr)
+        issued = await access.create_user_token(
+            workspace_name=args.workspace, user_name=args.user, role=args.role, token_name=args.name
+        )
+        print(issued.secret)
+        return 0
+    finally:
+        await db.dispose()
+
+
 async def _secrets(settings: Settings, command: str) -> int:
     """Rotation: seal everything with the current key; with a key file, make a new key first and drop the old."""
+    from api.container import open_services
     from engine.secrets import add_key, drop_old_keys
 
     if command == "rotate":
@@ -121,37 +216,129 @@ async def _secrets(settings: Settings, command: str) -> int:
     return 0
 
 
-async def _workspace_id(services: Services, name: str) -> str:
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(repr(n) for n in names) if names else "none yet"
+
+
+async def _workspace_id(sessions: async_sessionmaker[AsyncSession], name: str) -> str:
     from sqlalchemy import select
 
     from engine.db.models import Workspace
 
-    async with services.sessions() as session:
+    async with sessions() as session:
         ws = await session.scalar(select(Workspace.id).where(Workspace.name == name))
-    if ws is None:
-        raise EngineError(f"no workspace named {name!r}")
+        if ws is None:
+            existing = list(await session.scalars(select(Workspace.name).order_by(Workspace.name)))
+            raise EngineError(f"no workspace named {name!r} (existing: {_names(existing)})")
     return ws
 
 
+async def _kb_names(sessions: async_sessionmaker[AsyncSession], workspace_id: str) -> list[str]:
+    from sqlalchemy import select
+
+    from engine.db.models import KnowledgeBase
+
+    async with sessions() as session:
+        query = select(KnowledgeBase.name).where(KnowledgeBase.workspace_id == workspace_id)
+        return list(await session.scalars(query.order_by(KnowledgeBase.name)))
+
+
+async def _no_kb(services: Services, ws: str, args: argparse.Namespace, hint: str = "") -> EngineError:
+    names = await _kb_names(services.sessions, ws)
+    return EngineError(
+        f"no knowledge base named {args.kb!r} in workspace {args.workspace!r} (existing: {_names(names)}){hint}"
+    )
+
+
+@dataclass
+class _Plan:
+    """What an ingest found: files to add, and what it refused or skipped before any work."""
+
+    named: list[Path] = field(default_factory=list)  # files the command line names: refusing one is an error
+    found: list[Path] = field(default_factory=list)  # files inside named folders: unsupported ones are skipped
+
+
+def _plan(paths: Sequence[Path]) -> _Plan:
+    plan = _Plan()
+    for path in paths:
+        if path.is_dir():
+            inside = [
+                p for p in sorted(path.rglob("*"))
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            ]  # fmt: skip
+            if not inside:
+                raise EngineError(f"{path} is a folder with no files in it")
+            plan.found.extend(inside)
+        elif path.is_file():
+            plan.named.append(path)
+        else:
+            raise EngineError(f"{path} is neither a file nor a folder")
+    return plan
+
+
 async def _ingest(services: Services, args: argparse.Namespace) -> int:
-    ws = await _workspace_id(services, args.workspace)
-    kb = await services.knowledge.find_kb_by_name(ws, args.kb) or await services.knowledge.create_kb(ws, args.kb)
-    files = [p for path in args.paths for p in (sorted(path.rglob("*")) if path.is_dir() else [path]) if p.is_file()]
-    ids = []
-    for path in files:
+    started = time.monotonic()
+    plan = _plan(args.paths)
+    ws = await _workspace_id(services.sessions, args.workspace)
+    kb = await services.knowledge.find_kb_by_name(ws, args.kb)
+    if kb is None:
+        if not args.create:
+            raise await _no_kb(services, ws, args, "; add --create to make it")
+        kb = await services.knowledge.create_kb(ws, args.kb)
+        print(f"created knowledge base {kb.name!r}")
+    ids: list[str] = []
+    refused = skipped = 0
+    for path in [*plan.named, *plan.found]:
         try:
             with path.open("rb") as fh:
                 info = await services.knowledge.add_file(ws, kb.id, filename=path.name, source=fh)
-            ids.append(info.id)
         except EngineError as exc:
-            print(f"  skipped {path}: {exc.message}", file=sys.stderr)
-    await services.worker.recover()
-    failed = await _drain_with_progress(services, ids)
-    return 1 if failed else 0
+            if path in plan.named:
+                refused += 1
+                print(f"ragline: cannot ingest {path}: {exc.message}", file=sys.stderr)
+            else:
+                skipped += 1
+                print(f"  skipped {path}: {exc.message}", file=sys.stderr)
+            continue
+        if info.duplicate and info.status == "ready":
+            skipped += 1
+            print(f"  skipped {path}: already in {kb.name!r} (same content)", file=sys.stderr)
+            continue
+        if info.duplicate and info.status == "failed":  # it failed before: running ingest again retries it
+            await services.knowledge.requeue(ws, info.id)
+        ids.append(info.id)
+    ready = chunks = failed = 0
+    if ids:
+        await services.worker.recover()
+        failed = await _drain_with_progress(services, ids)
+        ready, chunks = await _ready_counts(services, ids)
+    print(
+        f"ingested {_count(ready, 'file')} ({_count(chunks, 'chunk')}), {failed + refused} failed, {skipped} skipped "
+        f"in {time.monotonic() - started:.1f} s"
+    )
+    return 1 if failed or refused else 0
+
+
+async def _ready_counts(services: Services, ids: list[str]) -> tuple[int, int]:
+    from sqlalchemy import func, select
+
+    from engine.db.models import File
+
+    async with services.sessions() as session:
+        row = (
+            await session.execute(
+                select(func.count(), func.sum(File.chunks_total)).where(File.id.in_(ids), File.status == "ready")
+            )
+        ).one()
+    return int(row[0] or 0), int(row[1] or 0)
 
 
 async def _drain_with_progress(services: Services, ids: list[str] | None) -> int:
-    """Run the worker and draw a progress bar until the queue is empty; returns the failed count."""
+    """Run the worker and draw a progress line until the queue is empty; returns the failed count."""
     from sqlalchemy import func, select
 
     from engine.db.models import File
@@ -167,27 +354,24 @@ async def _drain_with_progress(services: Services, ids: list[str] | None) -> int
                 )
             ).all()
         counts = {status: n for status, n, _ in rows}
-        total = sum(counts.values()) or 1
+        total = sum(counts.values())
         finished = counts.get("ready", 0) + counts.get("failed", 0)
         chunks = sum(c or 0 for _, _, c in rows)
-        bar = "#" * int(30 * finished / total)
-        print(
-            f"\r[{bar:<30}] {finished}/{total} files, {chunks} chunks, {counts.get('failed', 0)} failed, "
-            f"{time.monotonic() - started:.0f}s",
-            end="",
-            file=sys.stderr,
-            flush=True,
+        bar = "#" * int(30 * finished / max(total, 1))
+        PROGRESS.show(
+            f"[{bar:<30}] {finished}/{total} files, {chunks} chunks, {counts.get('failed', 0)} failed, "
+            f"{time.monotonic() - started:.0f}s"
         )
         if drain.done():
             break
         await asyncio.sleep(0.5)
-    print(file=sys.stderr)
+    PROGRESS.end_line()
     await drain
     async with services.sessions() as session:
         where = [File.id.in_(ids)] if ids is not None else []
         failures = (await session.execute(select(File.name, File.error).where(File.status == "failed", *where))).all()
     for name, error in failures:
-        print(f"  failed {name}: {error}", file=sys.stderr)
+        print(f"ragline: failed {name}: {error}", file=sys.stderr)
     return len(failures)
 
 
@@ -210,10 +394,10 @@ def _optimize(services: Services) -> int:
 async def _search(services: Services, args: argparse.Namespace) -> int:
     from engine.retrieval import SearchRequest
 
-    ws = await _workspace_id(services, args.workspace)
+    ws = await _workspace_id(services.sessions, args.workspace)
     kb = await services.knowledge.find_kb_by_name(ws, args.kb)
     if kb is None:
-        raise EngineError(f"no knowledge base named {args.kb!r}")
+        raise await _no_kb(services, ws, args)
     hits = await services.retriever.retrieve(
         SearchRequest(
             query=args.query, filters=SearchFilters(workspace_id=ws, kb_ids=(kb.id,)), top_k=args.top_k, mode=args.mode

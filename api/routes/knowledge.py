@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Annotated, Any, BinaryIO, cast
 
 import msgspec
@@ -15,7 +17,7 @@ from api.container import Services
 from api.envelope import Envelope, ListEnvelope, ok, page_of
 from api.schemas import FileUpdate, KnowledgeBaseCreate, KnowledgeBaseUpdate, UploadResult
 from api.services.identity import Principal
-from engine.errors import EngineError, InvalidInput, UnsupportedMediaType
+from engine.errors import EngineError, InvalidInput, NotFound, UnsupportedMediaType
 from engine.metadata import clean_metadata
 from ingest.views import FileInfo, KnowledgeBaseInfo
 
@@ -24,6 +26,11 @@ Limit = Annotated[int, Parameter(ge=1, le=100, query="limit")]
 UPLOAD_OVERHEAD = 1024 * 1024  # multipart framing and form fields on top of the file limit
 MAX_FILES_PER_UPLOAD = 100
 MAX_METADATA_FIELD = 16_384  # characters of the JSON text; engine.metadata bounds keys and values
+# ?wait=true: answer once the files are ready or failed, or after wait_s seconds with their status then
+MAX_WAIT_S = 120
+DEFAULT_WAIT_S = 60
+FINISHED = ("ready", "failed")
+WaitS = Annotated[float, Parameter(query="wait_s", gt=0, le=MAX_WAIT_S)]
 
 
 class KnowledgeBaseController(Controller):
@@ -78,10 +85,16 @@ class FileController(Controller):
         opt=EDITOR,
         status_code=201,
         summary="Upload files (multipart field 'file', repeatable; optional 'tags' and 'metadata' (a JSON object))",
+        description=(
+            "Stores the files and queues them for ingestion. With `wait=true` the answer comes once every file is "
+            f"ready or failed, or after `wait_s` seconds (default {DEFAULT_WAIT_S}, at most {MAX_WAIT_S}) with "
+            "the status it has then."
+        ),
     )
     async def upload(
-        self, kb_id: str, request: Request[Any, Any, Any], services: Services, principal: Principal
-    ) -> Envelope[Any]:
+        self, kb_id: str, request: Request[Any, Any, Any], services: Services, principal: Principal,
+        wait: Annotated[bool, Parameter(query="wait")] = False, wait_s: WaitS = DEFAULT_WAIT_S,
+    ) -> Envelope[Any]:  # fmt: skip
         principal.require_kb(kb_id)
         form = await _read_form(request)
         uploads = [v for k, v in form.multi_items() if isinstance(v, UploadFile) and k in ("file", "files")]
@@ -93,6 +106,9 @@ class FileController(Controller):
         metadata = _form_metadata(form.get("metadata"))
         if len(uploads) == 1:
             info = await _store_one(services, principal, kb_id, uploads[0], tags, metadata)
+            if wait:
+                (info,) = await _wait_finished(services, principal.workspace_id, [info], wait_s)
+                return ok(info, _finished_message(info, wait_s))
             return ok(info, "File already present" if info.duplicate else "File queued for ingestion")
         results = []
         for upload in uploads:
@@ -105,6 +121,13 @@ class FileController(Controller):
                 )
             except EngineError as exc:
                 results.append(UploadResult(name=upload.filename, error=exc.message, code=exc.code))
+        if wait:
+            stored = [cast(FileInfo, r.file) for r in results if r.file is not None]
+            finished = await _wait_finished(services, principal.workspace_id, stored, wait_s)
+            done = iter(finished)
+            results = [UploadResult(name=r.name, file=next(done)) if r.file is not None else r for r in results]
+            ready = sum(f.status == "ready" for f in finished)
+            return ok(results, f"{ready} of {len(results)} files ready")
         return ok(results, f"{sum(r.file is not None for r in results)} of {len(results)} files queued")
 
     @get("/", opt=VIEWER, summary="List files with their ingest status")
@@ -161,6 +184,35 @@ class FileController(Controller):
         principal.require_kb(kb_id)
         await services.knowledge.delete_file(principal.workspace_id, file_id, kb_id)
         return ok(None, "File deleted")
+
+
+async def _wait_finished(services: Services, workspace_id: str, files: list[FileInfo], wait_s: float) -> list[FileInfo]:
+    """The files once each is ready or failed, or as they are when ``wait_s`` has passed."""
+    deadline = time.monotonic() + wait_s
+    current, pause = list(files), 0.05
+    while any(f.status not in FINISHED for f in current):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        await asyncio.sleep(min(pause, left))
+        pause = min(pause * 2, 0.5)
+        current = [f if f.status in FINISHED else await _refreshed(services, workspace_id, f) for f in current]
+    return current
+
+
+async def _refreshed(services: Services, workspace_id: str, info: FileInfo) -> FileInfo:
+    try:
+        return await services.knowledge.get_file(workspace_id, info.id)
+    except NotFound:  # deleted while we waited: its last known state
+        return info
+
+
+def _finished_message(info: FileInfo, wait_s: float) -> str:
+    if info.status == "ready":
+        return f"File ready ({info.chunks_done} chunks)"
+    if info.status == "failed":
+        return f"File failed: {info.error or 'unknown error'}"
+    return f"File still {info.status} after {wait_s:g} s ({round(100 * info.progress)} %)"
 
 
 async def _read_form(request: Request[Any, Any, Any]) -> Any:

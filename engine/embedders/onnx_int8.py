@@ -13,9 +13,12 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
+import os
 import shutil
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -34,6 +37,10 @@ _MAX_TOKENS = 256
 # MiniLM-L6 geometry, needed by onnxruntime's fusion passes.
 _NUM_HEADS = 12
 _HIDDEN = 384
+# the export says what it does in one line of its own; these libraries' log lines, warnings and progress bars
+# (hundreds of fusion and quantiser lines at INFO) stay out of the server's output
+log = logging.getLogger("ragline")
+_EXPORT_LIBRARIES = ("onnxruntime", "onnx", "torch", "transformers")
 
 
 def weights_sha256(model_dir: Path) -> str:
@@ -77,26 +84,85 @@ def ensure_exported(model_dir: Path, cache_dir: Path) -> Path:
             return final / MODEL_FILE
         for stale in cache_dir.glob(f".tmp-{key}-*"):  # left by a crashed exporter: we hold the lock
             shutil.rmtree(stale, ignore_errors=True)
+        log.info("exporting the embedding model to int8 ONNX (once per machine, ~20 s) into %s…", cache_dir)
+        started = time.monotonic()
         work = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=cache_dir))
         try:
             work.chmod(0o755)  # mkdtemp makes it owner-only; the cache may be shared by service users
-            export_model(model_dir, work / MODEL_FILE)
+            with _quiet_libraries():
+                export_model(model_dir, work / MODEL_FILE)
             meta = {"key": key, "source_sha256": weights_sha256(model_dir), "recipe": RECIPE_VERSION}
             (work / META_FILE).write_text(json.dumps(meta))
             work.rename(final)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+        log.info("…exported the embedding model in %.1f s", time.monotonic() - started)
     return final / MODEL_FILE
 
 
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
     with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another process that is exporting the embedding model…")
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class _LibraryRecords(logging.Filter):
+    """Drops the export libraries' own log records below ERROR (by the file that logged them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._dirs = tuple(f"{os.sep}{name}{os.sep}" for name in _EXPORT_LIBRARIES)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or not any(d in record.pathname for d in self._dirs)
+
+
+class _ToLastResort(logging.Handler):
+    """Stands in for "no handler" (what ``logging.lastResort`` serves) while a filter needs a handler to sit on."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        last = logging.lastResort
+        if last is not None and record.levelno >= last.level:
+            last.handle(record)
+
+
+@contextlib.contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """Keep onnxruntime's, onnx's, torch's and transformers' log lines and progress bars out of the output.
+
+    Their loggers log to the root logger's handlers (onnxruntime's quantiser calls ``logging.info`` itself, which
+    would also ``basicConfig`` a root logger without handlers): the filter sits on the root logger and its
+    handlers for the duration of the export, so other code's records pass as before. Errors still show.
+    """
+    from transformers.utils import logging as transformers_logging
+
+    hf_logging: Any = transformers_logging  # untyped
+    quiet, root = _LibraryRecords(), logging.getLogger()
+    stand_in = _ToLastResort() if not root.handlers else None
+    if stand_in is not None:
+        root.addHandler(stand_in)
+    filtered = [root, *root.handlers]
+    for target in filtered:
+        target.addFilter(quiet)
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # "Loading weights: 100%|████|"
+    try:
+        yield
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+        for target in filtered:
+            target.removeFilter(quiet)
+        if stand_in is not None:
+            root.removeHandler(stand_in)
 
 
 def export_model(model_dir: Path, target: Path, *, int8: bool = True) -> None:
