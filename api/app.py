@@ -19,6 +19,7 @@ from litestar.config.app import AppConfig
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins import InitPluginProtocol
 
@@ -29,17 +30,23 @@ from api.request_context import RequestIdMiddleware, add_request_id_header, logg
 from api.routes.agents import AgentController
 from api.routes.chat import AssistantController, ChatController
 from api.routes.configuration import EnvironmentController, VariableController
+from api.routes.console import CONSOLE_HANDLERS, SWAGGER_CSS, SWAGGER_FAVICON, SWAGGER_JS, SWAGGER_PRESET_JS
 from api.routes.executions import ExecutionController, run_log
 from api.routes.governance import GOVERNANCE_HANDLERS
-from api.routes.health import health
+from api.routes.health import Readiness, health
 from api.routes.knowledge import UPLOAD_OVERHEAD, FileController, KnowledgeBaseController
 from api.routes.models import ModelController, SystemModelController
+from api.routes.openai_compat import openai_router
+from api.routes.prompts import PROMPT_HANDLERS
 from api.routes.search import SearchController
 from api.routes.tokens import TokenController
 from api.routes.triggers import TRIGGER_HANDLERS
 from api.routes.users import AuthController, UserController
 from api.routes.workspaces import WorkspaceController, me
+from engine.retrieval import SearchRequest
 from engine.settings import Settings
+from engine.tokens import count_tokens
+from engine.types import SearchFilters
 
 log = logging.getLogger("ragline")
 JSON_BODY_LIMIT = 1024 * 1024
@@ -51,6 +58,7 @@ class RaglineCore(InitPluginProtocol):
     def __init__(self, services: Services, *, extra_handlers: Sequence[Any] = ()) -> None:
         self.services = services
         self.extra_handlers = tuple(extra_handlers)
+        self.readiness = Readiness()
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         settings = self.services.settings
@@ -62,14 +70,16 @@ class RaglineCore(InitPluginProtocol):
             health, KnowledgeBaseController, SearchController, upload_router, AgentController, ExecutionController,
             run_log, ChatController, AssistantController, TokenController, WorkspaceController, me, *TRIGGER_HANDLERS,
             AuthController, UserController, EnvironmentController, VariableController, ModelController,
-            SystemModelController, *GOVERNANCE_HANDLERS, *self.extra_handlers,
+            *PROMPT_HANDLERS,
+            SystemModelController, *GOVERNANCE_HANDLERS, *CONSOLE_HANDLERS, openai_router(), *self.extra_handlers,
         ])  # fmt: skip
         services = self.services
         app_config.dependencies.update({
             "services": Provide(lambda: services, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),
         })  # fmt: skip
-        app_config.state.update({"services": services})  # the guard runs before dependency injection
+        # the guard runs before dependency injection; /health reads the warm-up's progress
+        app_config.state.update({"services": services, "readiness": self.readiness})
         app_config.guards.append(access_guard)
         app_config.exception_handlers.update(EXCEPTION_HANDLERS)
         # request ids: current while any route runs (logs, envelopes), a header on every response (router 404s too)
@@ -97,7 +107,9 @@ class RaglineCore(InitPluginProtocol):
         except BaseException:
             await services.close()
             raise
-        warm = asyncio.create_task(_warm_up(services))
+        # serving starts now (/health: "warming"); what arrives before the warm-up is done waits for it
+        self.readiness.reset()
+        warm = asyncio.create_task(_warm_up(services, self.readiness))
         try:
             yield
         finally:
@@ -131,15 +143,44 @@ def _openapi() -> OpenAPIConfig:
             ),
         }),
         security=[{"bearer": []}, {"apiKey": []}, {"apiToken": []}],
+        # Swagger UI from local files (the swagger-ui-bundle-v2 package), at /schema and /schema/swagger: no CDN,
+        # works offline; its Authorize button takes a token. Litestar's other renderers load CDNs: not served.
+        render_plugins=[
+            SwaggerRenderPlugin(path="/swagger", js_url=SWAGGER_JS, css_url=SWAGGER_CSS,
+                                standalone_preset_js_url=SWAGGER_PRESET_JS, favicon=SWAGGER_FAVICON),
+            JsonRenderPlugin(), YamlRenderPlugin(),
+        ],
     )  # fmt: skip
 
 
-async def _warm_up(services: Services) -> None:
-    """Load the embedding model and the default model's client in the background, so the first search or
-    run does not pay for them (the built-in extractive model needs nothing; litellm is imported only when
-    the default model is a provider's)."""
-    for step in (services.embedder.warm_up, services.models.warm_up):
-        try:
-            await anyio.to_thread.run_sync(step)
-        except Exception:
-            log.exception("warm-up step failed")
+# a first query through the sparse encoder and the vector store, in a workspace no one has
+_WARM_UP_SEARCH = SearchRequest(query="warm up", filters=SearchFilters(workspace_id="-warm-up-"), top_k=1)
+
+
+async def _warm_up(services: Services, readiness: Readiness) -> None:
+    """Load what the first search and the first chat need, so that neither pays for it: the embedding model
+    (exported to int8 ONNX on a machine's first start, ~20 s, then loaded), a first query through the store, and
+    the default model's client (litellm is imported only when it is a provider's) and tokenizer. The embedder and
+    the model warm up side by side; ``/health`` says ``ready`` once all of it is done."""
+    settings = services.settings
+    log.info("warming up: embedding model, first search, default model %s", settings.default_model)
+
+    async def embedder_then_search() -> None:
+        if await readiness.run("embedder", lambda: anyio.to_thread.run_sync(services.embedder.warm_up)):
+            await readiness.run("search", lambda: services.retriever.retrieve(_WARM_UP_SEARCH))
+        else:
+            readiness.fail("search", "the embedding model did not load")
+
+    def load_model() -> None:
+        services.models.warm_up()
+        count_tokens("warm up", settings.default_model)  # the run path counts tokens with the model's encoding
+        count_tokens("warm up")  # and the built-in model with cl100k
+
+    await asyncio.gather(
+        embedder_then_search(), readiness.run("model", lambda: anyio.to_thread.run_sync(load_model))
+    )
+    if readiness.ready:
+        log.info("ready in %.1f s", readiness.ready_after_s or 0.0)
+    else:
+        failed = {name: part.error for name, part in readiness.parts.items() if part.state == "failed"}
+        log.warning("warm-up done with failures (retried on first use): %s", failed)

@@ -28,6 +28,7 @@ from api.services.chat import ChatService
 from api.services.environments import EnvironmentService
 from api.services.executions import ExecutionService
 from api.services.model_configs import ModelConfigService
+from api.services.prompts import PromptService
 from api.services.run_stats import RunStatsService
 from api.services.runs import RunService
 from api.services.scheduler import Scheduler
@@ -84,6 +85,7 @@ class Services:
     model_configs: ModelConfigService
     audit_log: AuditLogService
     run_stats: RunStatsService
+    prompts: PromptService
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack, repr=False)
 
     @property
@@ -154,11 +156,12 @@ def build_services(
     environments = EnvironmentService(sessions)
     variables = VariableService(sessions, box, environments)
     model_configs = ModelConfigService(sessions, box, allowed=allowed_networks(settings.model_allow_networks))
-    agents = AgentService(sessions=sessions, settings=settings, model_configs=model_configs)
+    prompts = PromptService(sessions, environments, model_configs)
+    agents = AgentService(sessions=sessions, settings=settings, model_configs=model_configs, prompts=prompts)
     runs = RunService(
         manager=run_manager, models=models, agents=agents, knowledge=knowledge, retriever=retriever,
         callbacks=callbacks, environments=environments, variables=variables, model_configs=model_configs,
-        default_model=settings.default_model,
+        prompts=prompts, default_model=settings.default_model,
     )  # fmt: skip
     schedules_changed = Wakeup()
     triggers = TriggerService(
@@ -182,7 +185,7 @@ def build_services(
             attempts_per_address=settings.login_rate_per_address_per_minute,
         ),
         environments=environments, variables=variables, model_configs=model_configs,
-        audit_log=AuditLogService(sessions), run_stats=RunStatsService(sessions, cost_usd),
+        audit_log=AuditLogService(sessions), run_stats=RunStatsService(sessions, cost_usd), prompts=prompts,
     )  # fmt: skip
 
 

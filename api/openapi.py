@@ -154,8 +154,11 @@ _OVERRIDES: dict[tuple[str, str], JSON] = {
         "errors": {400, 401, 404, 413, 429, 503},
     },
     ("post", "/api/v1/login"): {"errors": {401, 403, 404, 415, 422, 429, 503}},
-    ("get", "/health"): {"success": {"type": "object", "required": ["status"], "properties": {
-        "status": {"type": "string", "enum": ["ok"]}, "embedder": {"type": "string", "examples": ["all-MiniLM-L6-v2"]},
+    ("get", "/health"): {"success": {"type": "object", "required": ["status", "ready"], "properties": {
+        "status": {"type": "string", "enum": ["warming", "ready", "degraded"]}, "ready": {"type": "boolean"},
+        "warm_up_s": {"type": ["number", "null"]},
+        "parts": {"type": "object", "additionalProperties": {"type": "object"}},
+        "embedder": {"type": "string", "examples": ["all-MiniLM-L6-v2"]},
         "vector_store": {"type": "string", "examples": ["EdgeVectorStore"]}}}},
 }
 

@@ -204,8 +204,19 @@ class LiteLLMModelClient:
         return client
 
     def warm_up(self) -> None:
-        """Import litellm now (blocking), so the first run does not pay for it."""
+        """Import litellm and what its first completion imports (blocking, ~3 s), so the first run does not pay."""
         self._litellm = configure_litellm()
+        import importlib
+
+        for module in (
+            "openai.resources.chat", "litellm.responses.mcp.chat_completions_handler",
+            "litellm.responses.mcp.litellm_proxy_mcp_handler", "litellm.proxy.openai_files_endpoints.common_utils",
+        ):  # fmt: skip
+            with contextlib.suppress(ImportError):  # a later litellm may move them: warming is best effort
+                importlib.import_module(module)
+        import openai
+
+        openai.OpenAI(api_key="warm-up", base_url="http://127.0.0.1:9/").chat.completions  # noqa: B018 (no request)
 
     def _kwargs(self, request: ModelRequest) -> dict[str, Any]:
         kwargs: dict[str, Any] = {

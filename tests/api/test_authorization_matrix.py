@@ -140,6 +140,9 @@ PARAMS: dict[str, Builder] = {
         "admin", "POST", "/api/v1/system-models", json={"name": unique("sys"), "model": "openai/x"},
     ).json()["data"]["id"],
     "path": lambda w, caller, p: new_webhook_trigger(w, path_only=True),
+    "prompt_id": lambda w, caller, p: new_prompt(w)[0],
+    "number": lambda w, caller, p: "1",  # /prompts/{prompt_id}/versions/{number}: its first version
+    "key": lambda w, caller, p: new_prompt(w)[1],  # /sdk/prompts/{key}
 }
 WEBHOOK_SECRETS: dict[str, str] = {}  # webhook path -> its signing secret (to send valid deliveries)
 
@@ -151,6 +154,17 @@ def new_webhook_trigger(w: World, *, path_only: bool = False) -> str:
     path = created.json()["data"]["webhook_url"].rsplit("/", 1)[1]
     WEBHOOK_SECRETS[path] = created.json()["data"]["webhook_secret"]
     return path if path_only else ident
+
+
+def new_prompt(w: World) -> tuple[str, str]:
+    """A prompt of the first workspace with versions 1 and 2 published (2 live in the default environment)."""
+    key = unique("prompt")
+    ident = w.created(w.call("admin", "POST", "/api/v1/prompts", json={
+        "key": key, "messages": [{"role": "user", "content": "Hello {{ who }}"}],
+        "variables": [{"name": "who", "default": "llama"}]}))  # fmt: skip
+    for _ in range(2):
+        w.created(w.call("admin", "POST", f"/api/v1/prompts/{ident}/publish", json={"note": "census"}))
+    return ident, key
 
 
 def new_trigger_body(w: World, caller: str, p: Params) -> dict[str, Any]:
@@ -249,6 +263,7 @@ ASK = json_body(lambda w, p: {"message": "how many llamas?"})
 
 ROUTES: dict[tuple[str, str], Row] = {
     ("GET", "/health"): PUBLIC,
+    ("GET", "/"): PUBLIC,  # the web console's page (api/routes/console.py); every call it makes needs a token
     # knowledge bases and files
     ("POST", "/api/v1/knowledge-bases"): editor(named("kb")),
     ("GET", "/api/v1/knowledge-bases"): viewer(),
@@ -345,7 +360,8 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("PATCH", "/api/v1/environments/{environment_id}"): admin(json_body(lambda w, p: {"description": "d"})),
     ("DELETE", "/api/v1/environments/{environment_id}"): admin(),
     ("GET", "/api/v1/variables"): viewer(),
-    ("POST", "/api/v1/variables"): editor(json_body(lambda w, p: {"name": unique("V").replace("-", "_"), "value": "x"})),
+    ("POST", "/api/v1/variables"): editor(
+        json_body(lambda w, p: {"name": unique("V").replace("-", "_"), "value": "x"})),
     ("GET", "/api/v1/variables/{variable_id}"): viewer(),
     ("PATCH", "/api/v1/variables/{variable_id}"): editor(json_body(lambda w, p: {"value": "y"})),
     ("DELETE", "/api/v1/variables/{variable_id}"): editor(),
@@ -363,21 +379,47 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("PATCH", "/api/v1/system-models/{system_model_id}"): Row(
         "admin", json_body(lambda w, p: {"api_key": "sk-new"}), outsider="403"),
     ("DELETE", "/api/v1/system-models/{system_model_id}"): Row("admin", outsider="403"),
+    # prompts: editors write, publish, roll back and set rollouts; viewers read, fetch and run
+    ("GET", "/api/v1/prompts"): viewer(),
+    ("POST", "/api/v1/prompts"): editor(json_body(lambda w, p: {
+        "key": unique("prompt"), "messages": [{"role": "user", "content": "llama census"}]})),
+    ("GET", "/api/v1/prompts/{prompt_id}"): viewer(),
+    ("PATCH", "/api/v1/prompts/{prompt_id}"): editor(json_body(lambda w, p: {"description": "d"})),
+    ("DELETE", "/api/v1/prompts/{prompt_id}"): editor(),
+    ("POST", "/api/v1/prompts/{prompt_id}/publish"): editor(json_body(lambda w, p: {"note": "again"})),
+    ("GET", "/api/v1/prompts/{prompt_id}/versions"): viewer(),
+    ("GET", "/api/v1/prompts/{prompt_id}/versions/{number}"): viewer(),
+    ("POST", "/api/v1/prompts/{prompt_id}/rollback"): editor(json_body(lambda w, p: {"version": 1})),
+    ("GET", "/api/v1/prompts/{prompt_id}/rollout"): viewer(),
+    ("PUT", "/api/v1/prompts/{prompt_id}/rollout"): editor(json_body(lambda w, p: {
+        "variants": [{"version": 1, "weight": 40}, {"version": 2, "weight": 60}]})),
+    ("DELETE", "/api/v1/prompts/{prompt_id}/rollout"): editor(),
+    ("POST", "/api/v1/prompts/{prompt_id}/execute"): viewer(json_body(lambda w, p: {"variables": {"who": "alpaca"}})),
+    ("GET", "/api/v1/sdk/prompts/{key}"): viewer(),
+    ("POST", "/api/v1/playground/run"): viewer(json_body(lambda w, p: {
+        "text": "Hello {{ who }}", "variables": {"who": "llama"}})),
+    ("GET", "/api/v1/playground/providers"): viewer(),
     # governance
     ("GET", "/api/v1/roles"): viewer(),
     ("GET", "/api/v1/audit"): admin(),
     ("GET", "/api/v1/executions/stats"): viewer(),
+    # OpenAI-compatible routes (/v1, no /api prefix): OpenAI's wire format, errors included
+    ("GET", "/v1/models"): viewer(),
+    ("POST", "/v1/chat/completions"): viewer(json_body(lambda w, p: {
+        "model": "ragline/assistant", "messages": [{"role": "user", "content": "how many llamas?"}]})),
 }
 
 FRAMEWORK_METHODS = {"OPTIONS", "HEAD"}  # Litestar adds OPTIONS to every path itself
+STATIC_PREFIXES = ("/console/", "/static/")  # the console's JS/CSS and Swagger UI's files
 _PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\}")
 
 
 def route_inventory(app: Any) -> set[tuple[str, str]]:
-    """(method, path) for every route of the app except Litestar's own OpenAPI pages (public)."""
+    """(method, path) for every route of the app except Litestar's own OpenAPI pages and the static files of the
+    console and the docs (public, by path: ``STATIC_PREFIXES``; tests/browser/test_offline_pages.py fetches them)."""
     found = set()
     for route in app.routes:
-        if route.path == "/schema" or route.path.startswith("/schema/"):
+        if route.path == "/schema" or route.path.startswith(("/schema/", *STATIC_PREFIXES)):
             continue
         methods = route.methods - FRAMEWORK_METHODS if isinstance(route, HTTPRoute) else {route.scope_type.upper()}
         found |= {(method, _PARAM.sub(r"{\1}", route.path)) for method in methods}
@@ -445,7 +487,10 @@ def test_route_authorisation(world: World, method: str, path: str) -> None:
         else:
             assert response.status_code == int(want), where
             body = response.json()
-            assert body["data"] is None and body["error"] and body["message"], where
+            if path.startswith("/v1/"):  # OpenAI-compatible routes answer in OpenAI's error shape
+                assert set(body) == {"error"} and body["error"]["message"] and body["error"]["type"], where
+            else:
+                assert body["data"] is None and body["error"] and body["message"], where
         if caller == "outsider":
             leaked = sorted(i for i in world.first_ids if i in response.text)
             assert not leaked, f"{where}: carries ids of the first workspace {leaked}"

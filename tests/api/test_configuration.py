@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import logging
+import shutil
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +30,18 @@ def app(tmp_path: Any, embedder: Any) -> Iterator[Api]:
     settings = make_settings(tmp_path / "data", model_allow_networks=("127.0.0.1/32",))
     with open_api(settings, embedder) as api:
         yield api
+
+
+def raw_database(app: Api) -> str:
+    """Every byte the metadata database holds: the SQLite file and its WAL, or a PostgreSQL dump."""
+    settings = app.services.settings
+    if settings.database_url.startswith("postgresql"):
+        url = settings.database_url.replace("postgresql+asyncpg://", "postgresql://")
+        pg_dump = next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_dump"))), shutil.which("pg_dump"))
+        assert pg_dump, "pg_dump is needed to check a PostgreSQL database"
+        return subprocess.run([pg_dump, url], capture_output=True, check=True).stdout.decode("latin-1")
+    files = [settings.data_dir / "ragline.db", settings.data_dir / "ragline.db-wal"]
+    return b"".join(f.read_bytes() for f in files if f.exists()).decode("latin-1")
 
 
 def created(response: Any) -> dict[str, Any]:
@@ -116,10 +131,7 @@ def test_no_secret_leaks_anywhere(app: Api, model_server: Server, caplog: pytest
         assert call("GET", path).status_code == 200, path
     call("PATCH", f"/api/v1/variables/{variable['id']}", json={"value": CANARY_VAR + "-2"})
     call("PATCH", f"/api/v1/models/{model['id']}", json={"api_key": CANARY_KEY + "-2"})
-    database = (app.services.settings.data_dir / "ragline.db").read_bytes()
-    wal = app.services.settings.data_dir / "ragline.db-wal"
-    database += wal.read_bytes() if wal.exists() else b""
-    haystacks = {"responses": "\n".join(seen), "logs": caplog.text, "database": database.decode("latin-1")}
+    haystacks = {"responses": "\n".join(seen), "logs": caplog.text, "database": raw_database(app)}
     for canary in (CANARY_VAR, CANARY_KEY, "canary"):
         leaks = [where for where, text in haystacks.items() if canary in text]
         assert not leaks, f"{canary!r} found in {leaks}"

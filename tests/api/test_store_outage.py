@@ -50,3 +50,12 @@ def test_uploads_are_kept_and_wait_for_the_store(outage: Api) -> None:
     assert info["status"] == "queued" and info["error"].startswith("waiting: the vector store"), info
     assert info["attempts"] == 0  # an outage spends none of the file's retries
     assert outage.request("GET", f"/api/v1/knowledge-bases/{kb}/files/{file_id}/download").content[:4] == b"%PDF"
+
+
+def test_health_says_degraded_while_the_store_is_unreachable(outage: Api) -> None:
+    health = outage.client.get("/health")
+    assert health.status_code == 200  # alive
+    body = health.json()
+    assert body["status"] == "degraded" and body["ready"] is False
+    store = body["parts"]["vector_store"]
+    assert store["state"] == "failed" and "unreachable" in store["error"]
