@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from litestar.response import ServerSentEvent, ServerSentEventMessage
@@ -20,6 +20,7 @@ from engine.events import ContentEvent, RunEvent, ThinkingEvent, event_type
 from engine.ids import iso
 
 PING_INTERVAL_S = 15.0
+T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
 
 
@@ -45,26 +46,24 @@ def parse_last_event_id(value: str | None) -> int:
     return int(tail) if tail.isdigit() and len(tail) < 12 else 0
 
 
-async def with_keepalive(
-    events: AsyncIterator[RunEvent], ping_interval_s: float = PING_INTERVAL_S
-) -> AsyncIterator[ServerSentEventMessage]:
-    """Frames for ``events``, plus a comment ping whenever nothing was sent for ``ping_interval_s``."""
-    iterator = events.__aiter__()
-    pending: asyncio.Task[Any] | None = None
+async def with_idle_ticks(items: AsyncIterator[T], interval_s: float) -> AsyncIterator[T | None]:
+    """``items``, with a ``None`` whenever nothing came for ``interval_s`` (the caller sends a keepalive)."""
+    iterator = items.__aiter__()
+    pending: asyncio.Future[T] | None = None
     try:
         while True:
             if pending is None:
                 pending = asyncio.ensure_future(iterator.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=ping_interval_s)
+            done, _ = await asyncio.wait({pending}, timeout=interval_s)
             if not done:
-                yield ServerSentEventMessage(comment="ping")
+                yield None
                 continue
             task, pending = pending, None
             try:
-                event = task.result()
+                item = task.result()
             except StopAsyncIteration:
                 return
-            yield to_message(event)
+            yield item
     finally:
         # cancel and await the in-flight __anext__ before closing the generator, or a client
         # disconnect raises "aclose(): asynchronous generator is already running"
@@ -76,6 +75,14 @@ async def with_keepalive(
         if aclose is not None:
             with contextlib.suppress(BaseException):
                 await aclose()
+
+
+async def with_keepalive(
+    events: AsyncIterator[RunEvent], ping_interval_s: float = PING_INTERVAL_S
+) -> AsyncIterator[ServerSentEventMessage]:
+    """Frames for ``events``, plus a comment ping whenever nothing was sent for ``ping_interval_s``."""
+    async for event in with_idle_ticks(events, ping_interval_s):
+        yield ServerSentEventMessage(comment="ping") if event is None else to_message(event)
 
 
 def event_stream_response(events: AsyncIterator[RunEvent], ping_interval_s: float = PING_INTERVAL_S) -> ServerSentEvent:

@@ -8,10 +8,8 @@ OpenAPI document (whose errors are all the envelope); OpenAI's API reference des
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, get, post
@@ -29,8 +27,8 @@ from api.services.openai_compat import (
     check_request,
     error_type,
 )
+from api.sse import with_idle_ticks
 
-T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
 # Ragline error codes -> OpenAI's names for the same thing
 _CODES = {"unauthorized": "invalid_api_key", "rate_limited": "rate_limit_exceeded", "invalid_input": "invalid_value"}
@@ -58,7 +56,7 @@ async def chat_completions(data: ChatCompletionRequest, services: Services, prin
     if not data.stream:
         return Response(await shape.collect(events), headers={"X-Ragline-Run-Id": run_id})
     include_usage = bool(data.stream_options and data.stream_options.include_usage)
-    objects = shape.chunks(keepalive(events, services.settings.sse_ping_interval_s), include_usage=include_usage)
+    objects = shape.chunks(with_idle_ticks(events, services.settings.sse_ping_interval_s), include_usage=include_usage)
     return Stream(
         sse_frames(objects), media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Ragline-Run-Id": run_id},
@@ -76,35 +74,6 @@ async def sse_frames(objects: AsyncIterator[Any]) -> AsyncIterator[bytes]:
         yield b"data: " + _encoder.encode(obj) + b"\n\n"
     if not failed:
         yield b"data: [DONE]\n\n"
-
-
-async def keepalive(events: AsyncIterator[T], interval_s: float) -> AsyncIterator[T | None]:
-    """``events``, with ``None`` whenever nothing came for ``interval_s`` (as ``api.sse.with_keepalive``)."""
-    iterator = events.__aiter__()
-    pending: asyncio.Future[T] | None = None
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(iterator.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=interval_s)
-            if not done:
-                yield None
-                continue
-            task, pending = pending, None
-            try:
-                yield task.result()
-            except StopAsyncIteration:
-                return
-    finally:
-        # cancel and await the in-flight __anext__ before closing the generator (a client disconnect)
-        if pending is not None:
-            pending.cancel()
-            with contextlib.suppress(BaseException):
-                await pending
-        aclose = getattr(iterator, "aclose", None)
-        if aclose is not None:
-            with contextlib.suppress(BaseException):
-                await aclose()
 
 
 # -- errors in OpenAI's shape ----------------------------------------------------------------------------------

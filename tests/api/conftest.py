@@ -93,3 +93,14 @@ def open_api(settings: Settings, embedder: Any, *, models: ModelProvider | None 
 def api(settings: Settings, embedder: Any) -> Iterator[Api]:
     with open_api(settings, embedder) as client:
         yield client
+
+
+@pytest.fixture
+def handbook(api: Api) -> str:
+    """A knowledge base holding the five-page handbook PDF, ingested (its id)."""
+    from tests.helpers.pdfs import HANDBOOK_PAGES, make_pdf
+
+    kb = api.create_kb("handbook")
+    file_id = api.upload(kb, "handbook.pdf", make_pdf(HANDBOOK_PAGES)).json()["data"]["id"]
+    assert api.wait_ingested(kb, file_id)["status"] == "ready"
+    return kb

@@ -6,8 +6,6 @@ import json
 
 import pytest
 
-from tests.helpers.pdfs import HANDBOOK_PAGES, make_pdf
-
 pytestmark = pytest.mark.slow
 
 
@@ -23,14 +21,6 @@ def parse_sse(text: str) -> list[dict]:
         if "event" in fields:
             frames.append({"event": fields["event"], "id": fields.get("id"), "data": json.loads(fields["data"])})
     return frames
-
-
-@pytest.fixture
-def handbook(api):
-    kb = api.create_kb("handbook")
-    file_id = api.upload(kb, "handbook.pdf", make_pdf(HANDBOOK_PAGES)).json()["data"]["id"]
-    assert api.wait_ingested(kb, file_id)["status"] == "ready"
-    return kb
 
 
 def test_assistant_answers_with_verified_citations_and_keeps_history(api, handbook):

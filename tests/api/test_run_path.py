@@ -12,7 +12,6 @@ from engine.llm import Finish, TextDelta, UsageReport
 from engine.testing import ScriptedModelClient, StaticModelProvider
 from tests.api.conftest import open_api
 from tests.api.test_chat_and_runs import parse_sse
-from tests.helpers.pdfs import HANDBOOK_PAGES, make_pdf
 
 pytestmark = pytest.mark.slow
 REPEATS = 50
@@ -33,14 +32,6 @@ def busy_core() -> Iterator[None]:
     yield
     stop.set()
     thread.join()
-
-
-@pytest.fixture
-def handbook(api):
-    kb = api.create_kb("handbook")
-    file_id = api.upload(kb, "handbook.pdf", make_pdf(HANDBOOK_PAGES)).json()["data"]["id"]
-    assert api.wait_ingested(kb, file_id)["status"] == "ready"
-    return kb
 
 
 def test_history_is_complete_as_soon_as_done_arrives(api, handbook, busy_core) -> None:
