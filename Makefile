@@ -45,11 +45,19 @@ lint: $(STAMP) ## ruff, mypy (strict on engine/ and ingest/), import-linter laye
 	$(BIN)/mypy engine ingest api
 	$(BIN)/lint-imports
 
-bench: $(STAMP) ## retrieval quality/latency, ingest and agent overhead benchmarks
+BENCH_STAMP := $(VENV)/.bench-installed
+
+# matplotlib for the figures: the `bench` extra, installed on top of the dev install
+$(BENCH_STAMP): $(STAMP) pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP) ## retrieval quality/latency, ingest and agent overhead benchmarks, then the README's figures
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/retrieval_quality.py
 	$(BIN)/python benchmarks/retrieval_latency.py
 	$(BIN)/python benchmarks/agent_overhead.py
+	$(BIN)/python benchmarks/plots.py
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -14,6 +14,7 @@ is read four ways, interleaved, several times each; medians are reported:
 
 Plus the loop alone without HTTP: ``ScriptedModelClient`` with N deltas, iterated directly vs
 through ``run_agent``. Usage: ``python benchmarks/agent_overhead.py [--chunks 200] [--repeats 15]``.
+Prints one JSON object and a table, and writes the object to ``--out``/agent_overhead.json.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import anyio
 
 import engine  # noqa: F401  (offline environment before litellm)
+from benchmarks._results import add_out_argument, finish, run_info, write
 from engine.agent.loop import run_agent
 from engine.agent.spec import AgentSpec
 from engine.agent.tools import function_tool
@@ -211,7 +213,11 @@ async def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--inprocess-events", type=int, default=2000)
     parser.add_argument("--word-delay-ms", type=float, default=10.0, help="pause between streamed words")
+    add_out_argument(parser)
     args = parser.parse_args()
+    out = args.out
+    del args.out  # params below are the measurement's parameters
+    run = run_info()
     http = await bench_http(args.chunks, args.repeats)
     http.update(await bench_answer_paths(args.word_delay_ms, args.repeats))
     local = await bench_inprocess(args.inprocess_events, args.repeats)
@@ -231,9 +237,11 @@ async def main() -> None:
             http["answer_tools_offered"]["first_content_ms"] - http["answer_no_tools"]["first_content_ms"], 3
         ),
     }
-    print(json.dumps({"params": vars(args), "http": http, "inprocess": local, "overhead": summary}, indent=2))
+    report = {"params": vars(args), "http": http, "inprocess": local, "overhead": summary, "run": finish(run)}
+    print(json.dumps(report, indent=2))
     print()
     print(_table({**http, **local}))
+    write(out, "agent_overhead", report)
 
 
 if __name__ == "__main__":

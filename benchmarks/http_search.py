@@ -3,7 +3,8 @@
     python benchmarks/http_search.py [--docs 1000] [--clients 16] [--seconds 20] [--modes dense,sparse,hybrid]
 
 Ingests the first N SciFact documents through the API, then runs SciFact test queries from
-concurrent clients for a fixed time per mode. Prints one JSON object and a short table.
+concurrent clients for a fixed time per mode. Prints one JSON object and a short table, and writes the object to
+``--out``/http_search.json.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
+
+from benchmarks._results import add_out_argument, finish, run_info, write  # noqa: E402
 
 
 def load_docs(limit: int) -> list[tuple[str, str]]:
@@ -84,8 +87,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--modes", default="dense,sparse,hybrid")
+    add_out_argument(parser)
     args = parser.parse_args()
     from tests.e2e.conftest import start_server, stop_server
+
+    run = run_info()
 
     with tempfile.TemporaryDirectory() as tmp:
         token = "rl_" + secrets.token_urlsafe(32)
@@ -120,11 +126,13 @@ def main() -> None:
                 results[mode] = asyncio.run(load(server.base_url, token, mode, queries, args.clients, args.seconds))
         finally:
             stop_server(server)
+    results["run"] = finish(run)
     print(json.dumps(results))
     print(f"\n{'mode':<8}{'qps':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
     for mode in args.modes.split(","):
         r = results[mode]
         print(f"{mode:<8}{r['qps']:>8}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p99_ms']:>9}{r['errors']:>8}")
+    write(args.out, "http_search", results)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
     python benchmarks/ingest.py [--pdf-pages 60] [--scifact-docs 400] [--embedder minilm]
 
-Prints one JSON object, then a short table. Each case runs in a fresh data directory.
+Prints one JSON object, then a short table, and writes the object to ``--out``/ingest.json. Each case runs in a
+fresh data directory.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import engine  # noqa: F401
 from api.container import open_services
+from benchmarks._results import add_out_argument, finish, run_info, write
 from engine.db.models import File
 from engine.settings import Settings
 
@@ -92,7 +94,9 @@ def main() -> None:
     parser.add_argument("--pdf-pages", type=int, default=60)
     parser.add_argument("--scifact-docs", type=int, default=400)
     parser.add_argument("--embedder", default=os.environ.get("RAGLINE_EMBEDDER", "minilm-onnx-int8"))
+    add_out_argument(parser)
     args = parser.parse_args()
+    run = run_info()
     pdf = pdf_from_scifact(args.pdf_pages)
     results = {
         "embedder": args.embedder,
@@ -100,12 +104,15 @@ def main() -> None:
         "pdf": asyncio.run(run_case("pdf", [("scifact.pdf", pdf)], args.embedder)),
         "scifact_md": asyncio.run(run_case(
             "scifact", [(f"{i}.md", t.encode()) for i, t in scifact_docs(args.scifact_docs)], args.embedder)),
+        "params": {"pdf_pages": args.pdf_pages, "scifact_docs": args.scifact_docs},
     }
+    results["run"] = finish(run)
     print(json.dumps(results))
     print(f"\n{'case':<12}{'files':>7}{'pages':>7}{'chunks':>8}{'wall s':>9}{'pages/s':>9}{'chunks/s':>10}")
     for case in ("pdf", "scifact_md"):
         r = results[case]
         print(f"{case:<12}{r['files']:>7}{r['pages']:>7}{r['chunks']:>8}{r['wall_s']:>9}{r['pages_per_s']:>9}{r['chunks_per_s']:>10}")
+    write(args.out, "ingest", results)
 
 
 if __name__ == "__main__":

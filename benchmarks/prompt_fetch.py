@@ -6,7 +6,8 @@ Measures ``GET /api/v1/sdk/prompts/{key}?assignment_key=...`` (token check, envi
 the cached answer) from one keep-alive client: full answers (200), revalidations with ``If-None-Match`` (304)
 and calls without an assignment key (the live version); then throughput with concurrent clients. Latency is
 measured in the client (httpx), so it includes the client's own overhead; ``auth_floor`` is an authenticated route
-that does nothing else, for comparison. Prints one JSON object and a table.
+that does nothing else, for comparison. Prints one JSON object and a table, and writes the object to
+``--out``/prompt_fetch.json.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks._results import add_out_argument, finish, run_info, write  # noqa: E402
+
 KEY = "support-reply"
 MESSAGES = [
     {"role": "system", "content": "You are {{ persona }}. Answer in {{ language }}, briefly and politely."},
@@ -128,8 +132,11 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10)
+    add_out_argument(parser)
     args = parser.parse_args()
     from tests.e2e.conftest import start_server, stop_server
+
+    run = run_info()
 
     keys = [f"user-{i}" for i in range(args.keys)]
     results: dict[str, object] = {"keys": args.keys, "cpus": os.cpu_count()}
@@ -154,6 +161,7 @@ def main() -> None:
             )
         finally:
             stop_server(server)
+    results["run"] = finish(run)
     print(json.dumps(results))
     print(f"\n{'case':<16}{'requests':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>8}{'rps':>8}")
     for case in ("rollout_200", "rollout_304", "live_no_key_200", "auth_floor", f"concurrent_{args.clients}"):
@@ -161,6 +169,7 @@ def main() -> None:
         assert isinstance(r, dict)
         print(f"{case:<16}{r['requests']:>9}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p99_ms']:>9}{r['max_ms']:>9}"
               f"{r['errors']:>8}{r.get('rps', ''):>8}")  # fmt: skip
+    write(args.out, "prompt_fetch", results)
 
 
 if __name__ == "__main__":

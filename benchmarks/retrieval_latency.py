@@ -12,7 +12,8 @@ Usage::
 
     .venv/bin/python benchmarks/retrieval_latency.py --sizes 1000,10000,100000 [--optimize] [--queries 200]
 
-Prints one JSON object, then a short table. Not collected by pytest.
+Prints one JSON object, then a short table, and writes the object to ``--out``/retrieval_latency.json
+(``retrieval_latency_optimized.json`` with ``--optimize``). Not collected by pytest.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import engine  # noqa: I001  (first: sets BLAS/torch threads and offline flags b
 import anyio
 import msgspec
 import numpy as np
+from benchmarks._results import add_out_argument, finish, run_info, write
 from engine.embedders import create_embedder
 from engine.settings import Settings
 from engine.embedders.bm25 import Bm25SparseEncoder
@@ -241,8 +243,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--dir", type=Path, default=None, help="where to build shards (default: a temp dir)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--idf-scopes", default="workspace,global", help="BM25 IDF scopes to time (see IdfScope)")
+    add_out_argument(parser)
     args = parser.parse_args(argv)
 
+    run = run_info()
     root = Path(tempfile.mkdtemp(prefix="ragline-bench-", dir=args.dir))
     report: dict[str, Any] = {"dim": DIM, "queries_per_case": args.queries, "limit": 10, "sizes": []}
     try:
@@ -254,8 +258,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         shutil.rmtree(root, ignore_errors=True)
     if not args.no_embedder:
         report["query_encoding_ms"] = time_query_encoding(args.queries)
+    report["run"] = finish(run)
     print(json.dumps(report))
     print_table(report)
+    write(args.out, "retrieval_latency_optimized" if args.optimize else "retrieval_latency", report)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ chunk) and the hits are mapped back to documents by file name.
 
     RAGLINE_TORCH_THREADS=2 .venv/bin/python benchmarks/retrieval_quality.py [--split train] [--reingest]
 
-Tune only with ``--split train``; report ``--split test``.
+Tune only with ``--split train``; report ``--split test``. Prints one JSON object and a table, and writes the
+object to ``--out``/retrieval_quality.json (``retrieval_quality_train.json`` for the train split,
+``retrieval_quality_tune_<split>.json`` with ``--tune``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import msgspec
 
 import engine  # noqa: F401  (offline environment and thread limits before numpy/torch)
+from benchmarks._results import add_out_argument, finish, run_info, write
 from benchmarks._scifact import Ingested, SciFact, load, mrr_at, ndcg_at, open_ingested, recall_at, unique_docs
 from engine.retrieval import SearchRequest
 from engine.settings import Settings
@@ -56,7 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="stop ingesting after this long and evaluate the documents ingested so far (resumed next run)",
     )
     parser.add_argument("--tune", action="store_true", help="grid-search fusion settings offline (use --split train)")
-    parser.add_argument("--json-out", type=Path, default=None, help="also write the JSON result here")
+    parser.add_argument("--json-out", type=Path, default=None, help="also write the JSON result to this file")
+    add_out_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -112,6 +116,7 @@ def table(results: dict[str, dict[str, float]]) -> str:
 
 async def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    run = run_info()
     settings = settings_for(args)
     data = load(args.split)
     ingested = await open_ingested(settings, data.corpus, reingest=args.reingest, budget_s=args.ingest_budget_s)
@@ -120,7 +125,9 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.tune:
             from benchmarks._scifact import tune
 
-            return await tune(ingested, data, evaluable(data, ingested)[: args.max_queries or None])
+            tuned = await tune(ingested, data, evaluable(data, ingested)[: args.max_queries or None])
+            write(args.out, f"retrieval_quality_tune_{args.split}", {**tuned, "run": finish(run)})
+            return tuned
         results = {}
         for name in args.modes.split(","):
             results[name] = await evaluate(ingested, data, MODES[name], args.max_queries)
@@ -134,16 +141,19 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
         "documents_ingested": len(ingested.ready),
         "complete": ingested.complete,  # false: a partial corpus (fewer distractors), not comparable to BEIR
         "chunks": chunks,
+        "embedder": settings.embedder,
         "chunk_tokens": settings.chunk_tokens,
         "chunk_overlap": settings.chunk_overlap,
         "ingest_seconds": round(ingested.seconds, 1),
         "default_hybrid": {f: getattr(defaults, f) for f in TUNABLE},
         "results": results,
+        "run": finish(run),
     }
     print(json.dumps(report))
     print(table(results))
     if args.json_out:
         args.json_out.write_text(json.dumps(report, indent=2))
+    write(args.out, "retrieval_quality" if args.split == "test" else f"retrieval_quality_{args.split}", report)
     return report
 
 

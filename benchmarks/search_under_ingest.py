@@ -6,7 +6,8 @@ A knowledge base of the first N SciFact documents (4,600 give about 10,000 chunk
 kept in ``~/.cache/ragline/bench/`` for later runs. Then ``--clients`` concurrent clients search for
 ``--seconds`` while nothing else happens (idle), and again right after a 200-page PDF and a pathological
 PDF (hundreds of thousands of drawing operators) are uploaded (ingest). A poller reads ``/health`` every
-50 ms throughout. Prints one JSON object and a table: p50/p99 per phase and the ingest/idle ratio.
+50 ms throughout. Prints one JSON object and a table: p50/p99 per phase and the ingest/idle ratio; writes the
+object to ``--out``/search_under_ingest.json.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._results import add_out_argument, finish, run_info, write  # noqa: E402
 from benchmarks.http_search import load_docs, load_queries, percentile  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "ragline" / "bench"
@@ -109,8 +111,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--mode", default="hybrid")
+    add_out_argument(parser)
     args = parser.parse_args()
     from tests.e2e.conftest import stop_server
+
+    run = run_info()
 
     server, token = prepared_server(args.docs)
     try:
@@ -125,15 +130,17 @@ def main() -> None:
     finally:
         stop_server(server)
     result = {
-        "docs": args.docs, "clients": args.clients, "mode": args.mode, "load_avg_1m": round(os.getloadavg()[0], 2),
+        "docs": args.docs, "clients": args.clients, "seconds": args.seconds, "mode": args.mode,
+        "load_avg_1m": round(os.getloadavg()[0], 2),
         "idle": idle, "ingest": busy, "ingest_files_after": states,
-        "p99_ratio": round(busy["p99_ms"] / idle["p99_ms"], 2),
+        "p99_ratio": round(busy["p99_ms"] / idle["p99_ms"], 2), "run": finish(run),
     }  # fmt: skip
     print(json.dumps(result))
     print(f"\n{'phase':<8}{'qps':>7}{'p50 ms':>9}{'p99 ms':>9}{'health p99':>12}{'errors':>8}")
     for name, r in (("idle", idle), ("ingest", busy)):
         print(f"{name:<8}{r['qps']:>7}{r['p50_ms']:>9}{r['p99_ms']:>9}{r['health_p99_ms']:>12}{r['errors']:>8}")
     print(f"p99 ingest/idle: {result['p99_ratio']}")
+    write(args.out, "search_under_ingest", result)
 
 
 if __name__ == "__main__":
