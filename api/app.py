@@ -26,6 +26,7 @@ from litestar.plugins import InitPluginProtocol
 from api.auth import PUBLIC, access_guard, provide_principal
 from api.container import Services, build_services
 from api.errors import EXCEPTION_HANDLERS
+from api.mcp_server import McpEndpoint
 from api.request_context import RequestIdMiddleware, add_request_id_header, logging_config
 from api.routes.agents import AgentController
 from api.routes.chat import AssistantController, ChatController
@@ -35,6 +36,7 @@ from api.routes.executions import ExecutionController, run_log
 from api.routes.governance import GOVERNANCE_HANDLERS
 from api.routes.health import Readiness, health
 from api.routes.knowledge import UPLOAD_OVERHEAD, FileController, KnowledgeBaseController
+from api.routes.mcp_servers import McpServerController
 from api.routes.models import ModelController, SystemModelController
 from api.routes.openai_compat import openai_router
 from api.routes.prompts import PROMPT_HANDLERS
@@ -59,6 +61,7 @@ class RaglineCore(InitPluginProtocol):
         self.services = services
         self.extra_handlers = tuple(extra_handlers)
         self.readiness = Readiness()
+        self.mcp = McpEndpoint(services)  # Ragline as an MCP server, at /mcp
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         settings = self.services.settings
@@ -71,7 +74,8 @@ class RaglineCore(InitPluginProtocol):
             run_log, ChatController, AssistantController, TokenController, WorkspaceController, me, *TRIGGER_HANDLERS,
             AuthController, UserController, EnvironmentController, VariableController, ModelController,
             *PROMPT_HANDLERS,
-            SystemModelController, *GOVERNANCE_HANDLERS, *CONSOLE_HANDLERS, openai_router(), *self.extra_handlers,
+            SystemModelController, *GOVERNANCE_HANDLERS, *CONSOLE_HANDLERS, openai_router(), McpServerController,
+            self.mcp.handler(), *self.extra_handlers,
         ])  # fmt: skip
         services = self.services
         app_config.dependencies.update({
@@ -87,6 +91,7 @@ class RaglineCore(InitPluginProtocol):
         app_config.before_send.append(add_request_id_header)
         app_config.logging_config = logging_config(settings.log_level)
         app_config.lifespan.append(self._lifespan)
+        app_config.lifespan.append(self.mcp.lifespan)  # the MCP session manager's task group, with the app
         app_config.request_max_body_size = JSON_BODY_LIMIT
         if settings.cors_origins:
             app_config.cors_config = CORSConfig(allow_origins=list(settings.cors_origins))

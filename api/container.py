@@ -27,6 +27,7 @@ from api.services.callbacks import CallbackService
 from api.services.chat import ChatService
 from api.services.environments import EnvironmentService
 from api.services.executions import ExecutionService
+from api.services.mcp_servers import McpServerService
 from api.services.model_configs import ModelConfigService
 from api.services.prompts import PromptService
 from api.services.run_stats import RunStatsService
@@ -86,6 +87,7 @@ class Services:
     audit_log: AuditLogService
     run_stats: RunStatsService
     prompts: PromptService
+    mcp_servers: McpServerService
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack, repr=False)
 
     @property
@@ -157,11 +159,14 @@ def build_services(
     variables = VariableService(sessions, box, environments)
     model_configs = ModelConfigService(sessions, box, allowed=allowed_networks(settings.model_allow_networks))
     prompts = PromptService(sessions, environments, model_configs)
-    agents = AgentService(sessions=sessions, settings=settings, model_configs=model_configs, prompts=prompts)
+    mcp_servers = McpServerService(sessions, box, allowed=allowed_networks(settings.mcp_allow_networks))
+    agents = AgentService(
+        sessions=sessions, settings=settings, model_configs=model_configs, prompts=prompts, mcp_servers=mcp_servers
+    )
     runs = RunService(
         manager=run_manager, models=models, agents=agents, knowledge=knowledge, retriever=retriever,
         callbacks=callbacks, environments=environments, variables=variables, model_configs=model_configs,
-        prompts=prompts, default_model=settings.default_model,
+        prompts=prompts, default_model=settings.default_model, mcp_servers=mcp_servers,
     )  # fmt: skip
     schedules_changed = Wakeup()
     triggers = TriggerService(
@@ -186,6 +191,7 @@ def build_services(
         ),
         environments=environments, variables=variables, model_configs=model_configs,
         audit_log=AuditLogService(sessions), run_stats=RunStatsService(sessions, cost_usd), prompts=prompts,
+        mcp_servers=mcp_servers,
     )  # fmt: skip
 
 

@@ -62,6 +62,8 @@ class RunRecord(msgspec.Struct, kw_only=True):
     latency_ms: float | None = None
     prompt_id: str | None = None  # the prompt (and version) its messages came from
     prompt_version: int | None = None
+    event_id: str | None = None  # the workspace event that started it (an automation's run)
+    event_depth: int = 0  # how many automation hops led here (loops stop at a limit)
 
 
 class RunStore(Protocol):
@@ -167,6 +169,7 @@ class RunManager:
             input=request.user_input, agent_id=request.agent_id, session_id=request.session_id,
             trigger_id=request.trigger_id, user_id=request.user_id, environment_id=request.environment_id,
             started_at=time.time(), prompt_id=request.prompt_id, prompt_version=request.prompt_version,
+            event_id=request.event_id, event_depth=request.event_depth,
         )  # fmt: skip
         live = _LiveRun(
             record=record, spec=spec, trace=RunTrace(), hooks=[*self._hooks, *on_finish],

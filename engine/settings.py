@@ -67,6 +67,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_connect_timeout_s: float = 5.0  # how long opening a connection to a database server may take
     token_mint_per_minute: int = 10  # new token secrets (create, regenerate) per acting user (429 beyond)
     token_mint_per_day: int = 100  # the same, per day
+    # networks a workspace's MCP server URLs may point into despite the SSRF guard (e.g. "127.0.0.1/32")
+    mcp_allow_networks: tuple[str, ...] = ()
 
     @property
     def resolved_database_url(self) -> str:
@@ -103,7 +105,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"invalid configuration: {exc}") from exc
 
 
-_LISTS = ("cors_origins", "callback_allow_networks", "model_allow_networks")
+_LISTS = ("cors_origins", "callback_allow_networks", "model_allow_networks", "mcp_allow_networks")
 
 
 def _decode(kind: type, value: Any) -> Any:

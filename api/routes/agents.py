@@ -22,6 +22,7 @@ ModelName = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z
 ToolName = Annotated[str, Meta(min_length=1, max_length=64)]
 KbId = Annotated[str, Meta(min_length=1, max_length=64)]
 Url = Annotated[str, Meta(min_length=8, max_length=2000)]
+McpServerId = Annotated[str, Meta(min_length=1, max_length=64)]
 PromptKey = Annotated[str, Meta(max_length=128, pattern=r"^([A-Za-z0-9][A-Za-z0-9_.:-]*)?$")]  # "": unbind
 
 
@@ -47,6 +48,8 @@ class AgentCreate(Body):
     callback_url: Url | None = None
     prompt_key: PromptKey | None = None  # instructions from this prompt's version for each run (see /prompts)
     prompt_version: Annotated[int, Meta(ge=1)] | None = None  # pin a version (default: the live one)
+    # MCP servers of the workspace (see /mcp-servers): their allowed tools are offered to the agent's runs
+    mcp_servers: Annotated[list[McpServerId], Meta(max_length=20)] = []
 
 
 class AgentUpdate(Body):
@@ -67,6 +70,7 @@ class AgentUpdate(Body):
     callback_url: Url | None = None
     prompt_key: PromptKey | None = None  # "": unbind (the agent's own instructions again)
     prompt_version: Annotated[int, Meta(ge=0)] | None = None  # 0: unpin
+    mcp_servers: Annotated[list[McpServerId], Meta(max_length=20)] | None = None  # []: none
 
 
 class RunBody(Body):

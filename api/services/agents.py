@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.services.identity import Principal
+from api.services.mcp_servers import McpServerService
 from api.services.model_configs import ModelConfigService
 from api.services.prompts import PromptService
 from engine.agent.spec import HTTP_FETCH, KNOWLEDGE_SEARCH
@@ -46,11 +47,13 @@ class AgentInfo(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: datetime
     prompt_key: str | None = None  # instructions from this prompt (its live version per environment) instead
     prompt_version: int | None = None  # pinned: this version, whatever is live
+    mcp_servers: list[str] = []  # MCP servers whose allowed tools the agent's runs are offered (see /mcp-servers)
 
     @classmethod
     def of(cls, row: Agent) -> AgentInfo:
         values = {f: getattr(row, f) for f in cls.__struct_fields__}
         values.update(created_at=utc(row.created_at), updated_at=utc(row.updated_at))
+        values["mcp_servers"] = list(row.mcp_servers or [])
         return cls(**values)
 
 
@@ -74,17 +77,19 @@ class AgentFields(msgspec.Struct, kw_only=True):
     callback_url: str | None = None
     prompt_key: str | None = None  # "": no prompt (the agent's own instructions again)
     prompt_version: int | None = None  # 0: not pinned
+    mcp_servers: list[str] | None = None  # ids of the workspace's MCP servers
 
 
 class AgentService:
     def __init__(
         self, *, sessions: async_sessionmaker[AsyncSession], settings: Settings, model_configs: ModelConfigService,
-        prompts: PromptService,
+        prompts: PromptService, mcp_servers: McpServerService | None = None,
     ) -> None:  # fmt: skip
         self.sessions = sessions
         self.settings = settings
         self.model_configs = model_configs
         self.prompts = prompts
+        self.mcp_servers = mcp_servers
 
     # -- definitions -----------------------------------------------------------------------------
 
@@ -110,6 +115,11 @@ class AgentService:
             # the same SSRF guard as deliveries (DNS off the event loop; operator allow-list only)
             allowed = allowed_networks(self.settings.callback_allow_networks)
             await resolve_url_async(fields.callback_url, allowed=allowed)
+        if fields.mcp_servers:
+            fields.mcp_servers = list(dict.fromkeys(fields.mcp_servers))
+            if self.mcp_servers is None:
+                raise InvalidInput("MCP servers are not available here")
+            await self.mcp_servers.check_ids(principal.workspace_id, fields.mcp_servers)
 
     async def _bind_prompt(self, principal: Principal, row: Agent, fields: AgentFields) -> None:
         """Bind the agent to a prompt (checked: the key exists, a pinned version too), or unbind it."""
@@ -132,6 +142,7 @@ class AgentService:
         values = {k: v for k, v in msgspec.structs.asdict(fields).items() if v is not None}
         values.setdefault("model", self.settings.default_model)
         values.setdefault("tools", [KNOWLEDGE_SEARCH])
+        values.setdefault("mcp_servers", [])
         row = Agent(id=new_id("agt"), workspace_id=principal.workspace_id, **values)
         await self._bind_prompt(principal, row, binding)
         async with self.sessions() as session:

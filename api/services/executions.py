@@ -48,6 +48,8 @@ class ExecutionInfo(msgspec.Struct, frozen=True, kw_only=True):
     latency_ms: float | None
     prompt_id: str | None = None  # the prompt its messages came from (agents bound to one, prompt runs)
     prompt_version: int | None = None  # and its version (None with a prompt id: the draft, in the playground)
+    event_id: str | None = None  # the workspace event that started it (an automation's run)
+    event_depth: int = 0  # automation hops that led here
 
     @classmethod
     def of(cls, record: RunRecord) -> ExecutionInfo:

@@ -24,11 +24,13 @@ from api.services.agents import AgentInfo, AgentService
 from api.services.callbacks import CallbackService
 from api.services.environments import EnvironmentService
 from api.services.identity import Principal
+from api.services.mcp_servers import McpServerService
 from api.services.model_configs import ModelConfigService
 from api.services.prompt_runtime import PromptSnapshot
 from api.services.prompt_templates import PromptMessage, bind_values, check_messages, render
 from api.services.prompts import PromptService
 from api.services.variables import VariableService, references, substitute
+from engine.agent.mcp_tools import load_mcp_tools, with_notes
 from engine.agent.registry import build_tools
 from engine.agent.spec import KNOWLEDGE_SEARCH, AgentSpec
 from engine.db.audit import audit_scope
@@ -63,6 +65,8 @@ class RunStart(msgspec.Struct, frozen=True, kw_only=True):
     system: str | None = None  # the caller's system text
     temperature: float | None = None
     name: str | None = None  # shown as the run's agent
+    event_id: str | None = None  # the workspace event that caused it (an automation's run)
+    event_depth: int = 0  # automation hops that led here (loops stop at a limit)
 
 
 @dataclass
@@ -76,6 +80,7 @@ class _Plan:
     prompt_id: str | None = None
     prompt_version: int | None = None
     resolve_vars: bool = True  # {{vars.NAME}} in instructions the workspace wrote
+    notes: list[str] = dataclasses.field(default_factory=list)  # said first, as thinking (MCP servers left out)
 
 
 class PromptRun(msgspec.Struct, frozen=True, kw_only=True):
@@ -111,6 +116,7 @@ class RunService:
         model_configs: ModelConfigService,
         prompts: PromptService,
         default_model: str,
+        mcp_servers: McpServerService | None = None,
     ) -> None:
         self.manager = manager
         self.models = models
@@ -123,6 +129,7 @@ class RunService:
         self.model_configs = model_configs
         self.prompts = prompts
         self.default_model = default_model
+        self.mcp_servers = mcp_servers
 
     async def start(self, principal: Principal, start: RunStart, *, on_finish: Sequence[FinishedHook] = ()) -> str:
         """Start the run in the background; returns its id (the run is recorded when this returns)."""
@@ -139,7 +146,7 @@ class RunService:
         if names:  # {{vars.NAME}}: resolved here, on the server, from the run's environment
             values = await self.variables.values(principal.workspace_id, environment.id, names)
             spec = msgspec.structs.replace(spec, instructions=substitute(spec.instructions, values))
-        model = self.models.get_model(spec.model, plan.endpoint)
+        model = with_notes(self.models.get_model(spec.model, plan.endpoint), plan.notes)
         hooks = list(on_finish)
         if start.kind != "chat":  # run.finished callbacks go to agents' and triggers' subscribers
             hooks += self.callbacks.hooks_for(start.agent_id, start.trigger_id)
@@ -148,6 +155,7 @@ class RunService:
             history=plan.history, agent_id=start.agent_id, session_id=start.session_id,
             user_message_id=start.user_message_id, trigger_id=start.trigger_id, user_id=principal.user_id,
             environment_id=environment.id, prompt_id=plan.prompt_id, prompt_version=plan.prompt_version,
+            event_id=start.event_id, event_depth=start.event_depth,
         )  # fmt: skip
         return await self._launch(request, model=model, tools=plan.tools, on_finish=hooks)
 
@@ -172,7 +180,20 @@ class RunService:
             plan.spec = msgspec.structs.replace(plan.spec, instructions=_system_text(rendered))
             plan.history = (*_conversation(rendered), *start.history)
             plan.prompt_id, plan.prompt_version, plan.resolve_vars = resolved.prompt_id, resolved.version, False
+        if agent.mcp_servers:
+            await self._add_mcp_tools(principal, agent, plan)
         return plan
+
+    async def _add_mcp_tools(self, principal: Principal, agent: AgentInfo, plan: _Plan) -> None:
+        """The allowed tools of the agent's MCP servers, listed now (side by side, bounded): a server that cannot
+        be used adds no tools and a note, said as the run's first ``thinking``; the run starts anyway."""
+        if self.mcp_servers is None:
+            return
+        configs, notes = await self.mcp_servers.for_run(principal.workspace_id, agent.mcp_servers)
+        toolset = await load_mcp_tools(configs, allowed=self.mcp_servers.allowed, taken=[t.name for t in plan.tools])
+        plan.tools = [*plan.tools, *toolset.tools]
+        plan.spec = msgspec.structs.replace(plan.spec, tools=(*plan.spec.tools, *(t.name for t in toolset.tools)))
+        plan.notes += [*notes, *toolset.notes]
 
     async def _model_run(self, principal: Principal, start: RunStart) -> _Plan:
         """A model configuration called directly (the OpenAI-compatible endpoint): the caller's system text,

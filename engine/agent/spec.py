@@ -63,3 +63,5 @@ class RunRequest(msgspec.Struct, frozen=True, kw_only=True):
     run_id: str | None = None  # default: a new id
     prompt_id: str | None = None  # the prompt its messages came from (an agent bound to one, a prompt run)
     prompt_version: int | None = None  # that prompt's version (None: its draft, in the playground)
+    event_id: str | None = None  # the workspace event that caused it (an automation's run)
+    event_depth: int = 0  # automation hops that led here

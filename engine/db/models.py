@@ -158,6 +158,8 @@ class Agent(Base):
     # instructions from a prompt instead (revision 0007): its live version per environment, or this version
     prompt_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
     prompt_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # MCP servers of the workspace whose allowed tools its runs are offered (revision 0008)
+    mcp_servers: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
 class ChatSession(Base):
@@ -214,6 +216,8 @@ class Run(Base):
     latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     prompt_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)  # revision 0007
     prompt_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    event_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)  # revision 0009
+    event_depth: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class RunEventRow(Base):
@@ -402,5 +406,25 @@ class PromptDeployment(Base):
     version: Mapped[int] = mapped_column(Integer)  # the live version
     rollout: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)  # [{version, weight}], weights sum to 100
     updated_by: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class McpServer(Base):
+    """An MCP server a workspace's agents may use (streamable HTTP): its URL, write-only credentials and the
+    tools it may offer (``allowed_tools``; nothing else is ever offered to a model)."""
+
+    __tablename__ = "mcp_servers"
+    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_mcp_server_name"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))  # the tools' namespace: "<name>__<tool>"
+    description: Mapped[str] = mapped_column(Text, default="")
+    url: Mapped[str] = mapped_column(Text)
+    token_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)  # sent as "Authorization: Bearer …"
+    headers_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)  # further headers, one sealed JSON object
+    header_names: Mapped[list[str]] = mapped_column(JSON, default=list)  # their names (shown; the values never)
+    allowed_tools: Mapped[list[str]] = mapped_column(JSON, default=list)
+    timeout_s: Mapped[float] = mapped_column(Float, default=30.0)  # per tool call
     created_at: Mapped[float] = mapped_column(Float, default=now)
     updated_at: Mapped[float] = mapped_column(Float, default=now)

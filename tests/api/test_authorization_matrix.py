@@ -143,6 +143,9 @@ PARAMS: dict[str, Builder] = {
     "prompt_id": lambda w, caller, p: new_prompt(w)[0],
     "number": lambda w, caller, p: "1",  # /prompts/{prompt_id}/versions/{number}: its first version
     "key": lambda w, caller, p: new_prompt(w)[1],  # /sdk/prompts/{key}
+    # a public address passes the SSRF guard without DNS; saving a server never connects to it
+    "mcp_server_id": lambda w, caller, p: w.created(w.call("admin", "POST", "/api/v1/mcp-servers", json={
+        "name": unique("mcp"), "url": "https://93.184.216.34/mcp", "token": "t", "allowed_tools": ["weather"]})),
 }
 WEBHOOK_SECRETS: dict[str, str] = {}  # webhook path -> its signing secret (to send valid deliveries)
 
@@ -403,6 +406,13 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("GET", "/api/v1/roles"): viewer(),
     ("GET", "/api/v1/audit"): admin(),
     ("GET", "/api/v1/executions/stats"): viewer(),
+    # MCP servers agents may use (admins write, credentials write-only)
+    ("GET", "/api/v1/mcp-servers"): viewer(),
+    ("POST", "/api/v1/mcp-servers"): admin(json_body(lambda w, p: {
+        "name": unique("mcp"), "url": "https://93.184.216.34/mcp", "allowed_tools": ["weather"]})),
+    ("GET", "/api/v1/mcp-servers/{mcp_server_id}"): viewer(),
+    ("PATCH", "/api/v1/mcp-servers/{mcp_server_id}"): admin(json_body(lambda w, p: {"token": "t-new"})),
+    ("DELETE", "/api/v1/mcp-servers/{mcp_server_id}"): admin(),
     # OpenAI-compatible routes (/v1, no /api prefix): OpenAI's wire format, errors included
     ("GET", "/v1/models"): viewer(),
     ("POST", "/v1/chat/completions"): viewer(json_body(lambda w, p: {
@@ -411,6 +421,9 @@ ROUTES: dict[tuple[str, str], Row] = {
 
 FRAMEWORK_METHODS = {"OPTIONS", "HEAD"}  # Litestar adds OPTIONS to every path itself
 STATIC_PREFIXES = ("/console/", "/static/")  # the console's JS/CSS and Swagger UI's files
+# mounted ASGI apps, not Litestar HTTP routes: /mcp (the MCP server) passes the same guard as every route (viewer);
+# its refusals and its tools per token are tested in tests/api/test_mcp_servers.py and tests/compat/test_mcp_server.py
+MOUNTS = ("/mcp",)
 _PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\}")
 
 
@@ -419,7 +432,7 @@ def route_inventory(app: Any) -> set[tuple[str, str]]:
     console and the docs (public, by path: ``STATIC_PREFIXES``; tests/browser/test_offline_pages.py fetches them)."""
     found = set()
     for route in app.routes:
-        if route.path == "/schema" or route.path.startswith(("/schema/", *STATIC_PREFIXES)):
+        if route.path in ("/schema", *MOUNTS) or route.path.startswith(("/schema/", *STATIC_PREFIXES)):
             continue
         methods = route.methods - FRAMEWORK_METHODS if isinstance(route, HTTPRoute) else {route.scope_type.upper()}
         found |= {(method, _PARAM.sub(r"{\1}", route.path)) for method in methods}
