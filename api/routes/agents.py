@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, Request, delete, get, patch, post
+from litestar import Controller, Request, delete, get, post, route
 from litestar.response import ServerSentEvent
 from msgspec import Meta
 
@@ -110,7 +110,8 @@ class AgentController(Controller):
     async def get_agent(self, agent_id: str, services: Services, principal: Principal) -> Envelope[AgentInfo]:
         return ok(await services.agents.get(principal, agent_id))
 
-    @patch("/{agent_id:str}", opt=EDITOR, summary="Update an agent")
+    # seed 001 updates with PUT: both are partial updates (fields left out keep their values)
+    @route("/{agent_id:str}", http_method=["PATCH", "PUT"], opt=EDITOR, summary="Update an agent")
     async def update_agent(
         self, agent_id: str, data: AgentUpdate, services: Services, principal: Principal
     ) -> Envelope[AgentInfo]:

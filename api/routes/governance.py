@@ -73,4 +73,14 @@ async def run_stats(
     return ok(await services.run_stats.stats(principal, since=unix(since), until=unix(until)))
 
 
-GOVERNANCE_HANDLERS = [list_roles, audit_log, run_stats]
+@get("/api/v1/runs/stats", opt=VIEWER, tags=["executions"],
+     summary="Run statistics under seed 001's path (as /executions/stats)")
+async def runs_stats(
+    services: Services, principal: Principal,
+    since: Annotated[datetime | None, Parameter(query="since")] = None,
+    until: Annotated[datetime | None, Parameter(query="until")] = None,
+) -> Envelope[RunStats]:
+    return ok(await services.run_stats.stats(principal, since=unix(since), until=unix(until)))
+
+
+GOVERNANCE_HANDLERS = [list_roles, audit_log, run_stats, runs_stats]

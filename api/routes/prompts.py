@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, cast
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar import Controller, Request, Response, delete, get, post, put, route
 from litestar.enums import MediaType
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent
@@ -98,6 +98,29 @@ class RollbackBody(Body, kw_only=True):
     env: EnvRef | None = None
 
 
+class PublishByIdBody(PublishBody):
+    """Seed 001's ``POST /prompts/publish``: the prompt named in the body (``id`` or ``prompt_id``)."""
+
+    id: Ref | None = None
+    prompt_id: Ref | None = None
+
+
+class RollbackByIdBody(RollbackBody, kw_only=True):
+    """Seed 001's ``POST /prompts/rollback``: the prompt named in the body (``id`` or ``prompt_id``)."""
+
+    id: Ref | None = None
+    prompt_id: Ref | None = None
+
+
+def _named(data: PublishByIdBody | RollbackByIdBody) -> str:
+    if data.id and data.prompt_id and data.id != data.prompt_id:
+        raise InvalidInput("id and prompt_id name different prompts: give one")
+    prompt_id = data.id or data.prompt_id
+    if not prompt_id:
+        raise InvalidInput("name the prompt: id (or prompt_id) is required")
+    return prompt_id
+
+
 class VariantBody(Body):
     version: Annotated[int, Meta(ge=1)]
     weight: Annotated[int, Meta(ge=0, le=100)]
@@ -164,7 +187,9 @@ class PromptController(Controller):
     async def get_prompt(self, prompt_id: str, services: Services, principal: Principal) -> Envelope[PromptInfo]:
         return ok(await services.prompts.get(principal, prompt_id))
 
-    @patch("/{prompt_id:str}", opt=EDITOR, summary="Edit a prompt's details or draft (versions never change)")
+    # seed 001 edits with PUT: both are partial updates (fields left out keep their values)
+    @route("/{prompt_id:str}", http_method=["PATCH", "PUT"], opt=EDITOR,
+           summary="Edit a prompt's details or draft (versions never change)")  # fmt: skip
     async def update_prompt(
         self, prompt_id: str, data: PromptUpdate, services: Services, principal: Principal
     ) -> Envelope[PromptInfo]:
@@ -182,6 +207,20 @@ class PromptController(Controller):
     ) -> Envelope[VersionInfo]:
         version = await services.prompts.publish(principal, prompt_id, data.env, data.note)
         return ok(version, f"Version {version.number} published")
+
+    @post("/publish", opt=EDITOR, status_code=201, summary="Publish the prompt named in the body (seed 001's shape)")
+    async def publish_named(
+        self, data: PublishByIdBody, services: Services, principal: Principal
+    ) -> Envelope[VersionInfo]:
+        version = await services.prompts.publish(principal, _named(data), data.env, data.note)
+        return ok(version, f"Version {version.number} published")
+
+    @post("/rollback", opt=EDITOR, status_code=200, summary="Roll back the prompt named in the body (seed 001's shape)")
+    async def rollback_named(
+        self, data: RollbackByIdBody, services: Services, principal: Principal
+    ) -> Envelope[LiveInfo]:
+        live = await services.prompts.rollback(principal, _named(data), data.env, data.version)
+        return ok(live, f"Version {data.version} is live in {live.environment}")
 
     @get("/{prompt_id:str}/versions", opt=VIEWER, summary="A prompt's versions, newest first")
     async def list_versions(

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar import Controller, Request, Response, delete, get, post, put, route
 from litestar.connection import ASGIConnection
 from litestar.di import Provide
 from litestar.handlers.base import BaseRouteHandler
@@ -116,7 +116,9 @@ class UserController(Controller):
     async def get_user(self, user_id: str, users: UserService, principal: Principal) -> Envelope[UserInfo]:
         return ok(await users.get_user(principal, user_id))
 
-    @patch("/{user_id:str}", opt=ADMIN, summary="Rename a user, change their role here or their password")
+    # seed 001 updates with PUT: both are partial updates (fields left out keep their values)
+    @route("/{user_id:str}", http_method=["PATCH", "PUT"], opt=ADMIN,
+           summary="Rename a user, change their role here or their password")  # fmt: skip
     async def update(
         self, user_id: str, data: UserUpdate, users: UserService, principal: Principal
     ) -> Envelope[UserInfo]:

@@ -317,12 +317,14 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/users"): admin(json_body(lambda w, p: {"name": unique("user"), "role": "viewer"})),
     ("GET", "/api/v1/users/{user_id}"): admin(),
     ("PATCH", "/api/v1/users/{user_id}"): admin(json_body(lambda w, p: {"name": unique("user"), "role": "editor"})),
+    ("PUT", "/api/v1/users/{user_id}"): admin(json_body(lambda w, p: {"name": unique("user"), "role": "editor"})),
     ("DELETE", "/api/v1/users/{user_id}"): admin(),
     # agents and their runs
     ("POST", "/api/v1/agents"): editor(named("agent")),
     ("GET", "/api/v1/agents"): viewer(),
     ("GET", "/api/v1/agents/{agent_id}"): viewer(),
     ("PATCH", "/api/v1/agents/{agent_id}"): editor(named("agent")),
+    ("PUT", "/api/v1/agents/{agent_id}"): editor(named("agent")),
     ("DELETE", "/api/v1/agents/{agent_id}"): editor(),
     ("POST", "/api/v1/agents/{agent_id}/run"): viewer(RUN),
     ("POST", "/api/v1/agents/{agent_id}/run/stream"): viewer(RUN),
@@ -388,6 +390,12 @@ ROUTES: dict[tuple[str, str], Row] = {
         "key": unique("prompt"), "messages": [{"role": "user", "content": "llama census"}]})),
     ("GET", "/api/v1/prompts/{prompt_id}"): viewer(),
     ("PATCH", "/api/v1/prompts/{prompt_id}"): editor(json_body(lambda w, p: {"description": "d"})),
+    ("PUT", "/api/v1/prompts/{prompt_id}"): editor(json_body(lambda w, p: {"description": "e"})),
+    # seed 001 names the prompt in the body: the outsider's body names the first workspace's prompt -> 404
+    ("POST", "/api/v1/prompts/publish"): Row(
+        "editor", json_body(lambda w, p: {"id": new_prompt(w)[0], "note": "by id"}), outsider="404"),
+    ("POST", "/api/v1/prompts/rollback"): Row(
+        "editor", json_body(lambda w, p: {"id": new_prompt(w)[0], "version": 1}), outsider="404"),
     ("DELETE", "/api/v1/prompts/{prompt_id}"): editor(),
     ("POST", "/api/v1/prompts/{prompt_id}/publish"): editor(json_body(lambda w, p: {"note": "again"})),
     ("GET", "/api/v1/prompts/{prompt_id}/versions"): viewer(),
@@ -406,6 +414,7 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("GET", "/api/v1/roles"): viewer(),
     ("GET", "/api/v1/audit"): admin(),
     ("GET", "/api/v1/executions/stats"): viewer(),
+    ("GET", "/api/v1/runs/stats"): viewer(),
     # MCP servers agents may use (admins write, credentials write-only)
     ("GET", "/api/v1/mcp-servers"): viewer(),
     ("POST", "/api/v1/mcp-servers"): admin(json_body(lambda w, p: {
