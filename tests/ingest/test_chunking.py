@@ -271,8 +271,9 @@ class CountingWindow:
 @pytest.mark.parametrize("name", list(PATHOLOGICAL))
 def test_chunking_time_grows_linearly_on_pathological_input(name: str, embedder, monkeypatch) -> None:
     """Doubling the input must not more than double the work: counted characters handed to the tokenizers
-    (exact), and the median of 3 timed runs (< 2.6 x, over a 0.1 s floor so a busy machine cannot flake it;
-    and under 10 s for the larger input, at most 2 MB: ~1 s measured, 40 s before for 1 MB of dots)."""
+    (exact: this is what catches a quadratic path), and the larger input in under 10 s (at most 2 MB: ~1 s
+    measured, 40 s before for 1 MB of dots). Timings are printed, not compared: a ratio of two timings flaked
+    (0.61 s vs 0.23 s) while other jobs shared the two cores."""
     size, make = PATHOLOGICAL[name]
     encoded = [0]
     real_encoding = chunking.encoding
@@ -310,5 +311,4 @@ def test_chunking_time_grows_linearly_on_pathological_input(name: str, embedder,
           f"encoded {encoded_1} -> {encoded_2} chars")
     assert counted_2 <= 2.2 * counted_1 + 1000
     assert encoded_2 <= 2.2 * encoded_1 + 1000
-    assert seconds_2 < 2.6 * max(seconds_1, 0.1)
     assert seconds_2 < 10
