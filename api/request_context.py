@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import uuid
 from contextvars import ContextVar
 from typing import Any
@@ -97,14 +98,34 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+# a token in a query string (the live feed's ``/ws?token=rl_…`` handshake) never reaches a log line
+_QUERY_SECRET = re.compile(r"([?&](?:token|api_key|access_token)=)[^&\s\"']*", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``text`` with the values of ``token=``, ``api_key=`` and ``access_token=`` query parameters hidden."""
+    return _QUERY_SECRET.sub(r"\1[redacted]", text) if "=" in text else text
+
+
+class RedactSecretsFilter(logging.Filter):
+    """Hides secrets in query strings (uvicorn logs a WebSocket's path with its query, and access lines too)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
 def logging_config(level: str = "INFO") -> LoggingConfig:
     """Litestar's default logging (a queue handler on the root logger), with the request id on every line."""
     handlers = {
-        name: {**spec, "filters": [*spec.get("filters", []), "request_id"]}
+        name: {**spec, "filters": [*spec.get("filters", []), "request_id", "redact"]}
         for name, spec in LoggingConfig().handlers.items()
     }
     return LoggingConfig(
-        filters={"request_id": {"()": RequestIdFilter}},
+        filters={"request_id": {"()": RequestIdFilter}, "redact": {"()": RedactSecretsFilter}},
         formatters={"standard": {"format": LOG_FORMAT}},
         handlers=handlers,
         root={"handlers": ["queue_listener"], "level": level.upper()},
@@ -116,9 +137,9 @@ def uvicorn_log_config() -> dict[str, Any]:
     from uvicorn.config import LOGGING_CONFIG
 
     config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
-    config["filters"] = {"request_id": {"()": RequestIdFilter}}
+    config["filters"] = {"request_id": {"()": RequestIdFilter}, "redact": {"()": RedactSecretsFilter}}
     for handler in config["handlers"].values():
-        handler["filters"] = [*handler.get("filters", []), "request_id"]
+        handler["filters"] = [*handler.get("filters", []), "request_id", "redact"]
     config["formatters"]["default"]["fmt"] = "%(levelprefix)s [%(request_id)s] %(message)s"
     config["formatters"]["access"]["fmt"] = (
         '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s [%(request_id)s]'

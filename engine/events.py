@@ -104,6 +104,27 @@ class AnswerEvent(RunEventBase, frozen=True, kw_only=True, tag="ai_response"):
     metadata: AnswerMetadata
 
 
+class StepStartEvent(RunEventBase, frozen=True, kw_only=True, tag="step_start"):
+    """A workflow step starts; its own events (an agent's content and tool calls...) follow, then ``step_end``."""
+
+    step_id: str
+    kind: str  # prompt | agent | search | tool | condition | transform | emit
+    status: str = "running"
+    input: Any = None  # what the step runs with (its templates rendered); None when too big to stream
+
+
+class StepEndEvent(RunEventBase, frozen=True, kw_only=True, tag="step_end"):
+    """A workflow step ended: ``succeeded``, ``failed`` or ``skipped`` (a branch not taken)."""
+
+    step_id: str
+    kind: str
+    status: str
+    duration_ms: float
+    summary: str  # a short line about the output ("3 hits", the first words of a text)
+    output: Any = None  # the step's output; None when too big to stream (the run record keeps it whole)
+    error: str | None = None
+
+
 class DoneEvent(RunEventBase, frozen=True, kw_only=True, tag="done"):
     output: str
     token_usage: TokenUsage
@@ -112,7 +133,8 @@ class DoneEvent(RunEventBase, frozen=True, kw_only=True, tag="done"):
 
 class ErrorEvent(RunEventBase, frozen=True, kw_only=True, tag="error"):
     message: str
-    code: str  # model_error | max_steps | max_tokens | timeout | cancelled | internal
+    code: str  # model_error | max_steps | max_tokens | timeout | cancelled | internal (workflows: step_failed,
+    # invalid_output)
 
 
 RunEvent = (
@@ -124,6 +146,8 @@ RunEvent = (
     | ContentEvent
     | CitationEvent
     | AnswerEvent
+    | StepStartEvent
+    | StepEndEvent
     | DoneEvent
     | ErrorEvent
 )

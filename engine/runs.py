@@ -28,7 +28,7 @@ from engine.agent.loop import run_agent
 from engine.agent.spec import AgentSpec, RunKind, RunRequest
 from engine.agent.trace import RunTrace
 from engine.errors import NotFound, RateLimited
-from engine.events import DoneEvent, ErrorEvent, RunEvent
+from engine.events import DoneEvent, ErrorEvent, RunEvent, StepEndEvent
 from engine.ids import new_id
 from engine.ports import ModelClient, Tool, ToolContext
 
@@ -64,6 +64,8 @@ class RunRecord(msgspec.Struct, kw_only=True):
     prompt_version: int | None = None
     event_id: str | None = None  # the workspace event that started it (an automation's run)
     event_depth: int = 0  # how many automation hops led here (loops stop at a limit)
+    workflow_id: str | None = None  # a workflow run's workflow and version
+    workflow_version: int | None = None
 
 
 class RunStore(Protocol):
@@ -85,6 +87,10 @@ FinishedHook = Callable[[RunRecord, Sequence[RunEvent]], Awaitable[None]]
 published: what it stores is visible to any client that has seen ``done``. Keep it short (a database
 write); slow work such as an HTTP callback goes through a durable queue."""
 
+RunBody = Callable[[Callable[[RunEvent], Awaitable[None]], RunTrace], Awaitable[RunEvent]]
+"""A run's work other than the agent loop (a workflow): it publishes its events (``seq`` going on from the events
+it was started with), fills the trace (steps, usage, output) and returns its terminal event, unpublished."""
+
 
 @dataclass(eq=False)
 class _LiveRun:
@@ -99,6 +105,7 @@ class _LiveRun:
     finished: anyio.Event = field(default_factory=anyio.Event)
     cancel_requested: bool = False
     last_flush: float = field(default_factory=time.monotonic)
+    resumable: bool = False  # a server shutdown leaves it running in the store, for the next start to resume
 
 
 def _status(event: RunEvent) -> str:
@@ -182,6 +189,35 @@ class RunManager:
         events = run_agent(request, tools=tools, model=model, run_id=run_id, ctx=ctx, trace=live.trace)
         self._tg.start_soon(self._execute, live, events, name=f"run {run_id}")
         return run_id
+
+    async def start_body(
+        self, record: RunRecord, body: RunBody, *, timeout_s: float, on_finish: Sequence[FinishedHook] = (),
+        resumed: Sequence[RunEvent] | None = None,
+    ) -> str:  # fmt: skip
+        """Start a run whose work is ``body`` (a workflow) and return its id; ``record`` is stored first.
+
+        ``resumed``: the stored events of a run a restart interrupted; ``record`` is then already stored and the run
+        goes on from there (its subscribers replay those events first). Such runs are *resumable*: a shutdown stops
+        them without a terminal event, leaving them ``running`` in the store for the next start.
+        """
+        if self._tg is None or self._closing:
+            raise RuntimeError("RunManager is not running (use 'async with RunManager(...)')")
+        if resumed is None:
+            self._check_capacity(record.workspace_id)
+        spec = AgentSpec(name=record.kind, model=record.model, tools=(), timeout_s=timeout_s)
+        live = _LiveRun(
+            record=record, spec=spec, trace=RunTrace(), hooks=[*self._hooks, *on_finish], resumable=True,
+            scope=anyio.CancelScope(deadline=anyio.current_time() + timeout_s + TIMEOUT_GRACE_S),
+        )  # fmt: skip
+        record.steps = live.trace.steps  # the same list: a running run shows the steps done so far
+        if resumed is None:
+            if self._store is not None:
+                await self._store.create_run(record)
+        else:
+            live.events = list(resumed)
+        self._runs[record.id] = live
+        self._tg.start_soon(self._execute_body, live, body, name=f"run {record.id}")
+        return record.id
 
     async def get(self, run_id: str, *, workspace_id: str | None = None) -> RunRecord:
         """The run's record (live or stored). Raises ``NotFound`` (also for another workspace's run)."""
@@ -278,12 +314,38 @@ class RunManager:
             with anyio.CancelScope(shield=True):
                 await self._finalize(live, terminal)
 
+    async def _execute_body(self, live: _LiveRun, body: RunBody) -> None:
+        terminal: RunEvent | None = None
+
+        async def publish(event: RunEvent) -> None:
+            await self._publish(live, event)
+
+        try:
+            with live.scope:
+                terminal = await body(publish, live.trace)
+        except Exception:
+            log.exception("run %s crashed", live.record.id)
+        finally:
+            with anyio.CancelScope(shield=True):
+                if terminal is None and live.resumable and self._closing:
+                    await self._suspend(live)
+                else:
+                    await self._finalize(live, terminal)
+
+    async def _suspend(self, live: _LiveRun) -> None:
+        """Shutdown: keep what the run published and leave it ``running`` in the store (no terminal event)."""
+        await self._flush(live)
+        live.finished.set()
+        changed, live.changed = live.changed, anyio.Event()
+        changed.set()
+
     async def _publish(self, live: _LiveRun, event: RunEvent) -> None:
         live.events.append(event)
         live.unsaved.append(event)
         changed, live.changed = live.changed, anyio.Event()
         changed.set()
-        if time.monotonic() - live.last_flush >= self._flush_interval_s:
+        # a workflow step's end is a checkpoint: its events are stored with it (a resumed run replays them)
+        if time.monotonic() - live.last_flush >= self._flush_interval_s or isinstance(event, StepEndEvent):
             with anyio.CancelScope(shield=True):  # a cancel must not tear a half-written batch
                 await self._flush(live)
 
@@ -358,4 +420,4 @@ class RunManager:
             self._runs.pop(self._finished_order.popleft(), None)
 
 
-__all__ = ["FinishedHook", "RunKind", "RunManager", "RunRecord", "RunRequest", "RunStore"]
+__all__ = ["FinishedHook", "RunBody", "RunKind", "RunManager", "RunRecord", "RunRequest", "RunStore"]

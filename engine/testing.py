@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import anyio
 import msgspec
@@ -122,10 +123,11 @@ class InMemoryRunStore:
         ]
         return sorted(runs, key=lambda run: run.started_at, reverse=True)[:limit]
 
-    async def fail_unfinished(self) -> int:
-        """Close runs left ``running``: status failed plus a terminal error event of the next ``seq``."""
+    async def fail_unfinished(self, *, keep_kinds: Sequence[str] = ()) -> int:
+        """Close runs left ``running`` (but those of ``keep_kinds``): status failed plus a terminal error event."""
         now = time.time()
-        running = [run for run in map(self._decode, self._runs.values()) if run.status == "running"]
+        runs = map(self._decode, self._runs.values())
+        running = [run for run in runs if run.status == "running" and run.kind not in keep_kinds]
         for run in running:
             events = self._events[run.id]
             seq = max(events, default=0) + 1
@@ -142,3 +144,31 @@ class InMemoryRunStore:
     @staticmethod
     def _decode(data: bytes) -> RunRecord:
         return msgspec.json.decode(data, type=RunRecord)
+
+
+class MemoryEvent(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    workspace_id: str
+    type: str
+    payload: dict[str, Any]
+    source: str
+    depth: int = 0
+    run_id: str | None = None
+
+
+class InMemoryEventSink:
+    """An ``engine.workflows.EventSink`` that keeps what workflows emit (``events``), in order."""
+
+    __test__ = False
+
+    def __init__(self) -> None:
+        self.events: list[MemoryEvent] = []
+
+    async def emit(
+        self, workspace_id: str, type: str, payload: dict[str, Any], *, source: str, depth: int = 0,
+        run_id: str | None = None,
+    ) -> MemoryEvent:  # fmt: skip
+        event = MemoryEvent(id=f"evt_{len(self.events) + 1}", workspace_id=workspace_id, type=type, payload=payload,
+                            source=source, depth=depth, run_id=run_id)  # fmt: skip
+        self.events.append(event)
+        return event

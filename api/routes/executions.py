@@ -36,7 +36,9 @@ class ExecutionController(Controller):
         status: Annotated[
             Literal["running", "succeeded", "failed", "cancelled"] | None, Parameter(query="status")
         ] = None,
-        kind: Annotated[Literal["chat", "agent", "trigger", "prompt"] | None, Parameter(query="kind")] = None,
+        kind: Annotated[
+            Literal["chat", "agent", "trigger", "prompt", "workflow"] | None, Parameter(query="kind")
+        ] = None,
         offset: Offset = None,
     ) -> ListEnvelope[ExecutionInfo]:
         result = await services.executions.list_runs(

@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import msgspec
@@ -45,6 +45,72 @@ ATTEMPT_TIMEOUT_S = 10.0
 MAX_BACKOFF_S = 3600.0
 MAX_OUTPUT = 100_000
 IDLE_POLL_S = 5.0
+
+
+class DeliveryRow(Protocol):
+    """What a queued signed delivery keeps (``callback_deliveries`` and ``subscription_deliveries`` rows)."""
+
+    status: str
+    attempts: int
+    next_attempt_at: float
+    last_status_code: int | None
+    last_error: str | None
+    log: list[Any]
+    delivered_at: float | None
+
+
+async def post_signed(
+    url: str, secret: str, msg_id: str, body: bytes, *, allowed: Sequence[IPNetwork] = (),
+    user_agent: str = "ragline-callbacks/1",
+) -> tuple[int | None, str | None]:  # fmt: skip
+    """One signed POST through the SSRF guard to the checked address (never re-resolved, no redirects):
+    ``(status code, error)``, the error ``None`` for a 2xx answer."""
+    try:
+        target = await resolve_url_async(url, allowed=allowed)
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": user_agent,
+            "Host": target.host_header,
+            **webhooks.sign_headers(secret, msg_id, body),
+        }
+        async with httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=ATTEMPT_TIMEOUT_S) as client:
+            request = client.build_request("POST", target.pinned_url(), headers=headers, content=body)
+            if target.scheme == "https":
+                request.extensions["sni_hostname"] = target.host
+            response = await client.send(request)
+            await response.aclose()
+    except BlockedDestination as exc:
+        return None, f"blocked: {exc.message}"
+    except (httpx.HTTPError, OSError) as exc:
+        return None, f"{type(exc).__name__}: {str(exc)[:300]}"
+    return response.status_code, None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+
+
+def record_attempt(
+    row: DeliveryRow, code: int | None, error: str | None, ms: float, *, max_attempts: int, retry_base_s: float,
+    final: bool = False,
+) -> None:  # fmt: skip
+    """Log one attempt on the row; then delivered, failed (out of attempts, or ``final``) or due again after
+    ``retry_base_s * 2**(attempts - 1)`` seconds (capped at an hour, +-10 % jitter)."""
+    row.attempts += 1
+    row.last_status_code, row.last_error = code, error
+    row.log = [
+        *(row.log or []),
+        {"attempt": row.attempts, "at": now(), "status_code": code, "error": error, "duration_ms": round(ms, 1)},
+    ]
+    if error is None:
+        row.status, row.delivered_at = "delivered", now()
+    elif final or row.attempts >= max_attempts:
+        row.status = "failed"
+    else:
+        backoff = min(MAX_BACKOFF_S, retry_base_s * 2 ** (row.attempts - 1))
+        # +-10 %: deliveries that failed together (a receiver outage) do not all come back in the same second
+        row.next_attempt_at = now() + backoff * random.uniform(0.9, 1.1)
+
+
+def attempt_log(entries: list[Any] | None) -> list[Any]:
+    """A delivery's attempts as shown (``at`` as an aware UTC datetime)."""
+    return [{**entry, "at": utc(entry["at"])} if "at" in entry else entry for entry in entries or []]
 
 
 class CallbackInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -253,44 +319,13 @@ class CallbackService:
             self._in_flight.discard(delivery_id)
 
     async def _post(self, row: CallbackDelivery, secret: str) -> tuple[int | None, str | None]:
-        body = row.payload.encode("utf-8")
-        try:
-            target = await resolve_url_async(row.url, allowed=self.allowed)
-            headers = {
-                "Content-Type": "application/json",
-                "User-Agent": "ragline-callbacks/1",
-                "Host": target.host_header,
-                **webhooks.sign_headers(secret, row.id, body),
-            }
-            async with httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=ATTEMPT_TIMEOUT_S) as client:
-                request = client.build_request("POST", target.pinned_url(), headers=headers, content=body)
-                if target.scheme == "https":
-                    request.extensions["sni_hostname"] = target.host
-                response = await client.send(request)
-                await response.aclose()
-        except BlockedDestination as exc:
-            return None, f"blocked: {exc.message}"
-        except (httpx.HTTPError, OSError) as exc:
-            return None, f"{type(exc).__name__}: {str(exc)[:300]}"
-        return response.status_code, None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+        return await post_signed(row.url, secret, row.id, row.payload.encode("utf-8"), allowed=self.allowed)
 
     def _record(
         self, row: CallbackDelivery, code: int | None, error: str | None, ms: float, *, final: bool = False
     ) -> None:
-        row.attempts += 1
-        row.last_status_code, row.last_error = code, error
-        row.log = [
-            *(row.log or []),
-            {"attempt": row.attempts, "at": now(), "status_code": code, "error": error, "duration_ms": round(ms, 1)},
-        ]
-        if error is None:
-            row.status, row.delivered_at = "delivered", now()
-        elif final or row.attempts >= self.max_attempts:
-            row.status = "failed"
-        else:
-            backoff = min(MAX_BACKOFF_S, self.retry_base_s * 2 ** (row.attempts - 1))
-            # +-10 %: callbacks that failed together (a receiver outage) do not all come back in the same second
-            row.next_attempt_at = now() + backoff * random.uniform(0.9, 1.1)
+        record_attempt(row, code, error, ms, max_attempts=self.max_attempts, retry_base_s=self.retry_base_s,
+                       final=final)  # fmt: skip
 
     # -- reading the log and the agent's secret -------------------------------------------------
 

@@ -19,7 +19,7 @@ from engine.ids import utc, utc_or_none
 from engine.runs import RunManager, RunRecord
 from ingest.views import Page
 
-RUN_KINDS = ("chat", "agent", "trigger", "prompt")
+RUN_KINDS = ("chat", "agent", "trigger", "prompt", "workflow")
 
 
 class ExecutionInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -50,6 +50,8 @@ class ExecutionInfo(msgspec.Struct, frozen=True, kw_only=True):
     prompt_version: int | None = None  # and its version (None with a prompt id: the draft, in the playground)
     event_id: str | None = None  # the workspace event that started it (an automation's run)
     event_depth: int = 0  # automation hops that led here
+    workflow_id: str | None = None  # a workflow run's workflow (its steps are in ``steps``)
+    workflow_version: int | None = None
 
     @classmethod
     def of(cls, record: RunRecord) -> ExecutionInfo:

@@ -40,7 +40,7 @@ class AgentSpec(msgspec.Struct, frozen=True, kw_only=True):
     context_window: int = 8192
 
 
-RunKind = Literal["chat", "agent", "trigger", "prompt"]  # prompt: a playground or prompt execute run
+RunKind = Literal["chat", "agent", "trigger", "prompt", "workflow"]  # prompt: a playground or prompt execute run
 
 
 class RunRequest(msgspec.Struct, frozen=True, kw_only=True):

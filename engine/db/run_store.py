@@ -74,21 +74,23 @@ class SqlRunStore:
         async with self._sessions() as session:
             return [_to_record(row) for row in (await session.scalars(query)).all()]
 
-    async def fail_unfinished(self) -> int:
+    async def fail_unfinished(self, *, keep_kinds: Sequence[str] = ()) -> int:
         """Close runs a crashed process left ``running``: status failed plus a terminal error event.
 
-        Call once at start-up, before this process starts runs (one process owns the runs).
+        Call once at start-up, before this process starts runs (one process owns the runs). Runs of ``keep_kinds``
+        are left alone: their owner resumes them (workflow runs).
         """
         now = time.time()
         async with self._sessions.begin() as session:
-            rows = (await session.scalars(select(Run).where(Run.status == "running"))).all()
+            unfinished = [Run.status == "running", Run.kind.not_in(list(keep_kinds))]
+            rows = (await session.scalars(select(Run).where(*unfinished))).all()
             for row in rows:
                 last = await session.scalar(select(func.max(RunEventRow.seq)).where(RunEventRow.run_id == row.id))
                 event = ErrorEvent(run_id=row.id, seq=(last or 0) + 1, ts=now, code="internal", message=INTERRUPTED)
                 session.add(RunEventRow(run_id=row.id, seq=event.seq, type="error", data=encode_event(event).decode()))
             await session.execute(
                 update(Run)
-                .where(Run.status == "running")
+                .where(*unfinished)
                 .values(status="failed", error=INTERRUPTED, error_code="internal", finished_at=now)
             )
             return len(rows)
