@@ -57,7 +57,22 @@ bench: $(BENCH_STAMP) ## retrieval quality/latency, ingest and agent overhead be
 	$(BIN)/python benchmarks/retrieval_quality.py
 	$(BIN)/python benchmarks/retrieval_latency.py
 	$(BIN)/python benchmarks/agent_overhead.py
+	$(BIN)/python benchmarks/workflow_overhead.py
 	$(BIN)/python benchmarks/plots.py
+
+# LlamaIndex in a virtual environment of its own (outside the repository), never a Ragline dependency
+PEERS_VENV ?= $(HOME)/.cache/ragline/peers/llamaindex
+PEERS_REQUIREMENTS := benchmarks/peers/requirements-llamaindex.txt
+
+$(PEERS_VENV)/.installed: $(PEERS_REQUIREMENTS)
+	@test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --disable-pip-version-check torch==2.13.0+cpu
+	$(PEERS_VENV)/bin/python -m pip install --disable-pip-version-check -r $(PEERS_REQUIREMENTS)
+	@touch $@
+
+.PHONY: bench-peers
+bench-peers: $(STAMP) $(PEERS_VENV)/.installed ## Ragline next to LlamaIndex on SciFact, alternating in one run, with the ratios
+	$(BIN)/python benchmarks/peers/run.py --peer-python $(PEERS_VENV)/bin/python
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

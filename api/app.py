@@ -29,22 +29,30 @@ from api.errors import EXCEPTION_HANDLERS
 from api.mcp_server import McpEndpoint
 from api.request_context import RequestIdMiddleware, add_request_id_header, logging_config
 from api.routes.agents import AgentController
+from api.routes.automations import AutomationController
 from api.routes.chat import AssistantController, ChatController
 from api.routes.configuration import EnvironmentController, VariableController
 from api.routes.console import CONSOLE_HANDLERS, SWAGGER_CSS, SWAGGER_FAVICON, SWAGGER_JS, SWAGGER_PRESET_JS
+from api.routes.evaluations import EVALUATION_HANDLERS
+from api.routes.events import EventController
 from api.routes.executions import ExecutionController, run_log
 from api.routes.governance import GOVERNANCE_HANDLERS
 from api.routes.health import Readiness, health
+from api.routes.indexes import INDEX_HANDLERS
 from api.routes.knowledge import UPLOAD_OVERHEAD, FileController, KnowledgeBaseController
+from api.routes.live import LIVE_HANDLERS
 from api.routes.mcp_servers import McpServerController
 from api.routes.models import ModelController, SystemModelController
 from api.routes.openai_compat import openai_router
 from api.routes.prompts import PROMPT_HANDLERS
 from api.routes.search import SearchController
+from api.routes.subscriptions import SubscriptionController
 from api.routes.tokens import TokenController
 from api.routes.triggers import TRIGGER_HANDLERS
 from api.routes.users import AuthController, UserController
+from api.routes.workflows import WORKFLOW_HANDLERS
 from api.routes.workspaces import WorkspaceController, me
+from api.services.events_hooks import emit_after_write
 from engine.retrieval import SearchRequest
 from engine.settings import Settings
 from engine.tokens import count_tokens
@@ -73,7 +81,8 @@ class RaglineCore(InitPluginProtocol):
             health, KnowledgeBaseController, SearchController, upload_router, AgentController, ExecutionController,
             run_log, ChatController, AssistantController, TokenController, WorkspaceController, me, *TRIGGER_HANDLERS,
             AuthController, UserController, EnvironmentController, VariableController, ModelController,
-            *PROMPT_HANDLERS,
+            *PROMPT_HANDLERS, *EVALUATION_HANDLERS, *INDEX_HANDLERS, *WORKFLOW_HANDLERS,
+            EventController, AutomationController, SubscriptionController, *LIVE_HANDLERS,
             SystemModelController, *GOVERNANCE_HANDLERS, *CONSOLE_HANDLERS, openai_router(), McpServerController,
             self.mcp.handler(), *self.extra_handlers,
         ])  # fmt: skip
@@ -89,6 +98,7 @@ class RaglineCore(InitPluginProtocol):
         # request ids: current while any route runs (logs, envelopes), a header on every response (router 404s too)
         app_config.middleware.append(RequestIdMiddleware())
         app_config.before_send.append(add_request_id_header)
+        app_config.before_send.append(emit_after_write)  # a published prompt, a revoked token … into the event log
         app_config.logging_config = logging_config(settings.log_level)
         app_config.lifespan.append(self._lifespan)
         app_config.lifespan.append(self.mcp.lifespan)  # the MCP session manager's task group, with the app

@@ -19,6 +19,9 @@ _RESOURCES = {
     "workspaces": "workspace", "members": "member", "users": "user", "me": "user", "environments": "environment",
     "variables": "variable", "models": "model", "system-models": "model", "sessions": "chat_session",
     "prompts": "prompt", "workflows": "workflow", "automations": "automation", "subscriptions": "subscription",
+    "golden-sets": "golden_set", "evaluations": "evaluation", "index-switches": "index_switch",
+    "workflow-steps": "workflow_step",
+    "events": "event",
 }  # fmt: skip
 _WHOLE = {"login": "token.login", "logout": "token.logout"}
 

@@ -1,4 +1,4 @@
-"""``ragline`` command line: serve, ingest, search, reindex, optimize, token create, secrets."""
+"""``ragline`` command line: serve, ingest, search, eval, reindex, optimize, token create, secrets."""
 
 from __future__ import annotations
 
@@ -39,12 +39,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ingest.add_argument("--kb", required=True, help="the knowledge base's name (it must exist, unless --create)")
     ingest.add_argument("--create", action="store_true", help="create the knowledge base if there is none by that name")
     ingest.add_argument("--workspace", default="default")
+    ingest.add_argument("--dry-run", action="store_true", help="preview: chunks, tokens, time; store nothing")
     search = sub.add_parser("search", help="search a knowledge base")
     search.add_argument("query")
     search.add_argument("--kb", required=True)
     search.add_argument("--workspace", default="default")
     search.add_argument("--top-k", type=int, default=5)
     search.add_argument("--mode", choices=["dense", "sparse", "hybrid"], default="hybrid")
+    from api.cli_eval import add_eval_parser
+
+    add_eval_parser(sub)
     sub.add_parser("reindex", help="rebuild the vector store from the stored files")
     sub.add_parser("optimize", help="build the embedded store's HNSW index (stop the server first; minutes)")
     token = sub.add_parser("token", help="API tokens (works while the server runs)")
@@ -154,6 +158,14 @@ async def _run_offline(settings: Settings, args: argparse.Namespace) -> int:
             return await _ingest(services, args)
         if args.command == "search":
             return await _search(services, args)
+        if args.command == "eval":
+            from api.cli_eval import run_eval
+
+            ws = await _workspace_id(services.sessions, args.workspace)
+            kb = await services.knowledge.find_kb_by_name(ws, args.kb)
+            if kb is None:
+                raise await _no_kb(services, ws, args)
+            return await run_eval(services, args, ws, kb.id)
         if args.command == "reindex":
             count = await services.knowledge.requeue_all()
             print(f"re-indexing {count} files")
@@ -285,6 +297,10 @@ async def _ingest(services: Services, args: argparse.Namespace) -> int:
     plan = _plan(args.paths)
     ws = await _workspace_id(services.sessions, args.workspace)
     kb = await services.knowledge.find_kb_by_name(ws, args.kb)
+    if args.dry_run and (kb is not None or args.create):
+        from api.cli_preview import dry_run
+
+        return await dry_run(services, ws, kb.id if kb else None, plan.named, plan.found)
     if kb is None:
         if not args.create:
             raise await _no_kb(services, ws, args, "; add --create to make it")

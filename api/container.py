@@ -22,35 +22,48 @@ from api.auth import TokenBucket
 from api.services.access import AccessService
 from api.services.agents import AgentService
 from api.services.audit_log import AuditLogService
+from api.services.automations import AutomationService
 from api.services.background import Wakeup
 from api.services.callbacks import CallbackService
 from api.services.chat import ChatService
 from api.services.environments import EnvironmentService
+from api.services.evaluations import EvaluationService
+from api.services.events import EventService
+from api.services.events_hooks import RunEvents, file_listener
 from api.services.executions import ExecutionService
+from api.services.indexing import index_describe, switch_evaluator
+from api.services.live_feed import LiveFeed
 from api.services.mcp_servers import McpServerService
 from api.services.model_configs import ModelConfigService
 from api.services.prompts import PromptService
 from api.services.run_stats import RunStatsService
 from api.services.runs import RunService
 from api.services.scheduler import Scheduler
+from api.services.subscriptions import SubscriptionService
 from api.services.triggers import TriggerService
 from api.services.users import UserService
 from api.services.variables import VariableService
+from api.services.workflows import WorkflowService
 from api.services.workspaces import WorkspaceService
 from engine.db.run_store import SqlRunStore
 from engine.db.session import create_engine, migrate, session_factory
-from engine.embedders import create_embedder, create_sparse_encoder
+from engine.embedders import EmbedderCatalog, create_embedder, create_sparse_encoder
 from engine.models import cost_usd, create_model_provider
 from engine.net import allowed_networks
 from engine.ports import Embedder, IndexBuilder, ModelProvider, SparseEncoder, VectorStore
 from engine.rerankers import load_reranker
 from engine.retrieval import Retriever
+from engine.routing import RoutedRetriever, RoutedVectorStore
 from engine.runs import RunManager
 from engine.secrets import load_secret_box
 from engine.settings import Settings
 from engine.stores import create_vector_store
+from engine.stores.collections import collections_for
 from ingest.blobs import BlobStore
+from ingest.indexes import DedicatedIngest, SqlIndexDirectory
+from ingest.preview import IngestPreviewer
 from ingest.service import KnowledgeService
+from ingest.switch import IndexSwitcher
 from ingest.worker import IngestConfig, IngestWorker
 
 log = logging.getLogger("ragline")
@@ -88,6 +101,15 @@ class Services:
     run_stats: RunStatsService
     prompts: PromptService
     mcp_servers: McpServerService
+    events: EventService
+    automations: AutomationService
+    subscriptions: SubscriptionService
+    live: LiveFeed
+    evaluations: EvaluationService
+    indexes: SqlIndexDirectory
+    switches: IndexSwitcher
+    previews: IngestPreviewer
+    workflows: WorkflowService
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack, repr=False)
 
     @property
@@ -102,15 +124,24 @@ class Services:
     async def start(self) -> None:
         """Start what a server runs in the background. Unfinished files go back to the queue, runs a
         crash left ``running`` are closed as failed, pending callbacks and schedules resume."""
+        # the event log's writer first, so that it stops last: it stores what ingest and runs report on their way out
+        self.events.start()
+        self._stack.push_async_callback(self.events.stop)
         await self.worker.recover()
         self.worker.start()
         self._stack.push_async_callback(self.worker.stop)
-        await self.run_store.fail_unfinished()
+        await self.switches.recover()  # switches a stop interrupted fail; old indexes past their grace go
+        self._stack.push_async_callback(self.switches.stop)
+        await self.run_store.fail_unfinished(keep_kinds=("workflow",))  # workflow runs resume instead
         await self._stack.enter_async_context(self.run_manager)
+        await self.workflows.resume_unfinished()
         self.callbacks.start()
         self._stack.push_async_callback(self.callbacks.stop)
         self.scheduler.start()
         self._stack.push_async_callback(self.scheduler.stop)
+        for part in (self.automations, self.subscriptions, self.live):  # what the event log feeds
+            part.start()
+            self._stack.push_async_callback(part.stop)
 
     async def close(self) -> None:
         """Stop in reverse order (schedules, callbacks, runs, ingest), then release the store and database."""
@@ -118,14 +149,16 @@ class Services:
             await self._stack.aclose()
         finally:
             await self.worker.stop()
+            await self.indexes.collections.close()
             await self.store.close()
             await self.db.dispose()
 
 
 def build_services(
-    settings: Settings, *, embedder: Embedder | None = None, models: ModelProvider | None = None
+    settings: Settings, *, embedder: Embedder | None = None, models: ModelProvider | None = None,
+    store: VectorStore | None = None,
 ) -> Services:
-    """Wire everything from settings. ``embedder`` and ``models`` replace the configured adapters."""
+    """Wire everything from settings. ``embedder``, ``models`` and ``store`` replace the configured adapters."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = create_engine(
         settings.resolved_database_url, busy_timeout_s=settings.db_busy_timeout_s,
@@ -134,18 +167,33 @@ def build_services(
     sessions = session_factory(db)
     embedder = embedder or create_embedder(settings)
     sparse = create_sparse_encoder()
-    store = create_vector_store(settings, embedder.dim)
+    store = store or create_vector_store(settings, embedder.dim)
     blobs = BlobStore(settings.files_dir)
+    # knowledge bases with an index of their own (#19): pointers in SQL, writes and searches routed by them
+    indexes = SqlIndexDirectory(sessions, collections_for(store, settings), EmbedderCatalog(settings, embedder))
+    routed = RoutedVectorStore(store, indexes)
+    events = EventService(sessions)  # the workspace event log: ingest, runs and writes report into it
     worker = IngestWorker(
-        sessions=sessions, blobs=blobs, store=store, embedder=embedder, sparse=sparse, config=_ingest_config(settings)
-    )
+        sessions=sessions, blobs=blobs, store=routed, embedder=embedder, sparse=sparse,
+        config=_ingest_config(settings), on_file_done=file_listener(events),
+        dedicated=DedicatedIngest(indexes, blobs=blobs, sparse=sparse, config=_ingest_config(settings)),
+    )  # fmt: skip
     knowledge = KnowledgeService(
-        sessions=sessions, blobs=blobs, store=store, max_upload_bytes=settings.max_upload_bytes, notify=worker.notify
+        sessions=sessions, blobs=blobs, store=routed, max_upload_bytes=settings.max_upload_bytes, notify=worker.notify
     )
-    retriever = Retriever(
-        embedder=embedder, sparse=sparse, store=store, max_top_k=settings.search_max_top_k,
+    retriever = RoutedRetriever(
+        directory=indexes, embedder=embedder, sparse=sparse, store=store, max_top_k=settings.search_max_top_k,
         reranker=load_reranker(settings),
     )  # fmt: skip
+    switches = IndexSwitcher(
+        sessions=sessions, directory=indexes, blobs=blobs, sparse=sparse, config=_ingest_config(settings),
+        default_store=store, default_embedder=settings.embedder, default_dim=embedder.dim, retriever=retriever,
+        alias_prefix=settings.qdrant_collection.lower(),
+    )  # fmt: skip
+    evaluations = EvaluationService(
+        sessions, retriever, describe=index_describe(switches, reranker=retriever.reranker is not None)
+    )
+    switches.evaluate = switch_evaluator(evaluations)
     models = models or create_model_provider(settings)
     run_store = SqlRunStore(sessions)
     run_manager = RunManager(run_store, max_running_per_workspace=settings.max_runs_per_workspace)
@@ -166,18 +214,20 @@ def build_services(
     runs = RunService(
         manager=run_manager, models=models, agents=agents, knowledge=knowledge, retriever=retriever,
         callbacks=callbacks, environments=environments, variables=variables, model_configs=model_configs,
-        prompts=prompts, default_model=settings.default_model, mcp_servers=mcp_servers,
+        prompts=prompts, default_model=settings.default_model, mcp_servers=mcp_servers, run_events=RunEvents(events),
     )  # fmt: skip
     schedules_changed = Wakeup()
     triggers = TriggerService(
         sessions=sessions, runs=runs, callback_networks=networks,
         webhook_rate_per_minute=settings.webhook_rate_per_minute, schedules_changed=schedules_changed,
     )  # fmt: skip
+    workflows = WorkflowService(sessions=sessions, runs=runs, run_store=run_store, events=events)
+    access = AccessService(
+        sessions, mint_per_minute=settings.token_mint_per_minute, mint_per_day=settings.token_mint_per_day
+    )
     return Services(
         settings=settings, db=db, sessions=sessions, embedder=embedder, sparse=sparse, store=store,
-        retriever=retriever, knowledge=knowledge, worker=worker, access=AccessService(
-            sessions, mint_per_minute=settings.token_mint_per_minute, mint_per_day=settings.token_mint_per_day
-        ),
+        retriever=retriever, knowledge=knowledge, worker=worker, access=access,
         workspaces=WorkspaceService(sessions, knowledge),
         request_limiter=TokenBucket(settings.rate_limit_per_minute), models=models, run_store=run_store,
         run_manager=run_manager, agents=agents, callbacks=callbacks, runs=runs,
@@ -191,7 +241,20 @@ def build_services(
         ),
         environments=environments, variables=variables, model_configs=model_configs,
         audit_log=AuditLogService(sessions), run_stats=RunStatsService(sessions, cost_usd), prompts=prompts,
-        mcp_servers=mcp_servers,
+        mcp_servers=mcp_servers, events=events,
+        automations=AutomationService(sessions, events, runs, max_depth=settings.automation_max_depth,
+                                      workflows=workflows),
+        subscriptions=SubscriptionService(
+            sessions, events, allowed=networks, max_attempts=settings.callback_max_attempts,
+            retry_base_s=settings.callback_retry_base_s,
+        ),
+        live=LiveFeed(events, access, queue_size=settings.live_queue_size, recheck_s=settings.live_recheck_s),
+        evaluations=evaluations, indexes=indexes, switches=switches,
+        previews=IngestPreviewer(
+            sessions=sessions, embedder=embedder, sparse=sparse, config=_ingest_config(settings),
+            max_upload_bytes=settings.max_upload_bytes, index_for=indexes.live_index,
+        ),
+        workflows=workflows,
     )  # fmt: skip
 
 

@@ -14,7 +14,7 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from api.container import Services, open_services
 from engine.db.models import File
+from engine.evaluation import GoldenQuery, metrics
 from engine.settings import Settings
 from engine.types import SearchFilters
 
@@ -154,34 +155,12 @@ async def _pending(services: Services) -> bool:
         return await session.scalar(busy) is not None
 
 
-# -- metrics (BEIR / pytrec_eval definitions, binary and graded gains alike) ---------------------------
-
-
-def ndcg_at(ranked: Sequence[str], relevant: Mapping[str, int], k: int = 10) -> float:
-    dcg = sum(relevant.get(doc, 0) / math.log2(i + 2) for i, doc in enumerate(ranked[:k]))
-    ideal = sorted(relevant.values(), reverse=True)[:k]
-    idcg = sum(gain / math.log2(i + 2) for i, gain in enumerate(ideal))
-    return dcg / idcg if idcg > 0 else 0.0
-
-
-def recall_at(ranked: Sequence[str], relevant: Mapping[str, int], k: int = 100) -> float:
-    wanted = {doc for doc, gain in relevant.items() if gain > 0}
-    return len(wanted & set(ranked[:k])) / len(wanted) if wanted else 0.0
-
-
-def mrr_at(ranked: Sequence[str], relevant: Mapping[str, int], k: int = 10) -> float:
-    for i, doc in enumerate(ranked[:k]):
-        if relevant.get(doc, 0) > 0:
-            return 1.0 / (i + 1)
-    return 0.0
-
-
-def unique_docs(file_names: Iterable[str]) -> list[str]:
-    """Document ids in first-seen order from ranked chunk file names (``{id}.md``): a doc scores by its best chunk."""
-    seen: dict[str, None] = {}
-    for name in file_names:
-        seen.setdefault(name.rsplit(".", 1)[0], None)
-    return list(seen)
+def golden_queries(data: SciFact, query_ids: Sequence[str]) -> list[GoldenQuery]:
+    """The qrels as a golden set over the ingested files (``{doc id}.md``), for ``engine.evaluation``."""
+    return [
+        GoldenQuery(id=qid, query=data.queries[qid], files={f"{doc}.md": g for doc, g in data.qrels[qid].items()})
+        for qid in query_ids
+    ]
 
 
 # -- offline fusion simulation, for tuning on cached per-query result lists ---------------------------
@@ -244,7 +223,10 @@ async def ranked_lists(ingested: Ingested, query: str, depth: int) -> tuple[Rank
 
 
 def _mean_ndcg(runs: Sequence[Ranked], qrels: Sequence[Mapping[str, int]]) -> float:
-    return sum(ndcg_at([doc for doc, _ in run], rel) for run, rel in zip(runs, qrels, strict=True)) / len(runs)
+    """Mean nDCG@10 by the evaluation code's metrics (trec_eval), over simulated document rankings."""
+    judged = {str(i): rel for i, rel in enumerate(qrels)}
+    scores = metrics.score(judged, {str(i): [doc for doc, _ in run] for i, run in enumerate(runs)}, recall_k=100)
+    return sum(s.ndcg for s in scores.values()) / len(runs)
 
 
 async def tune(ingested: Ingested, data: SciFact, query_ids: Sequence[str], depth: int = 400) -> dict[str, Any]:

@@ -1,9 +1,12 @@
 """Search throughput through the HTTP API: a real `ragline serve`, 16 concurrent clients.
 
     python benchmarks/http_search.py [--docs 1000] [--clients 16] [--seconds 20] [--modes dense,sparse,hybrid]
+    python benchmarks/http_search.py --data-dir /tmp/ragline-scifact-200-40   # reuse the full SciFact store
 
-Ingests the first N SciFact documents through the API, then runs SciFact test queries from
-concurrent clients for a fixed time per mode. Prints one JSON object and a short table, and writes the object to
+Ingests the first N SciFact documents through the API (or serves a data directory that holds an ingested
+corpus, e.g. retrieval_quality.py's 11k-chunk SciFact store, with a token minted by ``ragline token create``),
+then runs SciFact test queries from concurrent clients for a fixed time per mode, while one more client asks
+``GET /health`` every 50 ms. Prints one JSON object and a short table, and writes the object to
 ``--out``/http_search.json.
 """
 
@@ -15,6 +18,7 @@ import json
 import os
 import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,8 +56,19 @@ def percentile(values: list[float], q: float) -> float:
 
 async def load(base: str, token: str, mode: str, queries: list[str], clients: int, seconds: float) -> dict[str, float]:
     latencies: list[float] = []
+    health: list[float] = []
     errors = 0
     stop = time.monotonic() + seconds
+
+    async def probe() -> None:
+        nonlocal errors
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            while time.monotonic() < stop:
+                started = time.perf_counter()
+                response = await http.get("/health")
+                health.append((time.perf_counter() - started) * 1000)
+                errors += response.status_code != 200
+                await asyncio.sleep(0.05)
 
     async def client(n: int) -> None:
         nonlocal errors
@@ -69,7 +84,7 @@ async def load(base: str, token: str, mode: str, queries: list[str], clients: in
                 i += clients
 
     started = time.monotonic()
-    await asyncio.gather(*(client(n) for n in range(clients)))
+    await asyncio.gather(probe(), *(client(n) for n in range(clients)))
     wall = time.monotonic() - started
     return {
         "requests": len(latencies),
@@ -78,7 +93,37 @@ async def load(base: str, token: str, mode: str, queries: list[str], clients: in
         "p50_ms": round(statistics.median(latencies), 1),
         "p95_ms": round(percentile(latencies, 0.95), 1),
         "p99_ms": round(percentile(latencies, 0.99), 1),
+        "health_p50_ms": round(statistics.median(health), 1),
+        "health_p99_ms": round(percentile(health, 0.99), 1),
     }
+
+
+def ingest(base: str, token: str, docs: list[tuple[str, str]]) -> None:
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+        kb = http.post("/api/v1/knowledge-bases", json={"name": "scifact"}).json()["data"]["id"]
+        for start in range(0, len(docs), 50):
+            files = [("file", (f"{i}.md", text.encode())) for i, text in docs[start : start + 50]]
+            assert http.post(f"/api/v1/knowledge-bases/{kb}/files", files=files).status_code == 201
+        while True:
+            body = http.get(f"/api/v1/knowledge-bases/{kb}/files", params={"status": "ready", "limit": 1}).json()
+            if body["pagination"]["total"] >= len(docs) - 5:
+                break
+            time.sleep(2)
+
+
+def wait_ready(base: str, timeout_s: float = 120) -> None:
+    """Until ``/health`` says the warm-up is done (the model loaded), so no client times the warm-up."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and httpx.get(f"{base}/health", timeout=10).json().get("status") == "warming":
+        time.sleep(0.5)
+
+
+def mint_token(data_dir: Path) -> str:
+    """An admin token of the data directory's ``default`` workspace, from the CLI (as an operator gets one)."""
+    env = {**os.environ, "RAGLINE_DATA_DIR": str(data_dir)}
+    command = [sys.executable, "-m", "api.cli", "token", "create", "--role", "admin", "--user", "bench-http"]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    return done.stdout.strip().splitlines()[-1]
 
 
 def main() -> None:
@@ -87,40 +132,30 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--modes", default="dense,sparse,hybrid")
+    parser.add_argument("--data-dir", type=Path, default=None, help="serve this ingested data directory as it is")
     add_out_argument(parser)
     args = parser.parse_args()
     from tests.e2e.conftest import start_server, stop_server
 
     run = run_info()
 
+    env = {
+        "RAGLINE_RATE_LIMIT_PER_MINUTE": "1000000",
+        "RAGLINE_TORCH_THREADS": os.environ.get("RAGLINE_TORCH_THREADS", "2"),
+    }
     with tempfile.TemporaryDirectory() as tmp:
-        token = "rl_" + secrets.token_urlsafe(32)
-        server = start_server(
-            Path(tmp) / "data",
-            {
-                "RAGLINE_RATE_LIMIT_PER_MINUTE": "1000000",
-                "RAGLINE_TORCH_THREADS": os.environ.get("RAGLINE_TORCH_THREADS", "2"),
-            },
-            token,
-        )
+        data_dir = args.data_dir or Path(tmp) / "data"
+        token = mint_token(data_dir) if args.data_dir else "rl_" + secrets.token_urlsafe(32)
+        server = start_server(data_dir, env, token)
         try:
-            with httpx.Client(
-                base_url=server.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60
-            ) as http:
-                kb = http.post("/api/v1/knowledge-bases", json={"name": "scifact"}).json()["data"]["id"]
-                docs = load_docs(args.docs)
-                for start in range(0, len(docs), 50):
-                    files = [("file", (f"{i}.md", text.encode())) for i, text in docs[start : start + 50]]
-                    assert http.post(f"/api/v1/knowledge-bases/{kb}/files", files=files).status_code == 201
-                while True:
-                    body = http.get(
-                        f"/api/v1/knowledge-bases/{kb}/files", params={"status": "ready", "limit": 1}
-                    ).json()
-                    if body["pagination"]["total"] >= len(docs) - 5:
-                        break
-                    time.sleep(2)
+            if not args.data_dir:
+                ingest(server.base_url, token, load_docs(args.docs))
+            wait_ready(server.base_url)
             queries = load_queries()
-            results = {"docs": args.docs, "clients": args.clients, "load_avg_1m": round(os.getloadavg()[0], 2)}
+            results = {
+                "docs": args.docs if not args.data_dir else str(args.data_dir), "clients": args.clients,
+                "load_avg_1m": round(os.getloadavg()[0], 2),
+            }  # fmt: skip
             for mode in args.modes.split(","):
                 asyncio.run(load(server.base_url, token, mode, queries, args.clients, 3))  # warm-up
                 results[mode] = asyncio.run(load(server.base_url, token, mode, queries, args.clients, args.seconds))
@@ -128,10 +163,11 @@ def main() -> None:
             stop_server(server)
     results["run"] = finish(run)
     print(json.dumps(results))
-    print(f"\n{'mode':<8}{'qps':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    print(f"\n{'mode':<8}{'qps':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}{'health p99':>11}")
     for mode in args.modes.split(","):
         r = results[mode]
-        print(f"{mode:<8}{r['qps']:>8}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p99_ms']:>9}{r['errors']:>8}")
+        print(f"{mode:<8}{r['qps']:>8}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p99_ms']:>9}{r['errors']:>8}"
+              f"{r['health_p99_ms']:>11}")
     write(args.out, "http_search", results)
 
 

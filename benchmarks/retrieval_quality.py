@@ -1,9 +1,10 @@
 """SciFact retrieval quality through the real pipeline: nDCG@10, recall@100, MRR@10 and latency per mode.
 
 The corpus is uploaded as one Markdown file per abstract and ingested by the ingest worker (the chunking,
-embedding and storage users get) into a data directory that later runs reuse. Each mode is then run one
-query at a time through ``Retriever.retrieve`` with ``group_by="file"`` (a document ranks by its best
-chunk) and the hits are mapped back to documents by file name.
+embedding and storage users get) into a data directory that later runs reuse. The qrels become a golden set
+(``{doc id}.md`` files with their grades) scored by ``engine.evaluation`` (the code behind a knowledge base's
+``/evaluations`` and ``ragline eval``): each mode runs one query at a time through ``Retriever.retrieve`` with
+``group_by="file"`` (a document ranks by its best chunk), metrics by trec_eval (``pytrec_eval``).
 
     RAGLINE_TORCH_THREADS=2 .venv/bin/python benchmarks/retrieval_quality.py [--split train] [--reingest]
 
@@ -17,9 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,8 @@ import msgspec
 
 import engine  # noqa: F401  (offline environment and thread limits before numpy/torch)
 from benchmarks._results import add_out_argument, finish, run_info, write
-from benchmarks._scifact import Ingested, SciFact, load, mrr_at, ndcg_at, open_ingested, recall_at, unique_docs
+from benchmarks._scifact import Ingested, SciFact, golden_queries, load, open_ingested
+from engine.evaluation import ModeSpec, evaluate
 from engine.retrieval import SearchRequest
 from engine.settings import Settings
 from engine.types import SearchFilters
@@ -72,31 +72,20 @@ def settings_for(args: argparse.Namespace) -> Settings:
     return msgspec.structs.replace(base, data_dir=data_dir, chunk_tokens=tokens, chunk_overlap=overlap)
 
 
-async def evaluate(ingested: Ingested, data: SciFact, fields: dict[str, Any], max_queries: int) -> dict[str, float]:
-    """Run every query once (after two warm-up queries) and average the metrics over queries."""
-    retriever = ingested.services.retriever
+async def evaluate_mode(ingested: Ingested, data: SciFact, name: str, max_queries: int) -> dict[str, float]:
+    """Score one mode with the evaluation code users run on their knowledge bases (``engine.evaluation``):
+    every query once, after two warm-up queries, ``group_by="file"`` (a document ranks by its best chunk)."""
     filters = SearchFilters(workspace_id=ingested.workspace_id, kb_ids=(ingested.kb_id,))
-    query_ids = evaluable(data, ingested)[: max_queries or None]
-    for qid in query_ids[:2]:
-        await retriever.retrieve(SearchRequest(query=data.queries[qid], filters=filters))
-    ndcg, recall, mrr, latency = [], [], [], []
-    for qid in query_ids:
-        request = SearchRequest(query=data.queries[qid], filters=filters, top_k=100, group_by="file", **fields)
-        started = time.perf_counter()
-        hits = await retriever.retrieve(request)
-        latency.append((time.perf_counter() - started) * 1000)
-        ranked = unique_docs(hit.chunk.file_name for hit in hits)
-        relevant = data.qrels[qid]
-        ndcg.append(ndcg_at(ranked, relevant, 10))
-        recall.append(recall_at(ranked, relevant, 100))
-        mrr.append(mrr_at(ranked, relevant, 10))
+    queries = golden_queries(data, evaluable(data, ingested)[: max_queries or None])
+    report = await evaluate(ingested.services.retriever, queries, filters, [ModeSpec(name, MODES[name])], recall_k=100)
+    result = report.modes[0]
     return {
-        "ndcg@10": round(statistics.fmean(ndcg), 4),
-        "recall@100": round(statistics.fmean(recall), 4),
-        "mrr@10": round(statistics.fmean(mrr), 4),
-        "latency_p50_ms": round(statistics.median(latency), 1),
-        "latency_p95_ms": round(sorted(latency)[int(0.95 * (len(latency) - 1))], 1),
-        "queries": len(query_ids),
+        "ndcg@10": result.ndcg_at_10,
+        "recall@100": result.recall_at_k,
+        "mrr@10": result.mrr_at_10,
+        "latency_p50_ms": result.latency_p50_ms,
+        "latency_p95_ms": result.latency_p95_ms,
+        "queries": result.queries,
     }
 
 
@@ -130,7 +119,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
             return tuned
         results = {}
         for name in args.modes.split(","):
-            results[name] = await evaluate(ingested, data, MODES[name], args.max_queries)
+            results[name] = await evaluate_mode(ingested, data, name, args.max_queries)
     finally:
         await ingested.services.close()
     defaults = SearchRequest(query="x", filters=SearchFilters(workspace_id="x"))

@@ -156,3 +156,22 @@ class Tool(Protocol):
     parameters: dict[str, Any]  # JSON schema of the arguments object
 
     async def __call__(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult: ...
+
+
+class Collections(Protocol):
+    """Named collections besides the default one, on the same backend (knowledge bases' own indexes, #19)."""
+
+    def open(self, name: str, dim: int) -> VectorStore:
+        """The store of collection ``name`` (created, with the default one's layout, if missing); one per name."""
+        ...
+
+    async def drop(self, name: str) -> None:
+        """Delete the collection and everything in it (a missing one is fine)."""
+        ...
+
+    async def point_alias(self, alias: str, name: str) -> None:
+        """Make ``alias`` name collection ``name``, atomically (a Qdrant server's native aliases; the embedded
+        store has none, and knowledge bases' pointers live in the metadata database either way)."""
+        ...
+
+    async def close(self) -> None: ...

@@ -19,7 +19,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     qdrant_api_key: str = ""
     qdrant_collection: str = "ragline_chunks"
     # int8 ONNX: SciFact nDCG@10 0.6455 vs 0.6451 fp32, ~1.4x less CPU per chunk, ~4x faster queries
-    embedder: str = "minilm-onnx-int8"  # or "minilm" (torch fp32)
+    embedder: str = "minilm-onnx-int8"  # or "minilm" (torch fp32), a name from `embedders`, or a model spec
+    # further embedders by name ("name=sentence-transformers:/dir" or "name=onnx:/dir"), which knowledge bases may
+    # choose (engine.embedders.EmbedderCatalog); API users pick names, only the operator names paths
+    embedders: tuple[str, ...] = ()
     model_cache_dir: Path = Path.home() / ".cache" / "ragline"  # the one-time ONNX export, shared by data dirs
     torch_threads: int = 0  # 0: min(cpu_count, 4); embedding threads for ingest (and for queries with torch)
     query_threads: int = 1  # int8 embedder: threads of the separate query session (queries never wait for ingest)
@@ -69,6 +72,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     token_mint_per_day: int = 100  # the same, per day
     # networks a workspace's MCP server URLs may point into despite the SSRF guard (e.g. "127.0.0.1/32")
     mcp_allow_networks: tuple[str, ...] = ()
+    # workspace events: automation hops before a chain is stopped (automation.loop_stopped), the live feed's
+    # per-client queue (a client this far behind is dropped, 1013) and how often live clients' tokens are rechecked
+    automation_max_depth: int = 5
+    live_queue_size: int = 1000
+    live_recheck_s: float = 10.0
 
     @property
     def resolved_database_url(self) -> str:
@@ -105,7 +113,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"invalid configuration: {exc}") from exc
 
 
-_LISTS = ("cors_origins", "callback_allow_networks", "model_allow_networks", "mcp_allow_networks")
+_LISTS = ("cors_origins", "callback_allow_networks", "model_allow_networks", "mcp_allow_networks", "embedders")
 
 
 def _decode(kind: type, value: Any) -> Any:

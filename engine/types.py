@@ -73,6 +73,10 @@ class VectorQuery(msgspec.Struct, frozen=True, kw_only=True):
     sparse: SparseVector | None = None
     fusion: Fusion = "dbsf"
     prefetch_limit: int = 100
+    # "file": rank ``candidates`` chunks, keep each file's first (best) one, return up to ``limit`` of those.
+    # In the store, so only the returned chunks' payloads are read (a payload costs more than its score).
+    group_by: Literal["chunk", "file"] = "chunk"
+    candidates: int = 0  # chunks ranked before grouping (0: ``limit``)
 
 
 class ScoredChunk(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,8 +1,13 @@
-"""The ingest worker: a durable queue (the ``files`` table) drained by tasks off the event loop.
+"""The ingest worker: a durable queue (the ``files`` table) drained by a pipeline off the event loop.
 
-Each file: load the original, parse it in a sandboxed child process (time and memory budget),
-chunk, embed in batches, upsert hidden points, then publish them and mark the file ``ready`` in
-one step. Parse failures fail the file at once; transient errors retry with exponential backoff.
+Each file: load the original, parse it in a sandboxed child process (time and memory budget), chunk,
+embed, upsert hidden points, then publish them and mark the file ``ready`` in one step. Parse failures
+fail the file at once; transient errors retry with exponential backoff.
+
+Three stages run at once (see ``ingest.pipeline``): preparers claim, parse and chunk files; one embed loop
+runs the model on batches that fill across files; one writer stores each batch's points, writes progress
+and finishes the files that are complete, in one SQL transaction per batch. So the model never waits for a
+parse or a commit, and a corpus of short files is embedded in full batches.
 """
 
 from __future__ import annotations
@@ -11,10 +16,11 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
+from typing import Any
 
 import anyio.to_thread
 from sqlalchemy import select, update
@@ -23,16 +29,24 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from engine.db.models import File, now
 from engine.errors import EngineError, Unavailable
 from engine.ports import Embedder, SparseEncoder, VectorStore
-from engine.types import ChunkRecord, VectorPoint
+from engine.types import MetadataValue
 from ingest.blobs import BlobStore
-from ingest.chunking import ChunkDraft, chunk_document
+from ingest.chunking import chunk_document
 from ingest.parsed import ParseFailure
+from ingest.pipeline import Batch, FileJob, Job, chunk_id, take_batch, vector_points, waiting_chunks
 from ingest.sandbox import parse_in_sandbox
 
 log = logging.getLogger("ragline.ingest")
+__all__ = ["EMBED_BATCH", "IngestConfig", "IngestWorker", "PermanentFailure", "chunk_id"]
 
+# Chunks per embedding call. The int8 model's throughput is flat from 32 up (stack-findings §2); the
+# batch fills across files, so a corpus of short files gets full batches too.
 EMBED_BATCH = 32
 POLL_INTERVAL_S = 1.0
+# Parsed files waiting for the embedder: enough small files to fill a few batches ahead.
+PREPARED_AHEAD = 4 * EMBED_BATCH
+# Files marked processing per claim (one statement, one commit); the preparers share them.
+CLAIM_AT_ONCE = 8
 
 
 class PermanentFailure(Exception):
@@ -47,12 +61,15 @@ class IngestConfig:
     parse_timeout_s: float = 60.0
     parse_memory_mb: int = 1536
     max_attempts: int = 3
-    workers: int = 1
+    workers: int = 1  # preparers beyond the first two (parsing overlaps the embedding either way)
 
 
-def chunk_id(file_id: str, ordinal: int) -> str:
-    """Deterministic point id: re-ingesting a file replaces its points instead of duplicating them."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"ragline:{file_id}:{ordinal}"))
+# Ingests a file of a knowledge base that has a collection of its own (``ingest.indexes.DedicatedIngest``):
+# None when it has none (the pipeline below ingests it), else the chunk count (-1: deleted meanwhile).
+DedicatedPath = Callable[[FileJob, Callable[..., Awaitable[bool]]], Awaitable[int | None]]
+FileListener = Callable[[str, str, dict[str, Any]], None]
+"""Told ``(workspace_id, "file.ready" | "file.failed", details)`` once a file's final status is committed; it must
+not block (the workspace event log queues it)."""
 
 
 class IngestWorker:
@@ -65,8 +82,12 @@ class IngestWorker:
         embedder: Embedder,
         sparse: SparseEncoder,
         config: IngestConfig,
+        on_file_done: FileListener | None = None,
+        dedicated: DedicatedPath | None = None,
     ) -> None:
         self.sessions = sessions
+        self.on_file_done = on_file_done
+        self.dedicated = dedicated
         self.blobs = blobs
         self.store = store
         self.embedder = embedder
@@ -75,6 +96,9 @@ class IngestWorker:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._prepared: asyncio.Queue[Job] = asyncio.Queue(PREPARED_AHEAD)
+        self._embedded: asyncio.Queue[Batch] = asyncio.Queue(2)
+        self._claimed: deque[FileJob] = deque()  # claimed together, prepared one by one
 
     def notify(self) -> None:
         """Wake idle workers (called after an upload is committed)."""
@@ -99,8 +123,11 @@ class IngestWorker:
 
     def start(self) -> None:
         self._stopping = False
-        for n in range(self.config.workers):
-            self._tasks.append(asyncio.create_task(self._run(), name=f"ingest-worker-{n}"))
+        # Two preparers keep the queue ahead of the model while one of them waits on a parse child.
+        for n in range(max(2, self.config.workers)):
+            self._tasks.append(asyncio.create_task(self._prepare_loop(), name=f"ingest-prepare-{n}"))
+        self._tasks.append(asyncio.create_task(self._embed_loop(), name="ingest-embed"))
+        self._tasks.append(asyncio.create_task(self._write_loop(), name="ingest-write"))
 
     async def stop(self) -> None:
         self._stopping = True
@@ -111,77 +138,85 @@ class IngestWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        # files in flight stay "processing": ``recover`` requeues them on the next start
+        self._prepared = asyncio.Queue(PREPARED_AHEAD)
+        self._embedded = asyncio.Queue(2)
+        self._claimed.clear()
 
-    async def _run(self) -> None:
+    async def drain(self, timeout_s: float = 300.0) -> None:
+        """Process queued files until none is left (CLI and tests; the server uses ``start``)."""
+        owned = not self._tasks
+        if owned:
+            self.start()
+        try:
+            deadline = time.monotonic() + timeout_s
+            while await self._pending():
+                if time.monotonic() >= deadline:
+                    raise TimeoutError("ingest queue did not drain in time")
+                for task in self._tasks:
+                    if task.done() and not task.cancelled() and (crashed := task.exception()) is not None:
+                        raise crashed
+                await asyncio.sleep(0.1)
+        finally:
+            if owned:
+                await self.stop()
+
+    async def _pending(self) -> bool:
+        async with self.sessions() as session:
+            busy = select(File.id).where(File.status.in_(("queued", "processing"))).limit(1)
+            return await session.scalar(busy) is not None
+
+    # -- stage 1: claim, parse, chunk ------------------------------------------------------------
+
+    async def _prepare_loop(self) -> None:
         while not self._stopping:
             try:
-                file_id = await self._claim()
+                file = await self._claim()
             except Exception:
                 log.exception("ingest queue unavailable")
-                file_id = None
-            if file_id is None:
+                file = None
+            if file is None:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL_S)
                 continue
-            await self.process(file_id)
+            job = await self._guarded(file, self._prepare(file))
+            if job is not None:
+                await self._prepared.put(job)
 
-    async def drain(self, timeout_s: float = 300.0) -> None:
-        """Process queued files until none is left (CLI and tests; the server uses ``start``)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            file_id = await self._claim()
-            if file_id is not None:
-                await self.process(file_id)
-                continue
-            async with self.sessions() as session:
-                pending = await session.scalar(
-                    select(File.id).where(File.status.in_(("queued", "processing"))).limit(1)
-                )
-            if pending is None:
-                return
-            await asyncio.sleep(0.2)
-        raise TimeoutError("ingest queue did not drain in time")
+    async def _claim(self) -> FileJob | None:
+        if not self._claimed:
+            self._claimed.extend(await self._claim_some(CLAIM_AT_ONCE))
+        return self._claimed.popleft() if self._claimed else None
 
-    async def _claim(self) -> str | None:
+    async def _claim_some(self, limit: int) -> list[FileJob]:
+        """Up to ``limit`` queued files, oldest first, marked processing in one statement and one commit."""
         async with self.sessions() as session:
-            candidate = await session.scalar(
-                select(File.id)
+            rows = list(await session.scalars(
+                select(File)
                 .where(File.status == "queued", File.next_attempt_at <= now())
                 .order_by(File.created_at)
-                .limit(1)
-            )
-            if candidate is None:
-                return None
-            result = await session.execute(
+                .limit(limit)
+            ))  # fmt: skip
+            if not rows:
+                return []
+            claimed = set(await session.scalars(
                 update(File)
-                .where(File.id == candidate, File.status == "queued")
+                .where(File.id.in_([row.id for row in rows]), File.status == "queued")
                 .values(status="processing", started_at=now(), updated_at=now(), attempts=File.attempts + 1)
-            )
+                .returning(File.id)
+                .execution_options(synchronize_session=False)
+            ))  # fmt: skip
             await session.commit()
-            return candidate if getattr(result, "rowcount", 0) == 1 else None
+            return [_file_job(row) for row in rows if row.id in claimed]
 
-    async def process(self, file_id: str) -> None:
-        async with self.sessions() as session:
-            row = await session.get(File, file_id)
-            if row is None:
-                return
-            file = _FileJob(row)
-        try:
-            await self._ingest(file)
-        except PermanentFailure as exc:
-            await self._fail(file, str(exc), retry=False)
-        except asyncio.CancelledError:
-            raise
-        except Unavailable as exc:  # the store is down: the file waits, its attempts untouched
-            await self._postpone(file, exc)
-        except EngineError as exc:
-            await self._fail(file, exc.message, retry=False)
-        except Exception as exc:
-            log.exception("ingest of %s failed", file.id)
-            await self._fail(file, f"temporary error: {type(exc).__name__}: {exc}"[:500], retry=True)
-
-    async def _ingest(self, file: _FileJob) -> None:
+    async def _prepare(self, file: FileJob) -> Job | None:
+        if self.dedicated is not None:  # a knowledge base with an index of its own (ingest.indexes, #19)
+            chunks = await self.dedicated(file, self._progress)
+            if chunks is not None:
+                if chunks >= 0:
+                    self._tell(file, "file.ready", chunks=chunks)
+                return None
         started = time.perf_counter()
         data = await anyio.to_thread.run_sync(self.blobs.read, file.sha256)
         parsed = await anyio.to_thread.run_sync(
@@ -205,82 +240,174 @@ class IngestWorker:
         if not drafts:  # nothing with a letter or digit in it: nothing search could find
             detail = "; ".join(w for w in parsed.warnings if w.startswith("text layer looks broken"))
             raise PermanentFailure(f"the file contains no text ({detail})" if detail else "the file contains no text")
-        parse_ms = (time.perf_counter() - started) * 1000
-        await self._progress(
-            file.id,
-            pages_total=parsed.pages_total,
-            pages_done=parsed.pages_total,
-            chunks_total=len(drafts),
-            chunks_done=0,
-            parse_ms=parse_ms,
-            warnings=list(parsed.warnings),
-        )
-        # a previous attempt may have left points with higher ordinals: start clean
-        await self.store.delete_file(file.workspace_id, file.id)
-        embed_started = time.perf_counter()
-        for offset in range(0, len(drafts), EMBED_BATCH):
-            batch = drafts[offset : offset + EMBED_BATCH]
-            await self.store.upsert(await self._points(file, batch))
-            done = offset + len(batch)
-            if not await self._progress(file.id, chunks_done=done):
-                await self.store.delete_file(file.workspace_id, file.id)  # deleted while we worked: delete wins
-                return
-        embed_ms = (time.perf_counter() - embed_started) * 1000
-        await self._catch_up_labels(file)
-        await self.store.publish_file(file.workspace_id, file.id)
-        if not await self._finish(file.id, embed_ms=embed_ms):
+        progress = {
+            "pages_total": parsed.pages_total, "pages_done": parsed.pages_total, "chunks_total": len(drafts),
+            "parse_ms": (time.perf_counter() - started) * 1000, "warnings": list(parsed.warnings),
+        }  # fmt: skip
+        if len(drafts) <= EMBED_BATCH:  # done within a batch or two: these go with its final status (one commit)
+            job = Job(file, drafts, deferred=progress)
+        elif await self._progress(file.id, chunks_done=0, **progress):
+            job = Job(file, drafts)
+        else:
+            return None  # deleted meanwhile
+        if not file.fresh:  # a previous attempt may have left points with higher ordinals: start clean
             await self.store.delete_file(file.workspace_id, file.id)
+        return job
 
-    async def _points(self, file: _FileJob, batch: Sequence[ChunkDraft]) -> list[VectorPoint]:
-        # vectors from the normalised embed_text; the payload keeps the original text for display and quotes
-        dense = await self.embedder.embed_documents([d.embed_text for d in batch])
-        sparse = await anyio.to_thread.run_sync(self.sparse.encode_documents, [d.embed_text for d in batch])
-        points = []
-        for draft, vector, sparse_vector in zip(batch, dense, sparse, strict=True):
-            record = ChunkRecord(
-                id=chunk_id(file.id, draft.ordinal),
-                workspace_id=file.workspace_id,
-                kb_id=file.kb_id,
-                file_id=file.id,
-                file_name=file.name,
-                file_type=file.file_type,
-                ordinal=draft.ordinal,
-                text=draft.text,
-                page=draft.page,
-                heading_path=tuple(draft.heading_path),
-                char_start=draft.char_start,
-                char_end=draft.char_end,
-                tags=tuple(file.tags),
-                created_at=file.created_at,
-                metadata=file.metadata,
-            )
-            points.append(VectorPoint(chunk=record, dense=vector, sparse=sparse_vector))
-        return points
+    # -- stage 2: embed in batches that fill across files ----------------------------------------
 
-    async def _catch_up_labels(self, file: _FileJob) -> None:
+    async def _embed_loop(self) -> None:
+        pending: deque[Job] = deque()
+        while True:
+            if not pending:
+                pending.append(await self._prepared.get())
+            while waiting_chunks(pending) < EMBED_BATCH and not self._prepared.empty():
+                pending.append(self._prepared.get_nowait())  # take what is ready now; never wait for more
+            batch = take_batch(pending, EMBED_BATCH)
+            if not batch.slices:
+                continue
+            try:
+                batch.dense = await self.embedder.embed_documents(batch.texts)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                for job in batch.jobs:
+                    await self._give_up(job, exc)
+                continue
+            await self._embedded.put(batch)
+
+    # -- stage 3: store points, write progress, publish and finish complete files ----------------
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = await self._embedded.get()
+            await self._write(batch)
+
+    async def _write(self, batch: Batch) -> None:
+        live = [s for s in batch.slices if not s.job.cancelled]
+        if not live:
+            return
+        try:
+            await self._store_points(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            for job in batch.jobs:
+                await self._give_up(job, exc)
+            return
+        jobs = [job for job in batch.jobs if not job.cancelled]
+        await self._record(jobs)
+
+    async def _store_points(self, batch: Batch) -> None:
+        pieces = [(piece, dense) for piece, dense in batch.pieces() if not piece.job.cancelled]
+        texts = [draft.embed_text for piece, _ in pieces for draft in piece.drafts]
+        sparse = await anyio.to_thread.run_sync(self.sparse.encode_documents, texts)
+        await self.store.upsert(vector_points(pieces, sparse))
+        for piece, _ in pieces:
+            piece.job.written = piece.end
+
+    async def _record(self, jobs: Sequence[Job]) -> None:
+        """Progress of unfinished files and the labels of finished ones, in one transaction; then publish."""
+        done = [job for job in jobs if job.complete]
+        deleted: list[Job] = []
+        async with self.sessions() as session:
+            for job in jobs:
+                if not job.complete and not await _set_progress(session, job.file.id, chunks_done=job.written):
+                    deleted.append(job)
+            ids = [job.file.id for job in done]
+            rows: Iterable[File] = await session.scalars(select(File).where(File.id.in_(ids))) if ids else ()
+            labels = {row.id: (list(row.tags or []), dict(row.meta or {})) for row in rows}
+            await session.commit()
+        for job in [*deleted, *(j for j in done if j.file.id not in labels)]:
+            await self._drop_deleted(job)  # deleted while we worked: delete wins
+        done = [job for job in done if job.file.id in labels]
+        for job in done:
+            try:
+                await self._publish(job, *labels[job.file.id])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await self._give_up(job, exc)
+        finished = [job for job in done if not job.cancelled]
+        if not finished:
+            return
+        async with self.sessions() as session:
+            stale = []
+            for job in finished:
+                embed_ms = (time.perf_counter() - (job.embed_started or time.perf_counter())) * 1000
+                values = {"status": "ready", "error": None, "embed_ms": embed_ms, "finished_at": now(),
+                          "chunks_done": job.written, **job.deferred}  # fmt: skip
+                if not await _set_progress(session, job.file.id, **values):
+                    stale.append(job)
+            await session.commit()
+        for job in stale:
+            await self._drop_deleted(job)
+        self._tell_ready([job for job in finished if job not in stale])
+
+    def _tell_ready(self, jobs: Sequence[Job]) -> None:
+        for job in jobs:
+            self._tell(job.file, "file.ready", chunks=len(job.drafts))
+
+    def _tell(self, file: FileJob, event_type: str, **details: Any) -> None:
+        if self.on_file_done is None:
+            return
+        try:
+            payload = {"file_id": file.id, "kb_id": file.kb_id, "name": file.name, **details}
+            self.on_file_done(file.workspace_id, event_type, payload)
+        except Exception:  # the event log is told, never in charge: ingest goes on
+            log.exception("could not report %s for %s", event_type, file.id)
+
+    async def _publish(self, job: Job, tags: list[str], metadata: dict[str, MetadataValue]) -> None:
         """Tags or metadata edited while this job embedded (its points carry the old ones): set the new ones.
 
         ``KnowledgeService.update_file`` commits the row before it relabels the points, so either its relabel
-        comes after our last upsert, or this read sees its commit.
+        comes after our last upsert, or the read in ``_record`` sees its commit.
         """
-        async with self.sessions() as session:
-            row = await session.get(File, file.id)
-        if row is not None and (list(row.tags or []) != file.tags or dict(row.meta or {}) != file.metadata):
-            await self.store.relabel_file(file.workspace_id, file.id, tags=row.tags or [], metadata=row.meta or {})
+        file = job.file
+        if tags != file.tags or metadata != file.metadata:
+            await self.store.relabel_file(file.workspace_id, file.id, tags=tags, metadata=metadata)
+        await self.store.publish_file(file.workspace_id, file.id)
+
+    async def _drop_deleted(self, job: Job) -> None:
+        job.cancelled = True
+        with contextlib.suppress(Exception):
+            await self.store.delete_file(job.file.workspace_id, job.file.id)
+
+    # -- failures ---------------------------------------------------------------------------------
+
+    async def _guarded(self, file: FileJob, step: Awaitable[Job | None]) -> Job | None:
+        try:
+            return await step
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._handle(file, exc)
+            return None
+
+    async def _give_up(self, job: Job, exc: Exception) -> None:
+        if not job.cancelled:
+            job.cancelled = True
+            await self._handle(job.file, exc)
+
+    async def _handle(self, file: FileJob, exc: Exception) -> None:
+        if isinstance(exc, PermanentFailure):
+            await self._fail(file, str(exc), retry=False)
+        elif isinstance(exc, Unavailable):  # the store is down: the file waits, its attempts untouched
+            await self._postpone(file, exc)
+        elif isinstance(exc, EngineError):
+            await self._fail(file, exc.message, retry=False)
+        else:
+            log.error("ingest of %s failed", file.id, exc_info=exc)
+            await self._fail(file, f"temporary error: {type(exc).__name__}: {exc}"[:500], retry=True)
 
     async def _progress(self, file_id: str, **values: object) -> bool:
         """Update progress; False when the file was deleted meanwhile."""
         async with self.sessions() as session:
-            result = await session.execute(
-                update(File).where(File.id == file_id, File.status == "processing").values(updated_at=now(), **values)
-            )
+            updated = await _set_progress(session, file_id, **values)
             await session.commit()
-            return getattr(result, "rowcount", 0) == 1
+            return updated
 
-    async def _finish(self, file_id: str, *, embed_ms: float) -> bool:
-        return await self._progress(file_id, status="ready", error=None, embed_ms=embed_ms, finished_at=now())
-
-    async def _postpone(self, file: _FileJob, exc: Unavailable) -> None:
+    async def _postpone(self, file: FileJob, exc: Unavailable) -> None:
         log.warning("ingest of %s waits: %s", file.id, exc.message)
         async with self.sessions() as session:
             await session.execute(update(File).where(File.id == file.id).values(
@@ -289,7 +416,7 @@ class IngestWorker:
             ))  # fmt: skip
             await session.commit()
 
-    async def _fail(self, file: _FileJob, reason: str, *, retry: bool) -> None:
+    async def _fail(self, file: FileJob, reason: str, *, retry: bool) -> None:
         with contextlib.suppress(Exception):
             await self.store.delete_file(file.workspace_id, file.id)
         async with self.sessions() as session:
@@ -301,19 +428,29 @@ class IngestWorker:
             else:
                 row.status, row.finished_at = "failed", now()
             row.error, row.updated_at = reason, now()
+            failed = row.status == "failed"
             await session.commit()
+        if failed:
+            self._tell(file, "file.failed", error=reason)
 
 
-class _FileJob:
-    """The fields of a file row a job needs, detached from the session."""
+async def _set_progress(session: AsyncSession, file_id: str, **values: object) -> bool:
+    result = await session.execute(
+        update(File).where(File.id == file_id, File.status == "processing").values(updated_at=now(), **values)
+    )
+    return getattr(result, "rowcount", 0) == 1
 
-    def __init__(self, row: File) -> None:
-        self.id = row.id
-        self.workspace_id = row.workspace_id
-        self.kb_id = row.kb_id
-        self.name = row.name
-        self.sha256 = row.sha256
-        self.file_type = row.file_type
-        self.tags = list(row.tags or [])
-        self.metadata = dict(row.meta or {})
-        self.created_at = row.created_at
+
+def _file_job(row: File) -> FileJob:
+    return FileJob(
+        id=row.id,
+        workspace_id=row.workspace_id,
+        kb_id=row.kb_id,
+        name=row.name,
+        sha256=row.sha256,
+        file_type=row.file_type,
+        tags=list(row.tags or []),
+        metadata=dict(row.meta or {}),
+        created_at=row.created_at,
+        fresh=not row.attempts and not row.chunks_total,  # read before the claim counted this attempt
+    )

@@ -15,6 +15,7 @@ from litestar.response import File as FileResponse
 from api.auth import EDITOR, VIEWER
 from api.container import Services
 from api.envelope import Envelope, ListEnvelope, ok, page_of
+from api.routes.previews import preview_uploads
 from api.schemas import FileUpdate, KnowledgeBaseCreate, KnowledgeBaseUpdate, UploadResult
 from api.services.identity import Principal
 from engine.errors import EngineError, InvalidInput, NotFound, UnsupportedMediaType
@@ -88,12 +89,15 @@ class FileController(Controller):
         description=(
             "Stores the files and queues them for ingestion. With `wait=true` the answer comes once every file is "
             f"ready or failed, or after `wait_s` seconds (default {DEFAULT_WAIT_S}, at most {MAX_WAIT_S}) with "
-            "the status it has then."
+            "the status it has then. With `dry_run=true` nothing is stored: the answer (200) says per file what an "
+            "ingest would make of it (pages, chunks, tokens, the estimated embedding time on this machine from a "
+            "measured throughput, the warnings, or why it would fail)."
         ),
     )
     async def upload(
         self, kb_id: str, request: Request[Any, Any, Any], services: Services, principal: Principal,
         wait: Annotated[bool, Parameter(query="wait")] = False, wait_s: WaitS = DEFAULT_WAIT_S,
+        dry_run: Annotated[bool, Parameter(query="dry_run")] = False,
     ) -> Envelope[Any]:  # fmt: skip
         principal.require_kb(kb_id)
         form = await _read_form(request)
@@ -102,6 +106,8 @@ class FileController(Controller):
             raise InvalidInput("send the file in a multipart/form-data field named 'file'")
         if len(uploads) > MAX_FILES_PER_UPLOAD:
             raise InvalidInput(f"at most {MAX_FILES_PER_UPLOAD} files per request")
+        if dry_run:  # parse and chunk only: nothing is embedded, stored or queued (ingest.preview)
+            return cast(Envelope[Any], await preview_uploads(services, principal, kb_id, uploads))
         tags = [t for k, v in form.multi_items() if k == "tags" and isinstance(v, str) for t in v.split(",")]
         metadata = _form_metadata(form.get("metadata"))
         if len(uploads) == 1:

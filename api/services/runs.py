@@ -23,6 +23,7 @@ import msgspec
 from api.services.agents import AgentInfo, AgentService
 from api.services.callbacks import CallbackService
 from api.services.environments import EnvironmentService
+from api.services.events_hooks import RunEvents
 from api.services.identity import Principal
 from api.services.mcp_servers import McpServerService
 from api.services.model_configs import ModelConfigService
@@ -36,7 +37,7 @@ from engine.agent.spec import KNOWLEDGE_SEARCH, AgentSpec
 from engine.db.audit import audit_scope
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.llm import Message, ModelEndpoint
-from engine.ports import ModelProvider, Tool
+from engine.ports import ModelClient, ModelProvider, Tool
 from engine.retrieval import Retriever
 from engine.runs import FinishedHook, RunKind, RunManager, RunRequest
 from ingest.service import KnowledgeService
@@ -101,6 +102,15 @@ class PromptRun(msgspec.Struct, frozen=True, kw_only=True):
 JSON_OUTPUT = "Answer with one JSON value only: no prose, no code fences."
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A run ready to start: the request, its model client and its tools."""
+
+    request: RunRequest
+    model: ModelClient
+    tools: list[Tool]
+
+
 class RunService:
     def __init__(
         self,
@@ -117,6 +127,7 @@ class RunService:
         prompts: PromptService,
         default_model: str,
         mcp_servers: McpServerService | None = None,
+        run_events: RunEvents | None = None,
     ) -> None:
         self.manager = manager
         self.models = models
@@ -130,9 +141,18 @@ class RunService:
         self.prompts = prompts
         self.default_model = default_model
         self.mcp_servers = mcp_servers
+        self.run_events = run_events  # run.started / run.finished into the workspace's event log
 
     async def start(self, principal: Principal, start: RunStart, *, on_finish: Sequence[FinishedHook] = ()) -> str:
         """Start the run in the background; returns its id (the run is recorded when this returns)."""
+        prepared = await self.prepare(principal, start)
+        hooks = list(on_finish)
+        if start.kind != "chat":  # run.finished callbacks go to agents' and triggers' subscribers
+            hooks += self.callbacks.hooks_for(start.agent_id, start.trigger_id)
+        return await self._launch(prepared.request, model=prepared.model, tools=prepared.tools, on_finish=hooks)
+
+    async def prepare(self, principal: Principal, start: RunStart) -> Prepared:
+        """What ``start`` runs, not started: a workflow's agent step runs it inside the workflow's own run."""
         environment = await self.environments.resolve(principal.workspace_id, start.environment)
         if start.agent_id is not None:
             plan = await self._agent_run(principal, start, environment.id)
@@ -147,9 +167,6 @@ class RunService:
             values = await self.variables.values(principal.workspace_id, environment.id, names)
             spec = msgspec.structs.replace(spec, instructions=substitute(spec.instructions, values))
         model = with_notes(self.models.get_model(spec.model, plan.endpoint), plan.notes)
-        hooks = list(on_finish)
-        if start.kind != "chat":  # run.finished callbacks go to agents' and triggers' subscribers
-            hooks += self.callbacks.hooks_for(start.agent_id, start.trigger_id)
         request = RunRequest(
             spec=spec, user_input=start.user_input, workspace_id=principal.workspace_id, kind=start.kind,
             history=plan.history, agent_id=start.agent_id, session_id=start.session_id,
@@ -157,7 +174,7 @@ class RunService:
             environment_id=environment.id, prompt_id=plan.prompt_id, prompt_version=plan.prompt_version,
             event_id=start.event_id, event_depth=start.event_depth,
         )  # fmt: skip
-        return await self._launch(request, model=model, tools=plan.tools, on_finish=hooks)
+        return Prepared(request=request, model=model, tools=plan.tools)
 
     async def _agent_run(self, principal: Principal, start: RunStart, environment_id: str) -> _Plan:
         assert start.agent_id is not None
@@ -211,7 +228,12 @@ class RunService:
     ) -> str:
         quiet = audit_scope.set(None)  # a run's writes are its own record, not configuration changes to audit
         try:
-            return await self.manager.start(request, model=model, tools=tools, on_finish=on_finish)
+            if self.run_events is None:
+                return await self.manager.start(request, model=model, tools=tools, on_finish=on_finish)
+            hooks = [*on_finish, *self.run_events.hooks(request)]
+            run_id = await self.manager.start(request, model=model, tools=tools, on_finish=hooks)
+            self.run_events.started(request, run_id)  # queued, not awaited: before the run can finish
+            return run_id
         finally:
             audit_scope.reset(quiet)
 
@@ -235,6 +257,11 @@ class RunService:
 
     async def start_prompt(self, principal: Principal, run: PromptRun) -> str:
         """Render and run a prompt once (no tools), recorded as a run of kind ``prompt``; returns its id."""
+        prepared = await self.prepare_prompt(principal, run)
+        return await self._launch(prepared.request, model=prepared.model, tools=[])
+
+    async def prepare_prompt(self, principal: Principal, run: PromptRun) -> Prepared:
+        """What ``start_prompt`` runs, not started (a workflow's prompt step runs it inside its own run)."""
         environment = await self.environments.resolve(principal.workspace_id, run.environment)
         snapshot = run.snapshot
         rendered = await self.render_prompt(principal.workspace_id, snapshot, run.variables, environment.id,
@@ -262,7 +289,7 @@ class RunService:
             history=tuple(conversation[:-1]), user_id=principal.user_id, environment_id=environment.id,
             prompt_id=run.prompt_id, prompt_version=run.prompt_version,
         )  # fmt: skip
-        return await self._launch(request, model=self.models.get_model(spec.model, endpoint), tools=[])
+        return Prepared(request=request, model=self.models.get_model(spec.model, endpoint), tools=[])
 
     async def _prompt_endpoint(self, workspace_id: str, config_id: str, params: Mapping[str, Any]) -> ModelEndpoint:
         """The configuration's endpoint with the prompt's sampling parameters over its defaults."""

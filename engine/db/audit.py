@@ -24,7 +24,8 @@ from engine.ids import now
 
 NOT_AUDITED = frozenset({
     "runs", "run_events", "chat_sessions", "chat_messages", "callback_deliveries", "webhook_deliveries",
-    "token_audit", "audit_log",
+    "token_audit", "audit_log", "workflow_runs", "workflow_step_results",
+    "subscription_deliveries",
 })  # fmt: skip
 _SECRET_COLUMN = re.compile(r"(_sealed|_hash|secret|password)", re.IGNORECASE)
 _NOISE = frozenset({"created_at", "updated_at", "last_used_at"})
@@ -33,6 +34,9 @@ SINGULAR = {
     "api_tokens": "token", "workspaces": "workspace", "memberships": "member", "users": "user",
     "environments": "environment", "variables": "variable", "model_configs": "model", "prompts": "prompt",
     "prompt_versions": "prompt_version", "prompt_deployments": "prompt_deployment",
+    "golden_sets": "golden_set", "evaluations": "evaluation", "index_switches": "index_switch",
+    "workflows": "workflow", "workflow_versions": "workflow_version", "workflow_steps": "workflow_step",
+    "workspace_events": "event", "automations": "automation", "subscriptions": "subscription",
 }  # fmt: skip
 
 

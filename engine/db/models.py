@@ -218,6 +218,8 @@ class Run(Base):
     prompt_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     event_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)  # revision 0009
     event_depth: Mapped[int] = mapped_column(Integer, default=0)
+    workflow_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)  # revision 0009
+    workflow_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class RunEventRow(Base):
@@ -428,3 +430,254 @@ class McpServer(Base):
     timeout_s: Mapped[float] = mapped_column(Float, default=30.0)  # per tool call
     created_at: Mapped[float] = mapped_column(Float, default=now)
     updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class WorkspaceEventRow(Base):
+    """One event of a workspace's log (``engine.workspace_events.WorkspaceEvent``; revision 0011). Append-only;
+    the id sorts in emit order and is the cursor clients resume from."""
+
+    __tablename__ = "workspace_events"
+    __table_args__ = (
+        Index("ix_workspace_events_cursor", "workspace_id", "id"),
+        Index("ix_workspace_events_ts", "workspace_id", "ts"),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(40))
+    type: Mapped[str] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(String(80))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    ts: Mapped[float] = mapped_column(Float)
+    depth: Mapped[int] = mapped_column(Integer, default=0)
+    run_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+
+
+class Automation(Base):
+    """A rule: events of matching types (and condition) start an agent run or a workflow (revision 0011)."""
+
+    __tablename__ = "automations"
+    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_automation_name"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    event_types: Mapped[list[str]] = mapped_column(JSON, default=list)  # patterns: "file.*", "invoice.paid"
+    condition: Mapped[str | None] = mapped_column(Text, nullable=True)  # an expression over the event ("input")
+    action: Mapped[str] = mapped_column(String(16))  # agent | workflow
+    agent_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    workflow_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    input_template: Mapped[str] = mapped_column(Text, default="")  # an agent's input: "{payload.text}"
+    input_mapping: Mapped[Any] = mapped_column(JSON, nullable=True)  # a workflow's input (a JSON template)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    fired: Mapped[int] = mapped_column(Integer, default=0)
+    last_fired_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Subscription(Base):
+    """Outbound webhooks for chosen event types, signed Standard-Webhooks style (revision 0011)."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_subscription_name"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    url: Mapped[str] = mapped_column(Text)
+    event_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    secret: Mapped[str] = mapped_column(String(128))  # whsec_…: shown at creation and rotation only
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class SubscriptionDelivery(Base):
+    """One event sent to one subscription: the durable queue and its log of attempts (revision 0011)."""
+
+    __tablename__ = "subscription_deliveries"
+    __table_args__ = (Index("ix_subscription_deliveries_queue", "status", "next_attempt_at"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # the webhook-id, the same on every retry
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"), index=True)
+    workspace_id: Mapped[str] = mapped_column(String(40), index=True)
+    event_id: Mapped[str] = mapped_column(String(32))
+    event_type: Mapped[str] = mapped_column(String(128))
+    url: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float] = mapped_column(Float, default=0.0)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    log: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    delivered_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class GoldenSet(Base):
+    """A knowledge base's golden set: queries with the files or chunks that should be found, graded (revision
+    0010; ``engine.evaluation.golden`` says what a query holds)."""
+
+    __tablename__ = "golden_sets"
+    __table_args__ = (UniqueConstraint("kb_id", "name", name="uq_golden_set_name"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(40), index=True)
+    kb_id: Mapped[str] = mapped_column(ForeignKey("knowledge_bases.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    queries: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [{id, query, files | chunks: {ref: grade}}]
+    created_by: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Evaluation(Base):
+    """One evaluation of a knowledge base: a golden set run in every search mode, with its metrics (revision 0010).
+
+    The history per knowledge base: each row keeps the settings it ran with (``config``: embedder, chunking,
+    collection), so a change of model, chunking or fusion can be compared with the rows before it.
+    """
+
+    __tablename__ = "evaluations"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(40), index=True)
+    kb_id: Mapped[str] = mapped_column(ForeignKey("knowledge_bases.id", ondelete="CASCADE"), index=True)
+    golden_set_id: Mapped[str | None] = mapped_column(String(40), nullable=True)  # the set may be deleted later
+    golden_set_name: Mapped[str] = mapped_column(String(200), default="")
+    label: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running | succeeded | failed
+    switch_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)  # an index switch's check
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    queries: Mapped[int] = mapped_column(Integer, default=0)
+    results: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # engine.evaluation.EvaluationReport
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now, index=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Workflow(Base):
+    """A workflow: a name and numbered, immutable versions of its definition (revision 0009)."""
+
+    __tablename__ = "workflows"
+    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_workflow_name"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    latest_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_by: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class WorkflowVersion(Base):
+    """One saved definition of a workflow (engine.workflows.WorkflowSpec), as written: ``uses`` stays a reference."""
+
+    __tablename__ = "workflow_versions"
+    __table_args__ = (UniqueConstraint("workflow_id", "number", name="uq_workflow_version"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(ForeignKey("workflows.id", ondelete="CASCADE"), index=True)
+    workspace_id: Mapped[str] = mapped_column(String(40), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    step_refs: Mapped[list[str]] = mapped_column(JSON, default=list)  # reusable steps it uses (their usage)
+    note: Mapped[str] = mapped_column(Text, default="")
+    author_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class WorkflowStepDef(Base):
+    """A reusable step definition (seed 003's workflow entities): saved once, named by ``uses`` in workflows."""
+
+    __tablename__ = "workflow_steps"
+    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_workflow_step_name"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    entity_type: Mapped[str] = mapped_column(String(16), default="action")  # event | prompt | action | result
+    kind: Mapped[str] = mapped_column(String(16))  # the step kind
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the step's fields but id and after
+    created_by: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class WorkflowRun(Base):
+    """What a workflow run needs to resume after a restart: its steps as run and who started it."""
+
+    __tablename__ = "workflow_runs"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(40), index=True)
+    workflow_id: Mapped[str] = mapped_column(String(40), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)  # the spec with its steps resolved (``uses`` merged)
+    principal: Mapped[dict[str, Any]] = mapped_column(JSON)  # user, token, role and knowledge-base scope
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class WorkflowStepResult(Base):
+    """A finished step of a workflow run, stored as it finishes (a resumed run does not run it again)."""
+
+    __tablename__ = "workflow_step_results"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    step_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)  # engine.workflows.StepRecord
+    status: Mapped[str] = mapped_column(String(16))  # succeeded | failed | skipped
+    finished_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class KbCollection(Base):
+    """A vector collection of one knowledge base's own (revision 0010): its embedder and chunking.
+
+    ``state`` is the pointer: the knowledge base's ``live`` collection is what search reads (none: the default
+    collection); ``building`` is a switch's shadow; ``retired`` waits out its grace period (``drop_after``) before
+    it is dropped. No foreign key: the row outlives its knowledge base until the collection itself is dropped.
+    """
+
+    __tablename__ = "kb_collections"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(40), index=True)
+    kb_id: Mapped[str] = mapped_column(String(40), index=True)
+    embedder: Mapped[str] = mapped_column(String(200))  # a name of engine.embedders.EmbedderCatalog
+    dim: Mapped[int] = mapped_column(Integer)
+    chunk_tokens: Mapped[int] = mapped_column(Integer)
+    chunk_overlap: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default="building")  # building | live | retired | dropped
+    drop_after: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class IndexSwitch(Base):
+    """Re-embedding a knowledge base into a new collection while search answers from the live one (revision 0010).
+
+    ``status``: building -> (evaluating ->) ready -> swapped, or cancelled / failed (the live collection untouched).
+    """
+
+    __tablename__ = "index_switches"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(40), index=True)
+    kb_id: Mapped[str] = mapped_column(ForeignKey("knowledge_bases.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="building")
+    embedder: Mapped[str] = mapped_column(String(200))
+    chunk_tokens: Mapped[int] = mapped_column(Integer)
+    chunk_overlap: Mapped[int] = mapped_column(Integer)
+    source_collection: Mapped[str | None] = mapped_column(String(64), nullable=True)  # None: the default one
+    target_collection: Mapped[str] = mapped_column(String(64))
+    auto_swap: Mapped[bool] = mapped_column(Boolean, default=True)
+    grace_s: Mapped[float] = mapped_column(Float, default=60.0)
+    golden_set_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    files_total: Mapped[int] = mapped_column(Integer, default=0)
+    files_done: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_done: Mapped[int] = mapped_column(Integer, default=0)
+    evaluation_live_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    evaluation_shadow_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+    swapped_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -2,8 +2,11 @@
 
 One shard holds every workspace (``workspace_id`` is a tenant-indexed payload field and a mandatory
 filter). Edge calls are synchronous and release the GIL while they search, so they run in worker threads;
-writes are serialised by one lock. ``optimize()`` (HNSW build) is never called implicitly: it holds the GIL
-for seconds to minutes, so only an offline CLI step may run it. Without it search is an exact scan.
+writes are serialised by one lock. ``optimize()`` (HNSW build) holds the GIL for seconds to minutes, so this
+process calls it only for ``ragline optimize`` (offline); once ``index_threshold`` dense vectors are outside
+HNSW, a child process builds it on a copy and the store swaps the copy in (``engine.stores.edge_index``).
+Until then search is an exact scan. Grouped searches read payloads only for what they return
+(``engine.stores.edge_files``).
 
 Per-workspace BM25 IDF makes Qdrant count document frequencies under the workspace filter on every query
 (5x the cost of a sparse search at 11k chunks, 40x at 100k). When the shard holds nothing but published
@@ -37,15 +40,27 @@ from engine.stores._common import (
     IndexKind,
     MatchCondition,
     RangeCondition,
+    candidate_limit,
     check_points,
     check_query,
     chunk_from_payload,
+    chunks_from_payloads,
     file_conditions,
     filter_conditions,
     label_payload,
     point_payload,
     prefetch_limit,
     workspace_conditions,
+)
+from engine.stores.edge_files import FileMap, point_key
+from engine.stores.edge_index import (
+    INDEX_THRESHOLD,
+    BackgroundIndexing,
+    BuildProcess,
+    ReadGate,
+    index_offset,
+    recover_swap,
+    unindexed_at_open,
 )
 from engine.types import ChunkRecord, MetadataValue, ScoredChunk, SearchFilters, VectorPoint, VectorQuery
 
@@ -54,7 +69,7 @@ T = TypeVar("T")
 _IN_USE = "data directory is in use by another Ragline process"
 
 
-class EdgeVectorStore:
+class EdgeVectorStore(BackgroundIndexing):
     """Embedded vector store in one qdrant-edge shard directory.
 
     Args:
@@ -63,13 +78,23 @@ class EdgeVectorStore:
         idf_scope: BM25 IDF over the querying workspace (default, no cross-tenant signal) or the whole shard.
         idf_recheck_s: After a write, at most one check per this many seconds of whether the querying workspace
             is alone in the shard (the shard-wide IDF shortcut); 0 checks on the first search after every write.
+        index_threshold: Dense vectors outside HNSW that start a background build (``engine.stores.edge_index``);
+            ``None``: never (``optimize`` still builds on request).
 
     Raises:
         Conflict: Another process (or another store in this process) has the shard open.
         EngineError: The directory holds an incompatible or unreadable shard.
     """
 
-    def __init__(self, path: Path, dim: int, *, idf_scope: IdfScope = "workspace", idf_recheck_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        dim: int,
+        *,
+        idf_scope: IdfScope = "workspace",
+        idf_recheck_s: float = 1.0,
+        index_threshold: int | None = INDEX_THRESHOLD,
+    ) -> None:
         self.path = Path(path)
         self.dim = dim
         self.idf_scope = idf_scope
@@ -80,12 +105,22 @@ class EdgeVectorStore:
         self._writes = 0
         self._alone_cache: tuple[int, str, bool] = (-1, "", False)  # (write count, workspace, alone in the shard)
         self._alone_recheck_at = 0.0
+        self._files = FileMap()
+        self._gate = ReadGate()  # a background index swap waits for searches in flight
+        self.index_threshold = index_threshold
+        self._build: BuildProcess | None = None
+        self._replay: list[qe.UpdateOperation] | None = None  # writes since the build's copy, while one runs
+        self._next_index_check = 0.0
+        recover_swap(self.path)
         self._shard = _open_shard(self.path, dim)
         try:
             _ensure_payload_indexes(self._shard)
         except BaseException:
             self._shard.close()
             raise
+        # indexed vectors beyond one (sparse) per point on a clean shard: the dense vectors in HNSW segments
+        self._index_offset = index_offset(self._shard)
+        self._unindexed = unindexed_at_open(self._shard)
 
     async def upsert(self, points: Sequence[VectorPoint]) -> None:
         """Insert or replace points by chunk id. They stay hidden from reads until ``publish_file``."""
@@ -94,6 +129,10 @@ class EdgeVectorStore:
         check_points(points, self.dim)
         # Converting 1000 points to edge objects takes ~0.2 s of CPU: do it in the worker, off the event loop.
         await self._write(lambda: qe.UpdateOperation.upsert_points([_edge_point(point) for point in points]))
+        self._files.learn_points(points)
+        self._unindexed += len(points)
+        if self.index_threshold is not None and self._unindexed >= self.index_threshold:
+            await anyio.to_thread.run_sync(self._maybe_index)
 
     async def publish_file(self, workspace_id: str, file_id: str) -> None:
         """Make all chunks of one file searchable in a single WAL operation."""
@@ -114,18 +153,39 @@ class EdgeVectorStore:
         conditions = filter_conditions(query.filters)
         if conditions is None or (query.mode == "sparse" and query.sparse is not None and not query.sparse.indices):
             return []
-        hits = await self._read(self._query_sync, query, conditions)
-        return [ScoredChunk(chunk=chunk_from_payload(hit.payload), score=hit.score) for hit in hits]
+        return await self._read(self.search_sync, query, conditions)
 
-    def _query_sync(self, query: VectorQuery, conditions: list[Condition]) -> list[qe.ScoredPoint]:
+    def search_sync(self, query: VectorQuery, conditions: list[Condition]) -> list[ScoredChunk]:
+        """``search`` in the calling thread (blocking), after its checks.
+
+        Grouped by file, the ranking is read without payloads (a payload costs ~10x its score), files come from
+        the in-memory ``FileMap``, and only the returned chunks' payloads are fetched.
+        """
+        if query.group_by != "file":
+            hits = self._query_sync(query, conditions, with_payload=True)
+            chunks = chunks_from_payloads([hit.payload for hit in hits])
+            return [ScoredChunk(chunk=chunk, score=hit.score) for chunk, hit in zip(chunks, hits, strict=True)]
+        if not self._files.loaded:
+            self._files.load(self._shard)
+        hits = self._query_sync(query, conditions, with_payload=False)
+        best = self._files.first_per_file(self._shard, hits, query.limit)
+        records = self._shard.retrieve([point_id for _, point_id, _ in best], True, False)
+        payloads = {point_key(record.id): record.payload for record in records}
+        found = [(hit, payloads[key]) for hit, _, key in best if key in payloads]  # gone since the query: skipped
+        chunks = chunks_from_payloads([payload for _, payload in found])
+        return [ScoredChunk(chunk=chunk, score=hit.score) for chunk, (hit, _) in zip(chunks, found, strict=True)]
+
+    def _query_sync(
+        self, query: VectorQuery, conditions: list[Condition], *, with_payload: bool
+    ) -> list[qe.ScoredPoint]:
         scope = self.idf_scope
         if scope == "workspace" and query.mode != "dense":
             before = self._writes
             if before % 2 == 0 and self._alone(query.filters.workspace_id, before):
-                hits = self._shard.query(_query_request(query, conditions, "global"))
+                hits = self._shard.query(_query_request(query, conditions, "global", with_payload))
                 if self._writes == before:
                     return hits
-        return self._shard.query(_query_request(query, conditions, scope))
+        return self._shard.query(_query_request(query, conditions, scope, with_payload))
 
     def _alone(self, workspace_id: str, writes: int) -> bool:
         """Whether every point in the shard is a published point of this workspace; cached per write count."""
@@ -141,7 +201,7 @@ class EdgeVectorStore:
         # Shard-wide term statistics still count deleted points until the shard is reopened or optimised; the
         # index then holds more vectors than there are points (one sparse vector per point; dense ones only
         # after an HNSW build, which also leaves the counts unequal).
-        alone = total > 0 and info.indexed_vectors_count == total
+        alone = total > 0 and info.indexed_vectors_count - total == self._index_offset
         if alone:
             own = qe.CountRequest(exact=True, filter=_edge_filter(workspace_conditions(workspace_id)))
             alone = self._shard.count(own) == total  # one exact count: ~4 ms at 11k points, run once per change
@@ -155,7 +215,7 @@ class EdgeVectorStore:
             return []
         conditions = [*file_conditions(workspace_id, file_id), MatchCondition("ordinal", tuple(wanted))]
         request = qe.ScrollRequest(limit=len(wanted), filter=_edge_filter(conditions), with_payload=True)
-        records, _ = await self._read(self._shard.scroll, request)
+        records, _ = await self._read(lambda: self._shard.scroll(request))
         return sorted((chunk_from_payload(record.payload) for record in records), key=lambda c: c.ordinal)
 
     async def count(self, filters: SearchFilters) -> int:
@@ -163,7 +223,8 @@ class EdgeVectorStore:
         conditions = filter_conditions(filters)
         if conditions is None:
             return 0
-        return await self._read(self._shard.count, qe.CountRequest(exact=True, filter=_edge_filter(conditions)))
+        request = qe.CountRequest(exact=True, filter=_edge_filter(conditions))
+        return await self._read(lambda: self._shard.count(request))
 
     async def delete_file(self, workspace_id: str, file_id: str) -> None:
         """Delete every point of one file, published or not."""
@@ -195,6 +256,8 @@ class EdgeVectorStore:
             if self._closed:
                 return
             self._closed = True
+            if self._build is not None:
+                self._build.kill()  # its thread finds the store closed and drops the copy
             try:
                 self._shard.flush()
             finally:
@@ -212,13 +275,17 @@ class EdgeVectorStore:
         """
         with self._write_lock:
             self._require_open()
-            return bool(self._shard.optimize())
+            optimized = bool(self._shard.optimize())
+            self._writes += 2
+            self._index_offset = index_offset(self._shard)
+            return optimized
 
     def indexed_vectors(self) -> int:
         """Vectors held in index structures: every sparse vector (its inverted index is always built) plus the
         dense vectors of HNSW-indexed segments, which exist only after ``optimize``."""
         self._require_open()
-        return int(self._shard.info().indexed_vectors_count)
+        with self._gate.read():
+            return int(self._shard.info().indexed_vectors_count)
 
     def _file_ids_sync(self) -> set[str]:
         # Facet over the keyword index; its limit is the point count, an upper bound on distinct ids.
@@ -229,8 +296,14 @@ class EdgeVectorStore:
         return {str(hit.value) for hit in facets.hits if hit.count > 0}
 
     async def _read(self, call: Callable[..., T], *args: Any) -> T:
+        """Run ``call`` in a worker thread; it must look ``self._shard`` up when it runs (a swap replaces it)."""
         self._require_open()
-        return await anyio.to_thread.run_sync(_translate_errors, call, *args)
+        return await anyio.to_thread.run_sync(self._read_sync, call, *args)
+
+    def _read_sync(self, call: Callable[..., T], *args: Any) -> T:
+        with self._gate.read():
+            self._require_open()
+            return _translate_errors(call, *args)
 
     async def _write(self, operation: Callable[[], qe.UpdateOperation]) -> None:
         self._require_open()
@@ -243,8 +316,13 @@ class EdgeVectorStore:
             self._writes += 1
             try:
                 _translate_errors(self._shard.update, update)
+                if self._replay is not None:
+                    self._replay.append(update)  # the build copy predates it: applied again after the swap
             finally:
                 self._writes += 1
+
+    def _reopen(self) -> qe.EdgeShard:
+        return _open_shard(self.path, self.dim)
 
     def _require_open(self) -> None:
         if self._closed:
@@ -297,8 +375,11 @@ def _edge_point(point: VectorPoint) -> qe.Point:
     return qe.Point(point.chunk.id, vectors, point_payload(point))  # type: ignore[arg-type]
 
 
-def _query_request(query: VectorQuery, conditions: list[Condition], idf_scope: IdfScope) -> qe.QueryRequest:
+def _query_request(
+    query: VectorQuery, conditions: list[Condition], idf_scope: IdfScope, with_payload: bool = True
+) -> qe.QueryRequest:
     flt = _edge_filter(conditions)
+    limit = candidate_limit(query)
     sparse_params = None
     if idf_scope == "workspace":
         corpus = _edge_filter(workspace_conditions(query.filters.workspace_id))
@@ -310,15 +391,15 @@ def _query_request(query: VectorQuery, conditions: list[Condition], idf_scope: I
             qe.SparseVector(list(query.sparse.indices), list(query.sparse.values)), using=SPARSE_VECTOR
         )
     if query.mode == "dense":
-        return qe.QueryRequest(limit=query.limit, query=dense, filter=flt, with_payload=True)
+        return qe.QueryRequest(limit=limit, query=dense, filter=flt, with_payload=with_payload)
     if query.mode == "sparse":
-        return qe.QueryRequest(limit=query.limit, query=sparse, filter=flt, with_payload=True, params=sparse_params)
+        return qe.QueryRequest(limit=limit, query=sparse, filter=flt, with_payload=with_payload, params=sparse_params)
     prefetches = [qe.Prefetch(limit=prefetch_limit(query), query=dense, filter=flt)]
     if query.sparse is not None and query.sparse.indices:
         prefetches.append(qe.Prefetch(limit=prefetch_limit(query), query=sparse, filter=flt, params=sparse_params))
     # The stubs declare Fusion.Rrf/Dbsf as nested classes rather than as the Fusion the runtime accepts.
     fusion: qe.Fusion = qe.Fusion.Rrf(k=RRF_K) if query.fusion == "rrf" else qe.Fusion.Dbsf()  # type: ignore[assignment]
-    return qe.QueryRequest(limit=query.limit, prefetches=prefetches, query=fusion, filter=flt, with_payload=True)
+    return qe.QueryRequest(limit=limit, prefetches=prefetches, query=fusion, filter=flt, with_payload=with_payload)
 
 
 def _edge_filter(conditions: list[Condition]) -> qe.Filter:

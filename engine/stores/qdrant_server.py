@@ -7,6 +7,7 @@ payload indexes and brute-forces every query, so it is for tests only.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,11 +29,14 @@ from engine.stores._common import (
     IndexKind,
     MatchCondition,
     RangeCondition,
+    candidate_limit,
     check_points,
     check_query,
     chunk_from_payload,
+    chunks_from_payloads,
     file_conditions,
     filter_conditions,
+    first_per_file,
     label_payload,
     point_payload,
     prefetch_limit,
@@ -129,7 +133,11 @@ class QdrantServerVectorStore:
             collection_name=self.collection,
             **_query_arguments(query, conditions, self.idf_scope),
         )
-        return [ScoredChunk(chunk=chunk_from_payload(hit.payload), score=hit.score) for hit in response.points]
+        hits = response.points
+        if query.group_by == "file":
+            hits = first_per_file(hits, [(hit.payload or {}).get("file_id") for hit in hits], query.limit)
+        chunks = chunks_from_payloads([hit.payload for hit in hits])
+        return [ScoredChunk(chunk=chunk, score=hit.score) for chunk, hit in zip(chunks, hits, strict=True)]
 
     async def get_chunks(self, workspace_id: str, file_id: str, ordinals: Sequence[int]) -> list[ChunkRecord]:
         """Published chunks of one file with the given ordinals, in ordinal order (missing ones skipped)."""
@@ -186,6 +194,37 @@ class QdrantServerVectorStore:
     async def close(self) -> None:
         """Close the client's connections."""
         await self._client.close()
+
+    # -- other collections of the same server (knowledge bases' own indexes, engine.stores.collections) ------
+
+    def sibling(self, collection: str, dim: int) -> QdrantServerVectorStore:
+        """A store on another collection of this server that shares this store's client (its connections; in
+        local mode, the same in-memory database). Close only the original."""
+        other = copy.copy(self)
+        other.collection, other.dim = collection, dim
+        other._ready, other._ready_lock = False, anyio.Lock()
+        return other
+
+    async def drop_collection(self, collection: str) -> None:
+        """Delete another collection of this server (missing: nothing to do)."""
+        try:
+            await self._client.delete_collection(collection)
+        except ResponseHandlingException as exc:
+            raise _unavailable(exc) from exc
+
+    async def point_alias(self, alias: str, collection: str) -> None:
+        """Point ``alias`` at ``collection`` in one atomic alias update (removing it from where it pointed)."""
+        try:
+            current = await self._client.get_aliases()
+            operations: list[Any] = [
+                models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
+                for a in current.aliases if a.alias_name == alias
+            ]  # fmt: skip
+            create = models.CreateAlias(collection_name=collection, alias_name=alias)
+            operations.append(models.CreateAliasOperation(create_alias=create))
+            await self._client.update_collection_aliases(change_aliases_operations=operations)
+        except ResponseHandlingException as exc:
+            raise _unavailable(exc) from exc
 
     async def _delete(self, conditions: list[Condition]) -> None:
         selector = models.FilterSelector(filter=_filter(conditions))
@@ -279,7 +318,9 @@ def _query_arguments(query: VectorQuery, conditions: list[Condition], idf_scope:
     if idf_scope == "workspace":
         corpus = models.IdfCorpusParams(corpus=_filter(workspace_conditions(query.filters.workspace_id)))
         sparse_params = models.SearchParams(idf=corpus)
-    common: dict[str, Any] = {"query_filter": flt, "limit": query.limit, "with_payload": True, "with_vectors": False}
+    common: dict[str, Any] = {
+        "query_filter": flt, "limit": candidate_limit(query), "with_payload": True, "with_vectors": False,
+    }  # fmt: skip
     if query.mode == "dense":
         return {**common, "query": list(query.dense or []), "using": DENSE_VECTOR}
     sparse = _sparse(query.sparse) if query.sparse is not None else None

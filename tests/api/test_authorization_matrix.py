@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,8 @@ class World:
     first_ids: set[str] = field(default_factory=set)  # every id of the first workspace's objects
 
     def call(self, caller: str, method: str, path: str, **kwargs: Any) -> Any:
+        if method == "WEBSOCKET":
+            return ws_handshake(self, caller, path)
         if caller == "anonymous":
             return self.api.client.request(method, path, **kwargs)
         return self.api.request(method, path, token=self.tokens[caller], **kwargs)
@@ -113,6 +116,28 @@ class World:
         return user_id
 
 
+class Handshake:
+    """A WebSocket handshake's outcome, shaped like a response: accepted is 200 (text: the first message); a close
+    before accepting with 4000 + status is that status, with an error body made of the close reason."""
+
+    def __init__(self, status_code: int, text: str) -> None:
+        self.status_code, self.text = status_code, text
+
+    def json(self) -> Any:
+        return {"data": None, "error": self.text or "refused", "message": self.text or "refused"}
+
+
+def ws_handshake(world: World, caller: str, path: str) -> Handshake:
+    from litestar.exceptions import WebSocketDisconnect
+
+    headers = {} if caller == "anonymous" else {"Authorization": f"Bearer {world.tokens[caller]}"}
+    try:
+        with world.api.client.websocket_connect(path, headers=headers) as socket:
+            return Handshake(200, socket.receive_text())
+    except WebSocketDisconnect as exc:
+        return Handshake(exc.code - 4000 if exc.code >= 4000 else 500, str(exc.detail))
+
+
 Params = dict[str, str]
 Builder = Callable[[World, str, Params], Any]
 
@@ -146,6 +171,19 @@ PARAMS: dict[str, Builder] = {
     # a public address passes the SSRF guard without DNS; saving a server never connects to it
     "mcp_server_id": lambda w, caller, p: w.created(w.call("admin", "POST", "/api/v1/mcp-servers", json={
         "name": unique("mcp"), "url": "https://93.184.216.34/mcp", "token": "t", "allowed_tools": ["weather"]})),
+    "automation_id": lambda w, caller, p: w.created(w.call("admin", "POST", "/api/v1/automations", json={
+        "name": unique("auto"), "event_types": ["census.*"], "action": "agent", "agent_id": w.new_agent()})),
+    "subscription_id": lambda w, caller, p: w.created(w.call("admin", "POST", "/api/v1/subscriptions", json={
+        "name": unique("sub"), "url": "https://93.184.216.34/hook", "event_types": ["never.sent"]})),
+    "workflow_id": lambda w, caller, p: w.created(w.call("admin", "POST", "/api/v1/workflows", json={
+        "name": unique("wf"), "definition": WORKFLOW})),
+    "workflow_step_id": lambda w, caller, p: w.created(w.call("admin", "POST", "/api/v1/workflow-steps", json={
+        "name": unique("wfs"), "kind": "transform", "config": {"template": "{{ input.n }}"}})),
+    "golden_set_id": lambda w, caller, p: w.created(w.call(
+        "admin", "POST", f"/api/v1/knowledge-bases/{p['kb_id']}/golden-sets", json=golden_set_body())),
+    "evaluation_id": lambda w, caller, p: w.created(w.call(
+        "admin", "POST", f"/api/v1/knowledge-bases/{p['kb_id']}/evaluations", json=evaluation_body())),
+    "switch_id": lambda w, caller, p: new_ready_switch(w, p["kb_id"]),
 }
 WEBHOOK_SECRETS: dict[str, str] = {}  # webhook path -> its signing secret (to send valid deliveries)
 
@@ -157,6 +195,10 @@ def new_webhook_trigger(w: World, *, path_only: bool = False) -> str:
     path = created.json()["data"]["webhook_url"].rsplit("/", 1)[1]
     WEBHOOK_SECRETS[path] = created.json()["data"]["webhook_secret"]
     return path if path_only else ident
+
+
+# a workflow that needs no model: one transform step over its input
+WORKFLOW = {"steps": [{"id": "t", "kind": "transform", "template": {"n": "{{ input.n }}"}}]}
 
 
 def new_prompt(w: World) -> tuple[str, str]:
@@ -175,6 +217,13 @@ def new_trigger_body(w: World, caller: str, p: Params) -> dict[str, Any]:
     owner = "outsider" if caller == "outsider" else "admin"
     agent = w.call(owner, "POST", "/api/v1/agents", json={"name": unique("agent")}).json()["data"]["id"]
     return {"json": {"name": unique("trg"), "agent_id": agent, "type": "manual"}}
+
+
+def new_automation_body(w: World, caller: str, p: Params) -> dict[str, Any]:
+    """An automation of an agent of the caller's own workspace (the outsider's is its own)."""
+    owner = "outsider" if caller == "outsider" else "admin"
+    agent = w.call(owner, "POST", "/api/v1/agents", json={"name": unique("agent")}).json()["data"]["id"]
+    return {"json": {"name": unique("auto"), "event_types": ["census.*"], "action": "agent", "agent_id": agent}}
 
 
 def signed_delivery(w: World, caller: str, p: Params) -> dict[str, Any]:
@@ -223,6 +272,34 @@ def own_session_query(w: World, caller: str, p: Params) -> dict[str, Any]:
     if caller != "outsider":
         w.first_ids.add(made.json()["data"]["id"])
     return {"params": {"session_id": made.json()["data"]["id"]}}
+
+
+def golden_set_body() -> dict[str, Any]:
+    return {"name": unique("golden"), "queries": [{"query": "llama census", "files": ["census.txt"]}]}
+
+
+def evaluation_body() -> dict[str, Any]:
+    return {"queries": [{"query": "llama census", "files": {"census.txt": 2}}], "modes": ["sparse"]}
+
+
+def new_ready_switch(w: World, kb_id: str) -> str:
+    """An index switch of an (empty, so at once ready) knowledge base that waits for its swap."""
+    made = w.call("admin", "POST", f"/api/v1/knowledge-bases/{kb_id}/index-switches",
+                  json={"chunk_tokens": 150, "auto_swap": False})  # fmt: skip
+    assert made.status_code == 202, made.text
+    ident = str(made.json()["data"]["id"])
+    w.first_ids.add(ident)
+    for _ in range(300):
+        state = w.call("admin", "GET", f"/api/v1/knowledge-bases/{kb_id}/index-switches/{ident}").json()["data"]
+        if state["status"] == "ready":
+            return ident
+        time.sleep(0.05)
+    raise AssertionError(f"switch {ident} did not get ready: {state}")
+
+
+def golden_upload(w: World, caller: str, p: Params) -> dict[str, Any]:
+    line = b'{"query": "llama census", "files": ["census.txt"]}\n'
+    return {"files": {"file": ("golden.jsonl", line)}, "data": {"name": unique("golden")}}
 
 
 def json_body(make: Callable[[World, Params], Any]) -> Builder:
@@ -282,6 +359,25 @@ ROUTES: dict[tuple[str, str], Row] = {
     ),
     ("POST", "/api/v1/knowledge-bases/{kb_id}/files/{file_id}/reprocess"): editor(),
     ("DELETE", "/api/v1/knowledge-bases/{kb_id}/files/{file_id}"): editor(),
+    # golden sets and evaluations of a knowledge base (editors run and write, viewers read the history)
+    ("POST", "/api/v1/knowledge-bases/{kb_id}/golden-sets"): editor(json_body(lambda w, p: golden_set_body())),
+    ("POST", "/api/v1/knowledge-bases/{kb_id}/golden-sets/upload"): editor(golden_upload),
+    ("GET", "/api/v1/knowledge-bases/{kb_id}/golden-sets"): viewer(),
+    ("GET", "/api/v1/knowledge-bases/{kb_id}/golden-sets/{golden_set_id}"): viewer(),
+    ("PATCH", "/api/v1/knowledge-bases/{kb_id}/golden-sets/{golden_set_id}"): editor(
+        json_body(lambda w, p: {"description": "census checks"})),
+    ("DELETE", "/api/v1/knowledge-bases/{kb_id}/golden-sets/{golden_set_id}"): editor(),
+    ("POST", "/api/v1/knowledge-bases/{kb_id}/evaluations"): editor(json_body(lambda w, p: evaluation_body())),
+    ("GET", "/api/v1/knowledge-bases/{kb_id}/evaluations"): viewer(),
+    ("GET", "/api/v1/knowledge-bases/{kb_id}/evaluations/{evaluation_id}"): viewer(),
+    # a knowledge base's index and switching it without downtime
+    ("GET", "/api/v1/embedders"): viewer(),
+    ("GET", "/api/v1/knowledge-bases/{kb_id}/index"): viewer(),
+    ("POST", "/api/v1/knowledge-bases/{kb_id}/index-switches"): editor(json_body(lambda w, p: {"chunk_tokens": 150})),
+    ("GET", "/api/v1/knowledge-bases/{kb_id}/index-switches"): viewer(),
+    ("GET", "/api/v1/knowledge-bases/{kb_id}/index-switches/{switch_id}"): viewer(),
+    ("POST", "/api/v1/knowledge-bases/{kb_id}/index-switches/{switch_id}/swap"): editor(),
+    ("POST", "/api/v1/knowledge-bases/{kb_id}/index-switches/{switch_id}/cancel"): editor(),
     # search
     ("POST", "/api/v1/search"): viewer(SEARCH),
     ("POST", "/api/v1/knowledge-bases/{kb_id}/search"): viewer(SEARCH),
@@ -422,6 +518,44 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("GET", "/api/v1/mcp-servers/{mcp_server_id}"): viewer(),
     ("PATCH", "/api/v1/mcp-servers/{mcp_server_id}"): admin(json_body(lambda w, p: {"token": "t-new"})),
     ("DELETE", "/api/v1/mcp-servers/{mcp_server_id}"): admin(),
+    # workflows (editors write; viewers read, validate and run) and reusable workflow steps
+    ("POST", "/api/v1/workflows"): editor(json_body(lambda w, p: {"name": unique("wf"), "definition": WORKFLOW})),
+    ("GET", "/api/v1/workflows"): viewer(),
+    ("POST", "/api/v1/workflows/validate"): viewer(json_body(lambda w, p: {"definition": WORKFLOW})),
+    ("GET", "/api/v1/workflows/{workflow_id}"): viewer(),
+    ("PATCH", "/api/v1/workflows/{workflow_id}"): editor(json_body(lambda w, p: {"definition": WORKFLOW})),
+    ("PUT", "/api/v1/workflows/{workflow_id}"): editor(json_body(lambda w, p: {"description": "d"})),
+    ("DELETE", "/api/v1/workflows/{workflow_id}"): editor(),
+    ("GET", "/api/v1/workflows/{workflow_id}/versions"): viewer(),
+    ("GET", "/api/v1/workflows/{workflow_id}/versions/{number}"): viewer(),
+    ("POST", "/api/v1/workflows/{workflow_id}/run"): viewer(json_body(lambda w, p: {"input": {"n": 1}})),
+    ("POST", "/api/v1/workflows/{workflow_id}/run/stream"): viewer(json_body(lambda w, p: {"input": {"n": 1}})),
+    ("POST", "/api/v1/workflow-steps"): editor(json_body(lambda w, p: {
+        "name": unique("wfs"), "kind": "transform", "config": {"template": "{{ input.n }}"}})),
+    ("GET", "/api/v1/workflow-steps"): viewer(),
+    ("GET", "/api/v1/workflow-steps/{workflow_step_id}"): viewer(),
+    ("GET", "/api/v1/workflow-steps/{workflow_step_id}/usage"): viewer(),
+    ("PATCH", "/api/v1/workflow-steps/{workflow_step_id}"): editor(json_body(lambda w, p: {"description": "d"})),
+    ("DELETE", "/api/v1/workflow-steps/{workflow_step_id}"): editor(),
+    # workspace events, automations, subscriptions and the live feed (members emit and follow; editors automate)
+    ("POST", "/api/v1/events"): viewer(json_body(lambda w, p: {"type": "census.counted", "payload": {"llamas": 3}})),
+    ("GET", "/api/v1/events"): viewer(),
+    ("GET", "/api/v1/events/stream"): viewer(lambda w, caller, p: {"params": {"follow": "false"}}),
+    ("WEBSOCKET", "/api/v1/ws"): viewer(),  # the handshake: 401 anonymous, accepted for every member
+    ("GET", "/api/v1/clients"): admin(),
+    ("POST", "/api/v1/automations"): editor(new_automation_body),
+    ("GET", "/api/v1/automations"): viewer(),
+    ("GET", "/api/v1/automations/{automation_id}"): viewer(),
+    ("PATCH", "/api/v1/automations/{automation_id}"): editor(json_body(lambda w, p: {"enabled": False})),
+    ("DELETE", "/api/v1/automations/{automation_id}"): editor(),
+    ("POST", "/api/v1/subscriptions"): editor(json_body(lambda w, p: {
+        "name": unique("sub"), "url": "https://93.184.216.34/hook", "event_types": ["never.sent"]})),
+    ("GET", "/api/v1/subscriptions"): viewer(),
+    ("GET", "/api/v1/subscriptions/{subscription_id}"): viewer(),
+    ("PATCH", "/api/v1/subscriptions/{subscription_id}"): editor(json_body(lambda w, p: {"enabled": False})),
+    ("DELETE", "/api/v1/subscriptions/{subscription_id}"): editor(),
+    ("POST", "/api/v1/subscriptions/{subscription_id}/rotate-secret"): editor(),
+    ("GET", "/api/v1/subscriptions/{subscription_id}/deliveries"): viewer(),
     # OpenAI-compatible routes (/v1, no /api prefix): OpenAI's wire format, errors included
     ("GET", "/v1/models"): viewer(),
     ("POST", "/v1/chat/completions"): viewer(json_body(lambda w, p: {

@@ -1,0 +1,92 @@
+"""The embedded store builds its HNSW index in a child process and swaps it in without losing a write."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.stores import edge_index
+from engine.stores.edge import EdgeVectorStore
+from engine.types import ChunkRecord, SearchFilters, VectorPoint, VectorQuery
+from tests.conformance.corpus import DIM
+
+pytestmark = pytest.mark.anyio
+
+WS = "ws-index"
+
+
+def points(file_id: str, count: int, seed: int) -> list[VectorPoint]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for ordinal in range(count):
+        vector = rng.normal(size=DIM)
+        chunk = ChunkRecord(
+            id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"index-test/{file_id}/{ordinal}")), workspace_id=WS, kb_id="kb",
+            file_id=file_id, file_name=f"{file_id}.md", file_type="md", ordinal=ordinal, text=f"chunk {ordinal}",
+        )  # fmt: skip
+        out.append(VectorPoint(chunk=chunk, dense=(vector / np.linalg.norm(vector)).tolist()))
+    return out
+
+
+async def add_file(store: EdgeVectorStore, file_id: str, count: int, seed: int) -> list[VectorPoint]:
+    batch = points(file_id, count, seed)
+    await store.upsert(batch)
+    await store.publish_file(WS, file_id)
+    return batch
+
+
+def nearest(point: VectorPoint) -> VectorQuery:
+    return VectorQuery(mode="dense", filters=SearchFilters(workspace_id=WS), limit=1, dense=point.dense)
+
+
+async def test_background_build_swaps_in_hnsw_and_keeps_later_writes(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(edge_index, "CHECK_INTERVAL_S", 0.0)
+    store = EdgeVectorStore(tmp_path / "shard", DIM, index_threshold=150)
+    try:
+        first = []
+        for n in range(4):
+            first += await add_file(store, f"file-{n}", 50, seed=n)  # the upsert past 150 points starts a build
+        assert store._build is not None, "a build should have started once 150 dense vectors were unindexed"
+        assert (await store.search(nearest(first[7])))[0].chunk.id == first[7].chunk.id  # searches go on
+        during = await add_file(store, "written-during-build", 20, seed=99)
+        for _ in range(1200):  # generous: the child imports Python and qdrant-edge before it builds
+            if store._build is None:
+                break
+            await asyncio.sleep(0.1)
+        assert store._build is None, "the build did not finish in time"
+        assert await store.count(SearchFilters(workspace_id=WS)) == 220
+        for point in (first[0], first[123], during[5]):
+            assert (await store.search(nearest(point)))[0].chunk.id == point.chunk.id
+        assert not edge_index.build_dir(store.path).exists() and not edge_index.old_dir(store.path).exists()
+    finally:
+        await store.close()
+    reopened = EdgeVectorStore(tmp_path / "shard", DIM, index_threshold=None)
+    try:
+        assert await reopened.count(SearchFilters(workspace_id=WS)) == 220
+    finally:
+        await reopened.close()
+
+
+async def test_a_swap_cut_short_by_a_crash_is_undone_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "shard"
+    store = EdgeVectorStore(path, DIM, index_threshold=None)
+    await add_file(store, "kept", 30, seed=1)
+    await store.close()
+    # the crash came after the live shard moved aside and before the build was complete in its place
+    path.rename(edge_index.old_dir(path))
+    path.mkdir()
+    (path / "half-written").write_text("")
+    edge_index.swap_marker(path).touch()
+    edge_index.build_dir(path).mkdir()
+
+    recovered = EdgeVectorStore(path, DIM, index_threshold=None)
+    try:
+        assert await recovered.count(SearchFilters(workspace_id=WS)) == 30
+        leftovers = (edge_index.swap_marker(path), edge_index.old_dir(path), edge_index.build_dir(path))
+        assert not any(p.exists() for p in leftovers)
+    finally:
+        await recovered.close()
