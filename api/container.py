@@ -11,6 +11,7 @@ schedules) and ``close`` stops all of it, leaving what is pending in the databas
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
@@ -145,6 +146,7 @@ class Services:
 
     async def close(self) -> None:
         """Stop in reverse order (schedules, callbacks, runs, ingest), then release the store and database."""
+        watchdog = asyncio.get_running_loop().call_later(SLOW_STOP_S, _log_stuck_tasks)
         try:
             await self._stack.aclose()
         finally:
@@ -152,6 +154,18 @@ class Services:
             await self.indexes.collections.close()
             await self.store.close()
             await self.db.dispose()
+            watchdog.cancel()
+
+
+SLOW_STOP_S = 30.0  # a stop that takes longer says what it still waits for (each part stops in well under a second)
+
+
+def _log_stuck_tasks() -> None:
+    """Name every task still pending, with where it waits: a stuck shutdown is otherwise a silent hang."""
+    for task in asyncio.all_tasks():
+        if not task.done():
+            frames = "".join(f"\n  {f.f_code.co_filename}:{f.f_lineno} {f.f_code.co_name}" for f in task.get_stack())
+            log.warning("shutdown still waiting after %.0f s on task %s:%s", SLOW_STOP_S, task.get_name(), frames)
 
 
 def build_services(

@@ -100,6 +100,13 @@ def to_event(row: WorkspaceEventRow) -> WorkspaceEvent:
     )  # fmt: skip
 
 
+def _drain(queue: asyncio.Queue[_Pending | None]) -> list[_Pending | None]:
+    items: list[_Pending | None] = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
+
+
 def _like(pattern: str) -> str:
     escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped[:-1] + "%" if escaped.endswith("*") else escaped
@@ -136,6 +143,11 @@ class EventService:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # what was queued behind the stop (or left by a cancelled writer): stored now, so that no emitter waits
+        # forever on a future nobody resolves
+        left = [item for item in _drain(queue) if item is not None]
+        if left:
+            await self._store(left)
         for direct in list(self._direct):
             with contextlib.suppress(Exception):
                 await direct
@@ -150,7 +162,13 @@ class EventService:
                 batch.append(queue.get_nowait())
             pending = [p for p in batch if p is not None]
             if pending:
-                await self._store(pending)
+                try:
+                    await self._store(pending)
+                except asyncio.CancelledError:  # stopped mid-write: the emitters hear so instead of waiting forever
+                    for item in pending:
+                        if item.done is not None and not item.done.done():
+                            item.done.set_exception(RuntimeError("the event log stopped before storing the event"))
+                    raise
             if None in batch:
                 return
 
