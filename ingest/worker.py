@@ -26,6 +26,7 @@ import anyio.to_thread
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from engine.aio import wait_until_set
 from engine.db.models import File, now
 from engine.errors import EngineError, Unavailable
 from engine.ports import Embedder, SparseEncoder, VectorStore
@@ -177,8 +178,7 @@ class IngestWorker:
                 file = None
             if file is None:
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL_S)
+                await wait_until_set(self._wake, POLL_INTERVAL_S)
                 continue
             job = await self._guarded(file, self._prepare(file))
             if job is not None:

@@ -7,6 +7,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from engine.aio import wait_until_set
+
 log = logging.getLogger("ragline.background")
 
 
@@ -70,5 +72,4 @@ class PassLoop:
                 log.exception("%s: pass failed", self.name)
                 delay = self._error_delay_s
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(self._min_delay_s, delay))
+            await wait_until_set(self._wake, max(self._min_delay_s, delay))

@@ -29,6 +29,7 @@ import msgspec
 from api.services.access import AccessService
 from api.services.events import EventInfo, EventService
 from api.services.identity import NotAuthenticated, Principal
+from engine.aio import wait_until_set
 from engine.errors import NotFound
 from engine.ids import new_id, now, utc
 from engine.workspace_events import WorkspaceEvent
@@ -185,8 +186,7 @@ class LiveFeed:
 
     async def _recheck_loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._recheck_now.wait(), timeout=self.recheck_s)
+            await wait_until_set(self._recheck_now, self.recheck_s)
             self._recheck_now.clear()
             try:
                 await self.recheck()

@@ -249,7 +249,8 @@ REFUSED_WHEN_RENDERED = {
     "{% set ns = namespace() %}{% set ns.a = 'x' * 900000 %}{% set ns.b = ns.a %}{{ ns }}": "over 100,000 characters",
     "{{ ['x' * 900000] * 1000 }}": "repeating makes a value",
     "{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(60) }}": "too much work",
-    "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}": "recursion too deep",
+    # the recursion limit, or on a busy machine the 1 s deadline first: either way refused, and quickly
+    "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}": ("recursion too deep", "took longer than 1 s"),
     "{% for i in range(10000) %}{{ 'x' * 50 }}{% endfor %}": "over 100,000 characters",
 }
 
@@ -266,13 +267,15 @@ def test_templates_cannot_escape_the_sandbox_nor_run_away(app: Api) -> None:
             ],
         }
         assert why in refused(app.request("POST", PROMPTS, json=body)), template
-        assert time.monotonic() - started < 2, template
+        assert time.monotonic() - started < 10, template  # refused at save, without rendering
     assert app.request("GET", PROMPTS).json()["pagination"]["total"] == 0
     for template, why in REFUSED_WHEN_RENDERED.items():
         started = time.monotonic()
         response = app.request("POST", "/api/v1/playground/run", json={"text": template})
-        assert why in refused(response), (template, response.text)
-        assert time.monotonic() - started < 3, template
+        reasons = why if isinstance(why, tuple) else (why,)
+        assert any(reason in refused(response) for reason in reasons), (template, response.text)
+        # bounded by the 1 s deadline; the margin is for a loaded machine (unbounded, f(60) would never end)
+        assert time.monotonic() - started < 10, template
     # the same limits hold for a saved, published prompt run through an agent or /execute
     prompt = created(
         app.request(
