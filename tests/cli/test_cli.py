@@ -63,7 +63,13 @@ def test_ingest_search_reindex_and_token(tmp_path):
     optimize = ragline(data, "optimize")
     assert optimize.returncode == 0 and "optimized in" in optimize.stdout, optimize.stderr
     after = ragline(data, "search", "how long is parental leave", "--kb", "handbook")
-    assert after.stdout.splitlines()[0] == first  # same best hit, same score, after the segments are rebuilt
+    # the same best hit after the reindex and the segment rebuild, its score within 1 %: the int8 model's dynamic
+    # quantisation scales activations per batch, and a reindex batches chunks across files differently
+    best = re.compile(r"^1\. \[(?P<score>[0-9.]+)\] (?P<hit>.*)$")
+    before_hit, after_hit = best.match(first), best.match(after.stdout.splitlines()[0])
+    assert before_hit and after_hit, (first, after.stdout)
+    assert after_hit["hit"] == before_hit["hit"]
+    assert float(after_hit["score"]) == pytest.approx(float(before_hit["score"]), rel=0.01)
 
     token = ragline(data, "token", "create", "--workspace", "default", "--role", "viewer")
     assert token.returncode == 0 and token.stdout.strip().startswith("rl_")
