@@ -115,7 +115,7 @@ async def profile(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _group(store: Any, hits: list[Any], limit: int) -> list[Any]:
-    return [point_id for _, point_id, _ in store._first_per_file(hits, limit)]
+    return [point_id for _, point_id, _ in store._files.first_per_file(store._shard, hits, limit)]
 
 
 def main() -> None:

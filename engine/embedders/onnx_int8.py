@@ -286,7 +286,7 @@ class OnnxInt8Embedder:
         *,
         query_threads: int = 1,
         query_workers: int = 0,
-        batch_size: int = 32,
+        batch_size: int = 1,
         max_batch_tokens: int = 8192,
         model_path: Path | None = None,
         onnx_file: Path | None = None,
@@ -299,10 +299,13 @@ class OnnxInt8Embedder:
 
         Args:
             cache_dir: directory for the exported model (shared across processes and restarts).
-            threads: onnxruntime intra-op threads for document batches (ingest).
+            threads: cores for documents (ingest): that many single-threaded inference runs side by side.
             query_threads: intra-op threads for queries (one is as fast as two for a 15-token query).
             query_workers: queries embedded at the same time (0: one per core, at most 4).
-            batch_size: most texts per inference call.
+            batch_size: most texts per inference call. One: on CPU the int8 model costs the same per token at any
+                batch size, so padding a batch to its longest text only adds work (200-token SciFact chunks, 2
+                cores: 42-48 chunks/s one at a time, 35 at 16), and activations are quantised per call, so a text
+                embedded alone gets the finest scale and the same vector whatever is ingested with it.
             max_batch_tokens: most padded tokens per inference call.
             model_path: sentence-transformers model directory; defaults to the bundled weights.
             onnx_file: run this ONNX file (same inputs/outputs) instead of exporting; for comparisons.
@@ -320,7 +323,7 @@ class OnnxInt8Embedder:
         self._counter: Any = None  # a second tokenizer without truncation: counts must not stop at the window
         self._load_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
-        # one inference at a time per session: parallel runs on one session only thrash each other's caches
+        # one document call at a time: it spreads itself over ``threads`` runs, and ingest gets no more cores
         self._limiter = anyio.CapacityLimiter(1)
         # Concurrent queries run side by side, one row each: a one-thread session per run scales with cores, while
         # batching them bought nothing on 2 cores (the int8 model costs the same per token at any batch size, and
@@ -342,7 +345,7 @@ class OnnxInt8Embedder:
                 # One thread per run, ``threads`` runs side by side: as fast as one run on ``threads`` threads when
                 # the cores are free (39 vs 40 chunks/s on 2 cores), and no core waits at a barrier for a thread
                 # that parsing, SQL or a search has preempted.
-                self._session = _load_session(self.model_file, 1 if _SPLIT else self._threads)
+                self._session = _load_session(self.model_file, 1)
                 self._query_session = _load_session(self.model_file, self._query_threads)
             return (self._query_session if query else self._session), self._tokenizer
 
@@ -380,10 +383,10 @@ class OnnxInt8Embedder:
             out[batch] = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
 
         batches = length_batches(lengths, self._batch_size, self._max_batch_tokens)
-        if query or self._threads == 1 or len(texts) < 2 * self._threads or not _SPLIT:
+        if query or self._threads == 1 or len(texts) < 2:
             for batch in batches:
                 run(batch)
-        else:  # documents: one single-threaded run per core, side by side (see _document_runs)
+        else:  # documents: ``threads`` single-threaded runs side by side (see _loaded)
             list(self._document_pool().map(run, [part for b in batches for part in _deal(b, self._threads)]))
         result: list[list[float]] = out.tolist()
         return result
@@ -405,7 +408,6 @@ class OnnxInt8Embedder:
 
 
 _NICE = 5
-_SPLIT = True
 _reniced = threading.local()
 
 

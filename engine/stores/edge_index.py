@@ -162,16 +162,19 @@ class BackgroundIndexing:
         if time.monotonic() < self._next_index_check:
             return
         self._next_index_check = time.monotonic() + CHECK_INTERVAL_S
-        target = build_dir(self.path)
         with self._write_lock:  # writes wait for the copy (~1 s at 100k); searches do not
-            if self._closed or self._build is not None:
-                return
-            self._shard.flush()
-            shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(self.path, target)
-            self._replay = []
-            self._build = build = BuildProcess(target, self._unindexed)
-            self._unindexed = 0  # from here on: points written during the build (they stay in a plain segment)
+            if not self._closed and self._build is None:
+                self._start_build()
+
+    def _start_build(self) -> None:
+        """Copy the shard and start the child on the copy (under the write lock)."""
+        target = build_dir(self.path)
+        self._shard.flush()
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(self.path, target)
+        self._replay = []
+        self._build = build = BuildProcess(target, self._unindexed)
+        self._unindexed = 0  # from here on: points written during the build (they stay in a plain segment)
         log.info("building the HNSW index of %d new points in the background", build.points)
         threading.Thread(target=self._finish_build, args=(build,), name="ragline-hnsw-build", daemon=True).start()
 
@@ -187,8 +190,11 @@ class BackgroundIndexing:
                 with self._gate.exclusive():
                     self._swap_in(build.directory, replay)
             finally:
-                self._build = None
-        log.info("HNSW index built in %.0f s; %d writes replayed", time.monotonic() - build.started, len(replay))
+                self._build = None  # after the swap: whoever waits for the build sees its result
+            log.info("HNSW index built in %.0f s; %d writes replayed", time.monotonic() - build.started, len(replay))
+            # an ingest that went on during the build may have left enough for the next one: no write may come
+            if self.index_threshold is not None and self._unindexed >= self.index_threshold:
+                self._start_build()
 
     def _swap_in(self, built: Path, replay: Sequence[qe.UpdateOperation]) -> None:
         """Replace the live shard by the built copy plus ``replay`` (under the write lock and the read gate)."""
