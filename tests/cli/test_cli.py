@@ -63,8 +63,8 @@ def test_ingest_search_reindex_and_token(tmp_path):
     optimize = ragline(data, "optimize")
     assert optimize.returncode == 0 and "optimized in" in optimize.stdout, optimize.stderr
     after = ragline(data, "search", "how long is parental leave", "--kb", "handbook")
-    # the same best hit after the reindex and the segment rebuild, its score within 1 %: the int8 model's dynamic
-    # quantisation scales activations per batch, and a reindex batches chunks across files differently
+    # the same best hit after the reindex and the segment rebuild, its score within 1 %: it once moved 1.313 -> 1.315
+    # while the int8 model still quantised activations per (cross-file) batch; exact equality is not the point here
     best = re.compile(r"^1\. \[(?P<score>[0-9.]+)\] (?P<hit>.*)$")
     before_hit, after_hit = best.match(first), best.match(after.stdout.splitlines()[0])
     assert before_hit and after_hit, (first, after.stdout)
