@@ -9,9 +9,7 @@ and leaves the ``Principal`` on ``connection.state`` for the ``principal`` depen
 from __future__ import annotations
 
 import re
-import threading
 import time
-import weakref
 from typing import Any
 
 from litestar import Request
@@ -19,14 +17,10 @@ from litestar.connection import ASGIConnection
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import ClientException
 from litestar.handlers.base import BaseRouteHandler
-from sqlalchemy import event, inspect, select
-from sqlalchemy.orm import InstanceState, ORMExecuteState, Session, UOWTransaction
 
 from api.audit import open_audit_scope
 from api.request_context import current_request_id
-from api.services.access import AccessService
-from api.services.identity import NotAuthenticated, Principal, hash_secret
-from engine.db.models import ApiToken, Membership, User, Workspace
+from api.services.identity import NotAuthenticated, Principal
 from engine.errors import InvalidInput, PermissionDenied, RateLimited, UnsupportedMediaType
 
 PUBLIC = {"public": True}
@@ -70,10 +64,10 @@ async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: 
     secret = presented_secret(connection)
     if not secret:
         raise NotAuthenticated()
-    access: AccessService = connection.app.state.services.access
     # a route addressing a workspace (/workspaces/{workspace_id}/...) is judged by the role held there
     workspace_id = connection.path_params.get("workspace_id") or connection.headers.get("x-workspace-id") or None
-    principal = await PRINCIPALS.authenticate(access, secret, workspace_id)
+    # a few seconds' cache in front of the database; any write to tokens, members or users empties it
+    principal = await connection.app.state.services.principals.authenticate(secret, workspace_id)
     wait = connection.app.state.services.request_limiter.take(principal.token_id)
     if wait:
         raise RateLimited("rate limit exceeded for this token", retry_after=wait)
@@ -84,91 +78,6 @@ async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: 
     open_audit_scope(str(method), str(connection.scope.get("path_template", "")), principal, current_request_id())
     if isinstance(connection, Request) and takes_json_body(handler):
         await check_json_body(connection)
-
-
-class PrincipalCache:
-    """Resolved principals for a few seconds, so a request does not read the database to know its caller.
-
-    Revocation still wins at once: any write to tokens, memberships, users or workspaces in this process (ORM
-    flushes and bulk statements alike, see the listeners below) empties the cache when it commits, and a lookup
-    that overlapped such a write is not cached. Another process's write (``ragline token create`` mints, it
-    does not revoke) is seen within ``ttl_s``. An entry never outlives its token's expiry. Misses and refusals
-    are not cached: an unknown token always asks the database.
-    """
-
-    def __init__(self, ttl_s: float = 5.0, max_entries: int = 10_000) -> None:
-        self.ttl_s = ttl_s
-        self.max_entries = max_entries
-        self._generation = 0
-        self._lock = threading.Lock()
-        # per AccessService (one per app): tests run apps on separate databases with the same bootstrap secret
-        self._entries: weakref.WeakKeyDictionary[AccessService, dict[tuple[str, str | None], tuple[float, Principal]]]
-        self._entries = weakref.WeakKeyDictionary()
-
-    async def authenticate(self, access: AccessService, secret: str, workspace_id: str | None) -> Principal:
-        key = (hash_secret(secret), workspace_id)
-        entries = self._entries.get(access)
-        hit = entries.get(key) if entries is not None else None
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
-        generation = self._generation
-        principal = await access.authenticate(secret, workspace_id=workspace_id)
-        async with access.sessions() as session:  # a miss only: at most once per ttl_s per token
-            expires = await session.scalar(select(ApiToken.expires_at).where(ApiToken.id == principal.token_id))
-        left = self.ttl_s if expires is None else min(self.ttl_s, expires - time.time())
-        until = time.monotonic() + left
-        with self._lock:
-            if generation == self._generation:  # no auth write committed while we looked it up
-                entries = self._entries.setdefault(access, {})
-                if len(entries) >= self.max_entries:
-                    entries.clear()
-                entries[key] = (until, principal)
-        return principal
-
-    def invalidate(self) -> None:
-        with self._lock:
-            self._generation += 1
-            self._entries.clear()
-
-
-PRINCIPALS = PrincipalCache()
-_AUTH_ROWS = (ApiToken, Membership, User, Workspace)
-_CHANGED = "ragline_auth_changed"
-
-
-def _auth_rows_changed(session: Session) -> bool:
-    for row in (*session.new, *session.deleted):
-        if isinstance(row, _AUTH_ROWS):
-            return True
-    for row in session.dirty:
-        if isinstance(row, _AUTH_ROWS):
-            state: InstanceState[Any] = inspect(row)
-            changed = {a.key for a in state.attrs if a.history.has_changes()}
-            if changed - {"last_used_at", "updated_at"}:  # authenticate's own coarse usage stamp is not a change
-                return True
-    return False
-
-
-@event.listens_for(Session, "after_flush")
-def _flushed(session: Session, _flush: UOWTransaction) -> None:
-    if _auth_rows_changed(session):
-        session.info[_CHANGED] = True
-        PRINCIPALS.invalidate()
-
-
-@event.listens_for(Session, "do_orm_execute")
-def _bulk_write(state: ORMExecuteState) -> None:
-    mapper = state.bind_mapper
-    if (state.is_update or state.is_delete) and mapper is not None and issubclass(mapper.class_, _AUTH_ROWS):
-        state.session.info[_CHANGED] = True
-        PRINCIPALS.invalidate()
-
-
-@event.listens_for(Session, "after_commit")
-def _committed(session: Session) -> None:
-    # again after the commit: a lookup between the flush and the commit read the old rows and may have cached them
-    if session.info.pop(_CHANGED, False):
-        PRINCIPALS.invalidate()
 
 
 # a \u0000 escape that is not itself escaped (an odd number of backslashes before the "u")

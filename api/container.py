@@ -36,6 +36,7 @@ from api.services.indexing import index_describe, switch_evaluator
 from api.services.live_feed import LiveFeed
 from api.services.mcp_servers import McpServerService
 from api.services.model_configs import ModelConfigService
+from api.services.principals import PrincipalCache
 from api.services.prompts import PromptService
 from api.services.run_stats import RunStatsService
 from api.services.runs import RunService
@@ -102,6 +103,7 @@ class Services:
     run_stats: RunStatsService
     prompts: PromptService
     mcp_servers: McpServerService
+    principals: PrincipalCache  # requests' callers for a few seconds; any auth write empties it
     events: EventService
     automations: AutomationService
     subscriptions: SubscriptionService
@@ -241,7 +243,7 @@ def build_services(
     )
     return Services(
         settings=settings, db=db, sessions=sessions, embedder=embedder, sparse=sparse, store=store,
-        retriever=retriever, knowledge=knowledge, worker=worker, access=access,
+        retriever=retriever, knowledge=knowledge, worker=worker, access=access, principals=PrincipalCache(access),
         workspaces=WorkspaceService(sessions, knowledge),
         request_limiter=TokenBucket(settings.rate_limit_per_minute), models=models, run_store=run_store,
         run_manager=run_manager, agents=agents, callbacks=callbacks, runs=runs,

@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy import update
 
-from api.auth import PRINCIPALS
 from engine.db.models import ApiToken, Membership
 from tests.api.test_tokens import TOKENS, assert_refused, create_token
 
@@ -19,7 +18,7 @@ def me(api: Any, token: str) -> Any:
 def cached(api: Any, token: str) -> bool:
     from api.services.identity import hash_secret
 
-    entries = PRINCIPALS._entries.get(api.services.access) or {}
+    entries = api.services.principals._entries
     return any(key[0] == hash_secret(token) for key in entries)
 
 
