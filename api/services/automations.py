@@ -132,6 +132,7 @@ class AutomationService:
         self.max_depth = max_depth
         self.workflows = workflows
         self._rules: dict[str, tuple[float, builtins.list[Automation]]] = {}
+        self._rules_changed = 0  # bumped by every change here: a read that overlapped one is not cached
         self._queue: asyncio.Queue[WorkspaceEvent] | None = None
         self._task: asyncio.Task[None] | None = None
         events.listen(self._on_events)
@@ -228,7 +229,7 @@ class AutomationService:
         async with self.sessions() as session:
             await session.delete(await self._row(session, principal, automation_id))
             await session.commit()
-        self._rules.pop(principal.workspace_id, None)
+        self._forget_rules(principal.workspace_id)
 
     async def _row(self, session: AsyncSession, principal: Principal, automation_id: str) -> Automation:
         return await get_in_workspace(session, Automation, automation_id, principal.workspace_id, "automation")
@@ -238,7 +239,11 @@ class AutomationService:
             await session.commit()
         except IntegrityError:
             raise Conflict(f"an automation named {row.name!r} already exists") from None
-        self._rules.pop(row.workspace_id, None)
+        self._forget_rules(row.workspace_id)
+
+    def _forget_rules(self, workspace_id: str) -> None:
+        self._rules_changed += 1
+        self._rules.pop(workspace_id, None)
 
     # -- reacting to events ----------------------------------------------------------------------
 
@@ -274,12 +279,15 @@ class AutomationService:
         cached = self._rules.get(workspace_id)
         if cached is not None and time.monotonic() - cached[0] < RULES_TTL_S:
             return cached[1]
+        changed = self._rules_changed
         async with self.sessions() as session:
             rows = list(await session.scalars(
                 select(Automation).where(Automation.workspace_id == workspace_id, Automation.enabled.is_(True))
             ))  # fmt: skip
             session.expunge_all()
-        self._rules[workspace_id] = (time.monotonic(), rows)
+        # a rule saved while we read may be missing from ``rows``: use them for this event, cache them only if not
+        if changed == self._rules_changed:
+            self._rules[workspace_id] = (time.monotonic(), rows)
         return rows
 
     async def dispatch(self, event: WorkspaceEvent) -> builtins.list[str]:
