@@ -258,6 +258,38 @@ async def test_workspace_scores_depend_only_on_its_own_published_points(
     assert await scores() == alone
 
 
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_filter_every_point_matched_still_applies_once_other_points_arrive(
+    empty_store: VectorStore, corpus: list[VectorPoint], mode: SearchMode
+) -> None:
+    # The embedded adapter leaves out a filter that every point in the shard matches (a knowledge base alone in
+    # its collection); each kind of point that stops it matching must bring the filter back.
+    own_file = "file-a-md"
+    own = [p for p in corpus if p.chunk.file_id == own_file]
+    await publish_corpus(empty_store, own)
+    target = own[0]
+    request = query(
+        mode, SearchFilters(workspace_id=WS_A, file_ids=(own_file,)), dense=target.dense, text=target.chunk.text
+    )
+    alone = {hit.chunk.id for hit in await empty_store.search(request)}
+    assert alone and alone <= {p.chunk.id for p in own}
+
+    def twin(file_id: str, workspace: str = WS_A) -> VectorPoint:  # the target's vectors and text in another file
+        chunk = msgspec.structs.replace(target.chunk, id=str(uuid.uuid4()), file_id=file_id, workspace_id=workspace)
+        return msgspec.structs.replace(target, chunk=chunk)
+
+    stranger, sibling = twin("file-b-twin", WS_B), twin("file-a-twin")
+    await empty_store.upsert([sibling])  # not published yet
+    assert {hit.chunk.id for hit in await empty_store.search(request)} == alone
+    await empty_store.publish_file(WS_A, "file-a-twin")
+    assert {hit.chunk.id for hit in await empty_store.search(request)} == alone
+    await publish_corpus(empty_store, [stranger])
+    assert {hit.chunk.id for hit in await empty_store.search(request)} == alone
+    everything = msgspec.structs.replace(request, filters=SearchFilters(workspace_id=WS_A))
+    assert sibling.chunk.id in {hit.chunk.id for hit in await empty_store.search(everything)}
+    assert stranger.chunk.id not in {hit.chunk.id for hit in await empty_store.search(everything)}
+
+
 # ---- writes -------------------------------------------------------------------------------------------------------
 
 
