@@ -25,7 +25,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     embedders: tuple[str, ...] = ()
     model_cache_dir: Path = Path.home() / ".cache" / "ragline"  # the one-time ONNX export, shared by data dirs
     torch_threads: int = 0  # 0: min(cpu_count, 4); embedding threads for ingest (and for queries with torch)
-    query_threads: int = 1  # int8 embedder: threads of the separate query session (queries never wait for ingest)
+    query_threads: int = 0  # threads of a query embedded alone (0: min(2, cores)); queries beside others use one
     host: str = "127.0.0.1"
     port: int = 8000
     chunk_tokens: int = 200
@@ -85,6 +85,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def resolved_torch_threads(self) -> int:
         return self.torch_threads or max(1, min(os.cpu_count() or 1, 4))
+
+    @property
+    def resolved_query_threads(self) -> int:
+        return self.query_threads or max(1, min(os.cpu_count() or 1, 2))
 
     @property
     def files_dir(self) -> Path:

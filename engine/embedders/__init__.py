@@ -35,7 +35,7 @@ def create_embedder(settings: Settings, spec: str | None = None) -> Embedder:
         return OnnxInt8Embedder(
             cache_dir=settings.model_cache_dir,
             threads=settings.resolved_torch_threads,
-            query_threads=settings.query_threads,
+            query_threads=settings.resolved_query_threads,
         )
     kind, _, location = spec.partition(":")
     if kind in ("sentence-transformers", "onnx") and location:
@@ -45,7 +45,9 @@ def create_embedder(settings: Settings, spec: str | None = None) -> Embedder:
         from engine.embedders.local import LocalSentenceTransformerEmbedder, OnnxDirEmbedder
 
         if kind == "onnx":
-            return OnnxDirEmbedder(path, threads=settings.resolved_torch_threads, query_threads=settings.query_threads)
+            return OnnxDirEmbedder(
+                path, threads=settings.resolved_torch_threads, query_threads=settings.resolved_query_threads
+            )
         return LocalSentenceTransformerEmbedder(path, threads=settings.resolved_torch_threads)
     raise ValueError(
         f"unknown RAGLINE_EMBEDDER {spec!r} (use 'minilm-onnx-int8', 'minilm', 'sentence-transformers:/model/dir', "

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 import numpy as np
 import pytest
 from tokenizers import Tokenizer
@@ -154,6 +155,22 @@ async def test_same_text_twice_in_a_batch_gets_the_same_vector(dense_embedder: E
 async def test_embed_query_equals_embedding_the_text_as_a_one_item_batch(dense_embedder: Embedder) -> None:
     for text in ("Where is the lighthouse?", TEXTS[5], "ok"):
         assert cosine(await dense_embedder.embed_query(text), (await dense_embedder.embed_documents([text]))[0]) > 0.999
+
+
+async def test_a_query_gets_the_same_vector_alone_and_beside_other_queries(dense_embedder: Embedder) -> None:
+    # The int8 embedder runs a query that has the cores to itself on more threads than queries beside others or
+    # beside ingest: a query's vector must not depend on which path it took.
+    alone = [await dense_embedder.embed_query(text) for text in TEXTS]
+    async with anyio.create_task_group() as group:  # every query beside the others, and beside a document batch
+        together: list[list[float]] = [[] for _ in TEXTS]
+
+        async def embed(index: int) -> None:
+            together[index] = await dense_embedder.embed_query(TEXTS[index])
+
+        group.start_soon(dense_embedder.embed_documents, [LONG_TEXT] * 8)
+        for index in range(len(TEXTS)):
+            group.start_soon(embed, index)
+    assert together == alone
 
 
 # ---- tokens and window --------------------------------------------------------------------------------------------
