@@ -101,6 +101,8 @@ async def open_ingested(
     started = time.monotonic()
     complete = await _drain(services, manifest["workspace_id"], len(corpus), started, budget_s)
     seconds = time.monotonic() - started
+    while getattr(services.store, "building_index", False):  # noqa: ASYNC110  (a build the ingest started)
+        await asyncio.sleep(0.5)
     spent = manifest.get("ingest_seconds", 0.0) + seconds
     manifest = {**manifest, "complete": complete, "ingest_seconds": round(spent, 1)}
     manifest_path.write_text(json.dumps(manifest))

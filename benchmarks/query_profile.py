@@ -97,13 +97,12 @@ async def profile(args: argparse.Namespace) -> dict[str, Any]:
                     await atimed("embed query (async path)", lambda t=text: embedder.embed_query(t))
                 await atimed("store.search (thread hop incl.)", lambda q=query: store.search(q))
                 if shard is not None and conditions is not None:
-                    from engine.stores.edge import _query_request
-
-                    request_np = _query_request(query, conditions, "global", False)
-                    hits = timed("  shard.query, no payload", lambda r=request_np: shard.query(r))
+                    hits = timed("  shard.query, no payload", lambda q=query: _ranked(store, q, conditions))
                     best = timed("  map to files + group", lambda h=hits: _group(store, h, args.top_k))
                     records = timed("  retrieve payloads", lambda b=best: shard.retrieve(b, True, False))
                     timed("  decode payloads", lambda r=records: chunks_from_payloads([x.payload for x in r]))
+                    from engine.stores.edge import _query_request
+
                     request_p = _query_request(msgspec.structs.replace(query, group_by="chunk", limit=candidates),
                                                conditions, "global", True)  # fmt: skip
                     timed("  (before: shard.query with 400 payloads)", lambda r=request_p: shard.query(r))
@@ -112,6 +111,11 @@ async def profile(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         await services.close()
     return {name: ms(samples) for name, samples in stages.items()}
+
+
+def _ranked(store: Any, query: VectorQuery, conditions: Any) -> list[Any]:
+    """The ranking call as the store makes it (its filter and IDF shortcuts included), without payloads."""
+    return store._query_sync(query, conditions, with_payload=False)  # type: ignore[no-any-return]
 
 
 def _group(store: Any, hits: list[Any], limit: int) -> list[Any]:
