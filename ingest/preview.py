@@ -36,7 +36,7 @@ from engine.routing import Index
 from ingest.chunking import ChunkDraft, TokenWindow, chunk_document
 from ingest.loaders import detect_file_type
 from ingest.parsed import ParsedDocument, ParseFailure
-from ingest.sandbox import parse_in_sandbox
+from ingest.sandbox import parse_untrusted
 from ingest.service import SNIFF_BYTES, sanitize_filename
 from ingest.worker import EMBED_BATCH, IngestConfig, PermanentFailure
 
@@ -49,13 +49,13 @@ DEFAULT_TTL_S = 300.0
 def parse_and_chunk(
     data: bytes, file_type: str, name: str, *, config: IngestConfig, window: TokenWindow
 ) -> tuple[ParsedDocument, list[ChunkDraft]]:
-    """Parse (sandboxed) and chunk a file exactly as the ingest worker does (blocking: call it in a thread).
+    """Parse (``parse_untrusted``) and chunk a file exactly as the ingest worker does (blocking: call it in a thread).
 
     Raises:
         PermanentFailure: The file cannot be parsed or has no text (the ingest would fail with this reason).
         InvalidInput: The file produces more than ``config.max_chunks`` chunks.
     """
-    parsed = parse_in_sandbox(data, file_type, timeout_s=config.parse_timeout_s, memory_mb=config.parse_memory_mb)
+    parsed = parse_untrusted(data, file_type, timeout_s=config.parse_timeout_s, memory_mb=config.parse_memory_mb)
     if isinstance(parsed, ParseFailure):
         raise PermanentFailure(parsed.reason)
     drafts = chunk_document(

@@ -35,7 +35,7 @@ from ingest.blobs import BlobStore
 from ingest.chunking import chunk_document
 from ingest.parsed import ParseFailure
 from ingest.pipeline import Batch, FileJob, Job, chunk_id, take_batch, vector_points, waiting_chunks
-from ingest.sandbox import parse_in_sandbox
+from ingest.sandbox import parse_untrusted
 
 log = logging.getLogger("ragline.ingest")
 __all__ = ["EMBED_BATCH", "IngestConfig", "IngestWorker", "PermanentFailure", "chunk_id"]
@@ -220,7 +220,7 @@ class IngestWorker:
         started = time.perf_counter()
         data = await anyio.to_thread.run_sync(self.blobs.read, file.sha256)
         parsed = await anyio.to_thread.run_sync(
-            lambda: parse_in_sandbox(
+            lambda: parse_untrusted(
                 data, file.file_type, timeout_s=self.config.parse_timeout_s, memory_mb=self.config.parse_memory_mb
             )
         )

@@ -21,7 +21,14 @@ from engine.errors import UnsupportedMediaType
 from ingest.loaders import detect_file_type
 from ingest.loaders.pdf import PASSWORD_REASON
 from ingest.parsed import ParsedDocument, ParseFailure
-from ingest.sandbox import parse_in_sandbox, run_sandboxed, timeout_reason
+from ingest.sandbox import (
+    IN_PROCESS_MAX_BYTES,
+    memory_reason,
+    parse_in_sandbox,
+    parse_untrusted,
+    run_sandboxed,
+    timeout_reason,
+)
 from tests.helpers import sandbox_jobs
 from tests.helpers.pdfs import many_operators_pdf, page_marker, reportlab_pdf
 
@@ -122,6 +129,34 @@ def test_slow_pdf_is_stopped_by_the_timeout() -> None:
     assert result == ParseFailure(timeout_reason(1.0))
     assert result.reason == "parsing took longer than 1 s; the file is too complex or malformed"
     assert elapsed < 6.0
+
+
+_SMALL_TEXTS = {
+    "md": b"# Leave policy\n\n> Quoted reply\n\n## Parental\n\nSixteen weeks paid.\n",
+    "txt": "Caf\u00e9 cr\u00e8me, na\u00efve r\u00e9sum\u00e9 \u2014 cp1252.\n\nSecond paragraph.".encode("cp1252"),
+    "txt-utf16": "Unicode text with a BOM.\n\nTwo paragraphs.".encode("utf-16"),
+    "md-empty": b"   \n\n  \n",
+}
+
+
+@pytest.mark.parametrize("name", list(_SMALL_TEXTS))
+def test_small_text_files_parse_alike_in_process_and_in_the_sandbox(name: str) -> None:
+    data, file_type = _SMALL_TEXTS[name], name.split("-")[0]
+    sandboxed = parse_in_sandbox(data, file_type, timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB)
+    assert parse_untrusted(data, file_type, timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB) == sandboxed
+    assert isinstance(sandboxed, ParseFailure) == (name == "md-empty")
+
+
+def test_large_text_files_and_other_formats_still_parse_in_the_sandbox() -> None:
+    # A 1 MB address-space budget only binds in the child: a small Markdown file parses (in this process), a
+    # Markdown file over the in-process limit fails on the budget, and a PDF still meets the sandbox's timeout.
+    small = b"# Title\n\nA short note.\n"
+    assert isinstance(parse_untrusted(small, "md", timeout_s=TIMEOUT_S, memory_mb=1), ParsedDocument)
+    large = b"# Title\n\n" + b"A longer line of plain words.\n" * (2 * IN_PROCESS_MAX_BYTES // 30)
+    assert len(large) > IN_PROCESS_MAX_BYTES
+    assert parse_untrusted(large, "md", timeout_s=TIMEOUT_S, memory_mb=1) == ParseFailure(memory_reason(1))
+    slow = many_operators_pdf(60_000)
+    assert parse_untrusted(slow, "pdf", timeout_s=1.0, memory_mb=MEMORY_MB) == ParseFailure(timeout_reason(1.0))
 
 
 def test_memory_budget_stops_a_real_memory_hungry_file() -> None:
