@@ -118,7 +118,7 @@ async def build_shard(
         await store.upsert(make_points(rng, start, dense))
     upserted = time.perf_counter()
     for file_number in range((size + CHUNKS_PER_FILE - 1) // CHUNKS_PER_FILE):
-        await store.publish_file(WORKSPACE, f"file-{file_number}")
+        await store.publish_files(WORKSPACE, [f"file-{file_number}"])
     published = time.perf_counter()
     return store, {
         "upsert_s": round(upserted - started, 2),
@@ -141,7 +141,7 @@ async def add_other_tenant(store: EdgeVectorStore, seed: int) -> None:
         chunk = msgspec.structs.replace(point.chunk, id=chunk_id, workspace_id="other-ws", file_id="other")
         points.append(msgspec.structs.replace(point, chunk=chunk))
     await store.upsert(points)
-    await store.publish_file("other-ws", "other")
+    await store.publish_files("other-ws", ["other"])
 
 
 async def time_searches(

@@ -56,11 +56,11 @@ class VectorStore(Protocol):
     """Chunks with dense + sparse vectors in one collection; every call is workspace-scoped."""
 
     async def upsert(self, points: Sequence[VectorPoint]) -> None:
-        """Insert or replace points. New points are hidden from ``search`` until ``publish_file``."""
+        """Insert or replace points. New points are hidden from ``search`` until ``publish_files``."""
         ...
 
-    async def publish_file(self, workspace_id: str, file_id: str) -> None:
-        """Make every chunk of a file searchable in one operation (a file is searchable all or nothing)."""
+    async def publish_files(self, workspace_id: str, file_ids: Sequence[str]) -> None:
+        """Make every chunk of these files searchable in one operation (a file is searchable all or nothing)."""
         ...
 
     async def relabel_file(

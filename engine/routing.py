@@ -129,9 +129,9 @@ class RoutedVectorStore:
         (``ingest.indexes.embed_file_into``), since only that path embeds with the collection's own model."""
         await self.default.upsert(points)
 
-    async def publish_file(self, workspace_id: str, file_id: str) -> None:
+    async def publish_files(self, workspace_id: str, file_ids: Sequence[str]) -> None:
         for store in await self._targets(workspace_id):
-            await store.publish_file(workspace_id, file_id)
+            await store.publish_files(workspace_id, file_ids)
 
     async def relabel_file(
         self, workspace_id: str, file_id: str, *, tags: Sequence[str], metadata: Mapping[str, MetadataValue]

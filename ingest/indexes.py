@@ -173,7 +173,7 @@ async def embed_file_into(
         await index.store.upsert(vector_points([(piece, dense)], vectors))
         if on_batch is not None:
             await on_batch(piece.end, len(drafts))
-    await index.store.publish_file(file.workspace_id, file.id)
+    await index.store.publish_files(file.workspace_id, [file.id])
     return len(drafts), parsed.pages_total, list(parsed.warnings), parse_ms
 
 

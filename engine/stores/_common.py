@@ -95,7 +95,15 @@ def workspace_conditions(workspace_id: str, *, published_only: bool = True) -> l
 
 def file_conditions(workspace_id: str, file_id: str, *, published_only: bool = True) -> list[Condition]:
     """One file of one workspace; with ``published_only=False`` every point of it (writes, deletes)."""
-    return [*workspace_conditions(workspace_id, published_only=published_only), MatchCondition("file_id", (file_id,))]
+    return files_conditions(workspace_id, (file_id,), published_only=published_only)
+
+
+def files_conditions(workspace_id: str, file_ids: Sequence[str], *, published_only: bool = True) -> list[Condition]:
+    """Any of these files of one workspace (``file_conditions`` for several at once)."""
+    if not file_ids:
+        raise InvalidInput("file_ids must not be empty")  # an empty match would select nothing or, worse, everything
+    files = MatchCondition("file_id", tuple(file_ids))
+    return [*workspace_conditions(workspace_id, published_only=published_only), files]
 
 
 def filter_conditions(filters: SearchFilters) -> list[Condition] | None:

@@ -48,6 +48,7 @@ from engine.stores._common import (
     chunk_from_payload,
     chunks_from_payloads,
     file_conditions,
+    files_conditions,
     filter_conditions,
     label_payload,
     point_payload,
@@ -127,7 +128,7 @@ class EdgeVectorStore(BackgroundIndexing):
         self._unindexed = unindexed_at_open(self._shard)
 
     async def upsert(self, points: Sequence[VectorPoint]) -> None:
-        """Insert or replace points by chunk id. They stay hidden from reads until ``publish_file``."""
+        """Insert or replace points by chunk id. They stay hidden from reads until ``publish_files``."""
         if not points:
             return
         check_points(points, self.dim)
@@ -138,9 +139,11 @@ class EdgeVectorStore(BackgroundIndexing):
         if self.index_threshold is not None and self._unindexed >= self.index_threshold:
             await anyio.to_thread.run_sync(self._maybe_index)
 
-    async def publish_file(self, workspace_id: str, file_id: str) -> None:
-        """Make all chunks of one file searchable in a single WAL operation."""
-        target = _edge_filter(file_conditions(workspace_id, file_id, published_only=False))
+    async def publish_files(self, workspace_id: str, file_ids: Sequence[str]) -> None:
+        """Make all chunks of these files searchable in a single WAL operation."""
+        if not file_ids:
+            return
+        target = _edge_filter(files_conditions(workspace_id, file_ids, published_only=False))
         await self._write(lambda: qe.UpdateOperation.set_payload_by_filter(target, {VISIBILITY_FIELD: PUBLISHED}))
 
     async def relabel_file(

@@ -35,6 +35,7 @@ from engine.stores._common import (
     chunk_from_payload,
     chunks_from_payloads,
     file_conditions,
+    files_conditions,
     filter_conditions,
     first_per_file,
     label_payload,
@@ -88,7 +89,7 @@ class QdrantServerVectorStore:
         self._ready_lock = anyio.Lock()
 
     async def upsert(self, points: Sequence[VectorPoint]) -> None:
-        """Insert or replace points by chunk id. They stay hidden from reads until ``publish_file``."""
+        """Insert or replace points by chunk id. They stay hidden from reads until ``publish_files``."""
         if not points:
             return
         check_points(points, self.dim)
@@ -98,9 +99,11 @@ class QdrantServerVectorStore:
         ]
         await self._call(self._client.upsert, collection_name=self.collection, points=structs, wait=True)
 
-    async def publish_file(self, workspace_id: str, file_id: str) -> None:
-        """Make all chunks of one file searchable in one request."""
-        target = _filter(file_conditions(workspace_id, file_id, published_only=False))
+    async def publish_files(self, workspace_id: str, file_ids: Sequence[str]) -> None:
+        """Make all chunks of these files searchable in one request."""
+        if not file_ids:
+            return
+        target = _filter(files_conditions(workspace_id, file_ids, published_only=False))
         await self._call(
             self._client.set_payload,
             collection_name=self.collection,

@@ -159,4 +159,4 @@ async def publish_corpus(store: VectorStore, corpus: list[VectorPoint]) -> None:
     """Upsert every point, then publish file by file (as ingest does)."""
     await store.upsert(corpus)
     for workspace, file_id in sorted(file_ids_of(corpus)):
-        await store.publish_file(workspace, file_id)
+        await store.publish_files(workspace, [file_id])

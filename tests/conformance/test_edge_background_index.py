@@ -35,7 +35,7 @@ def points(file_id: str, count: int, seed: int) -> list[VectorPoint]:
 async def add_file(store: EdgeVectorStore, file_id: str, count: int, seed: int) -> list[VectorPoint]:
     batch = points(file_id, count, seed)
     await store.upsert(batch)
-    await store.publish_file(WS, file_id)
+    await store.publish_files(WS, [file_id])
     return batch
 
 

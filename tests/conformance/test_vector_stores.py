@@ -281,7 +281,7 @@ async def test_a_filter_every_point_matched_still_applies_once_other_points_arri
     stranger, sibling = twin("file-b-twin", WS_B), twin("file-a-twin")
     await empty_store.upsert([sibling])  # not published yet
     assert {hit.chunk.id for hit in await empty_store.search(request)} == alone
-    await empty_store.publish_file(WS_A, "file-a-twin")
+    await empty_store.publish_files(WS_A, ["file-a-twin"])
     assert {hit.chunk.id for hit in await empty_store.search(request)} == alone
     await publish_corpus(empty_store, [stranger])
     assert {hit.chunk.id for hit in await empty_store.search(request)} == alone
@@ -303,13 +303,13 @@ async def test_upsert_with_the_same_ids_replaces_points(fresh_store: VectorStore
     ]
     await fresh_store.upsert(edited)
     assert await fresh_store.count(filters) == 0  # re-upserted chunks are hidden until the file is published again
-    await fresh_store.publish_file(WS_A, "file-a-md")
+    await fresh_store.publish_files(WS_A, ["file-a-md"])
     assert await fresh_store.count(filters) == before
     chunks = await fresh_store.get_chunks(WS_A, "file-a-md", range(len(originals)))
     assert [c.text for c in chunks] == [p.chunk.text + " (edited)" for p in originals]
 
 
-async def test_unpublished_points_are_invisible_until_publish_file(
+async def test_unpublished_points_are_invisible_until_publish_files(
     empty_store: VectorStore, corpus: list[VectorPoint]
 ) -> None:
     await empty_store.upsert(corpus)
@@ -321,14 +321,32 @@ async def test_unpublished_points_are_invisible_until_publish_file(
     assert await empty_store.get_chunks(WS_A, target.chunk.file_id, [0, 1]) == []
     assert await empty_store.file_ids() == {p.chunk.file_id for p in corpus}  # orphan sweeps see them
 
-    await empty_store.publish_file(WS_A, target.chunk.file_id)
+    await empty_store.publish_files(WS_A, [target.chunk.file_id])
     hits = await empty_store.search(query("dense", filters, dense=target.dense))
     assert {hit.chunk.file_id for hit in hits} == {target.chunk.file_id}
 
 
+async def test_publish_files_publishes_exactly_the_files_named(
+    empty_store: VectorStore, corpus: list[VectorPoint]
+) -> None:
+    await empty_store.upsert(corpus)
+    own = sorted({p.chunk.file_id for p in corpus if p.chunk.workspace_id == WS_A})
+    assert len(own) >= 3
+    await empty_store.publish_files(WS_A, [])  # nothing named: nothing published
+    assert await empty_store.count(SearchFilters(workspace_id=WS_A)) == 0
+    await empty_store.publish_files(WS_A, own[:2])
+    published = [p for p in corpus if p.chunk.file_id in own[:2]]
+    assert await empty_store.count(SearchFilters(workspace_id=WS_A)) == len(published)
+    assert await empty_store.get_chunks(WS_A, own[2], [0]) == []
+    for file_id in own[:2]:
+        assert len(await empty_store.get_chunks(WS_A, file_id, range(50))) == sum(
+            p.chunk.file_id == file_id for p in corpus
+        )
+
+
 async def test_publish_file_is_scoped_to_the_workspace(empty_store: VectorStore, corpus: list[VectorPoint]) -> None:
     await empty_store.upsert(corpus)
-    await empty_store.publish_file(WS_A, "file-b-pdf")  # B's file, wrong workspace: publishes nothing
+    await empty_store.publish_files(WS_A, ["file-b-pdf"])  # B's file, wrong workspace: publishes nothing
     assert await empty_store.count(SearchFilters(workspace_id=WS_B)) == 0
 
 
@@ -354,7 +372,7 @@ async def test_relabel_reaches_chunks_that_are_not_published_yet(
 ) -> None:
     await empty_store.upsert([p for p in corpus if p.chunk.file_id == "file-a-md"])
     await empty_store.relabel_file(WS_A, "file-a-md", tags=["late"], metadata={"year": 2026})
-    await empty_store.publish_file(WS_A, "file-a-md")
+    await empty_store.publish_files(WS_A, ["file-a-md"])
     filters = SearchFilters(workspace_id=WS_A, tags=("late",), metadata=(("year", (2026,)),))
     assert await empty_store.count(filters) == 3
 

@@ -52,7 +52,7 @@ def test_retriever_applies_the_reranker(tmp_path, embedder):
             for i, (text, vector) in enumerate(zip(TEXTS, vectors, strict=True))
         ]
         await store.upsert(points)
-        await store.publish_file("ws", "f")
+        await store.publish_files("ws", ["f"])
         request = SearchRequest(
             query="a dog and a parrot", filters=SearchFilters(workspace_id="ws"), top_k=3, mode="dense"
         )

@@ -96,7 +96,7 @@ async def store(
     points = await build_points(embedder)
     await vectors.upsert(points)
     for workspace, fid in {(p.chunk.workspace_id, p.chunk.file_id) for p in points}:
-        await vectors.publish_file(workspace, fid)
+        await vectors.publish_files(workspace, [fid])
     yield vectors
     await vectors.close()
 
