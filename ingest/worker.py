@@ -1,6 +1,7 @@
-"""The ingest worker: a durable queue (the ``files`` table) drained by a pipeline off the event loop.
+"""The ingest worker: a durable queue (the ``files`` table, ``ingest.queue``) drained by a pipeline off the event loop.
 
-Each file: load the original, parse it in a sandboxed child process (time and memory budget), chunk,
+Each file: load the original, parse it (``ingest.sandbox.parse_untrusted``: in a child process with a time and
+memory budget unless it is a small text or Markdown file), chunk,
 embed, upsert hidden points, then publish them and mark the file ``ready`` in one step. Parse failures
 fail the file at once; transient errors retry with exponential backoff.
 
@@ -23,18 +24,19 @@ from pathlib import PurePath
 from typing import Any
 
 import anyio.to_thread
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engine.aio import wait_until_set
 from engine.db.models import File, now
 from engine.errors import EngineError, Unavailable
 from engine.ports import Embedder, SparseEncoder, VectorStore
-from engine.types import MetadataValue
+from ingest import queue
 from ingest.blobs import BlobStore
 from ingest.chunking import chunk_document
 from ingest.parsed import ParseFailure
 from ingest.pipeline import Batch, FileJob, Job, chunk_id, take_batch, vector_points, waiting_chunks
+from ingest.queue import Labels
 from ingest.sandbox import parse_untrusted
 
 log = logging.getLogger("ragline.ingest")
@@ -48,7 +50,6 @@ POLL_INTERVAL_S = 1.0
 PREPARED_AHEAD = 4 * EMBED_BATCH
 # Files marked processing per claim (one statement, one commit); the preparers share them.
 CLAIM_AT_ONCE = 8
-Labels = tuple[list[str], dict[str, MetadataValue]]  # a file's tags and metadata, as its row holds them now
 
 
 class PermanentFailure(Exception):
@@ -109,9 +110,7 @@ class IngestWorker:
     async def recover(self) -> None:
         """After a crash: unfinished files go back to the queue; points of unknown files are removed."""
         async with self.sessions() as session:
-            await session.execute(
-                update(File).where(File.status == "processing").values(status="queued", next_attempt_at=0.0)
-            )
+            await queue.requeue_processing(session)
             await session.commit()
             known = set(await session.scalars(select(File.id)))
         try:
@@ -165,8 +164,7 @@ class IngestWorker:
 
     async def _pending(self) -> bool:
         async with self.sessions() as session:
-            busy = select(File.id).where(File.status.in_(("queued", "processing"))).limit(1)
-            return await session.scalar(busy) is not None
+            return await queue.any_unfinished(session)
 
     # -- stage 1: claim, parse, chunk ------------------------------------------------------------
 
@@ -191,28 +189,10 @@ class IngestWorker:
         return self._claimed.popleft() if self._claimed else None
 
     async def _claim_some(self, limit: int) -> list[FileJob]:
-        """Up to ``limit`` queued files, oldest first, marked processing in one statement and one commit.
-
-        One ``UPDATE ... RETURNING`` (SQLite and PostgreSQL both have it): a select, an update and loading whole
-        ORM rows took ~3x the CPU, once per claim, and claims come one file at a time while uploads stream in. A
-        file another claimer took first fails the ``status`` check and is not returned.
-        """
-        oldest = (
-            select(File.id)
-            .where(File.status == "queued", File.next_attempt_at <= now())
-            .order_by(File.created_at)
-            .limit(limit)
-        )
         async with self.sessions() as session:
-            claimed = list(await session.execute(
-                update(File)
-                .where(File.id.in_(oldest), File.status == "queued")
-                .values(status="processing", started_at=now(), updated_at=now(), attempts=File.attempts + 1)
-                .returning(*_JOB_COLUMNS)
-                .execution_options(synchronize_session=False)
-            ))  # fmt: skip
+            claimed = await queue.claim(session, limit)
             await session.commit()
-        return [_file_job(row) for row in sorted(claimed, key=lambda row: row.created_at)]
+        return claimed
 
     async def _prepare(self, file: FileJob) -> Job | None:
         if self.dedicated is not None:  # a knowledge base with an index of its own (ingest.indexes, #19)
@@ -316,11 +296,9 @@ class IngestWorker:
         deleted: list[Job] = []
         async with self.sessions() as session:
             for job in jobs:
-                if not job.complete and not await _set_progress(session, job.file.id, chunks_done=job.written):
+                if not job.complete and not await queue.set_progress(session, job.file.id, chunks_done=job.written):
                     deleted.append(job)
-            ids = [job.file.id for job in done]
-            rows = await session.execute(select(File.id, File.tags, File.meta).where(File.id.in_(ids))) if ids else ()
-            labels = {row.id: (list(row.tags or []), dict(row.meta or {})) for row in rows}
+            labels = await queue.current_labels(session, [job.file.id for job in done])
             await session.commit()
         for job in [*deleted, *(j for j in done if j.file.id not in labels)]:
             await self._drop_deleted(job)  # deleted while we worked: delete wins
@@ -335,7 +313,7 @@ class IngestWorker:
                 embed_ms = (time.perf_counter() - (job.embed_started or time.perf_counter())) * 1000
                 values = {"status": "ready", "error": None, "embed_ms": embed_ms, "finished_at": now(),
                           "chunks_done": job.written, **job.deferred}  # fmt: skip
-                if not await _set_progress(session, job.file.id, **values):
+                if not await queue.set_progress(session, job.file.id, **values):
                     stale.append(job)
             await session.commit()
         for job in stale:
@@ -419,61 +397,21 @@ class IngestWorker:
     async def _progress(self, file_id: str, **values: object) -> bool:
         """Update progress; False when the file was deleted meanwhile."""
         async with self.sessions() as session:
-            updated = await _set_progress(session, file_id, **values)
+            updated = await queue.set_progress(session, file_id, **values)
             await session.commit()
             return updated
 
     async def _postpone(self, file: FileJob, exc: Unavailable) -> None:
         log.warning("ingest of %s waits: %s", file.id, exc.message)
         async with self.sessions() as session:
-            await session.execute(update(File).where(File.id == file.id).values(
-                status="queued", attempts=File.attempts - 1, next_attempt_at=now() + exc.retry_after,
-                error=f"waiting: {exc.message}"[:500], updated_at=now(),
-            ))  # fmt: skip
+            await queue.postpone(session, file.id, f"waiting: {exc.message}", exc.retry_after)
             await session.commit()
 
     async def _fail(self, file: FileJob, reason: str, *, retry: bool) -> None:
         with contextlib.suppress(Exception):
             await self.store.delete_file(file.workspace_id, file.id)
         async with self.sessions() as session:
-            row = await session.get(File, file.id)
-            if row is None:
-                return
-            if retry and row.attempts < self.config.max_attempts:
-                row.status, row.next_attempt_at = "queued", now() + 2.0**row.attempts
-            else:
-                row.status, row.finished_at = "failed", now()
-            row.error, row.updated_at = reason, now()
-            failed = row.status == "failed"
+            failed = await queue.fail(session, file.id, reason, retry=retry, max_attempts=self.config.max_attempts)
             await session.commit()
         if failed:
             self._tell(file, "file.failed", error=reason)
-
-
-async def _set_progress(session: AsyncSession, file_id: str, **values: object) -> bool:
-    result = await session.execute(
-        update(File).where(File.id == file_id, File.status == "processing").values(updated_at=now(), **values)
-    )
-    return getattr(result, "rowcount", 0) == 1
-
-
-_JOB_COLUMNS = (
-    File.id, File.workspace_id, File.kb_id, File.name, File.sha256, File.file_type, File.tags, File.meta,
-    File.created_at, File.attempts, File.chunks_total,
-)  # fmt: skip
-
-
-def _file_job(row: Any) -> FileJob:
-    """A claimed file (a row of ``_JOB_COLUMNS``, read after the claim counted this attempt)."""
-    return FileJob(
-        id=row.id,
-        workspace_id=row.workspace_id,
-        kb_id=row.kb_id,
-        name=row.name,
-        sha256=row.sha256,
-        file_type=row.file_type,
-        tags=list(row.tags or []),
-        metadata=dict(row.meta or {}),
-        created_at=row.created_at,
-        fresh=row.attempts == 1 and not row.chunks_total,
-    )
