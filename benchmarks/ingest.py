@@ -4,9 +4,10 @@
 
 Prints one JSON object, then a short table, and writes the object to ``--out``/ingest.json. Each case runs in a
 fresh data directory, with the ingest worker running while the files upload (as in a server; ``upload_s`` is how
-long the uploads took, within ``wall_s``). ``raw_embedder`` is the floor the pipeline is measured against: the same SciFact chunks
-(parsed and chunked in-process, as the worker does) embedded by the bare model in batches of the pipeline's size,
-in file order, on the same number of threads; ``pipeline_vs_raw`` is the pipeline's chunks/s over it.
+long the uploads took, within ``wall_s``). ``raw_embedder`` is the floor the pipeline is measured against: the
+same SciFact chunks (parsed and chunked in-process, as the worker does) embedded by the bare model in batches of
+the pipeline's size, in file order, on the same number of threads; ``pipeline_vs_raw`` is the pipeline's chunks/s
+over it.
 """
 
 from __future__ import annotations
