@@ -101,7 +101,7 @@ async def profile(args: argparse.Namespace) -> dict[str, Any]:
                     best = timed("  map to files + group", lambda h=hits: _group(store, h, args.top_k))
                     records = timed("  retrieve payloads", lambda b=best: shard.retrieve(b, True, False))
                     timed("  decode payloads", lambda r=records: chunks_from_payloads([x.payload for x in r]))
-                    from engine.stores.edge import _query_request
+                    from engine.stores.edge_requests import query_request as _query_request
 
                     request_p = _query_request(msgspec.structs.replace(query, group_by="chunk", limit=candidates),
                                                conditions, "global", True)  # fmt: skip

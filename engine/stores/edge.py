@@ -29,20 +29,13 @@ from typing import Any, TypeVar
 import anyio.to_thread
 import qdrant_edge as qe
 
-from engine.errors import Conflict, EngineError, InvalidInput
+from engine.errors import EngineError
 from engine.stores._common import (
-    DENSE_VECTOR,
-    PAYLOAD_INDEXES,
     PUBLISHED,
-    RRF_K,
-    SPARSE_VECTOR,
     VISIBILITY_FIELD,
     Condition,
     IdfScope,
-    IndexKind,
     MatchCondition,
-    RangeCondition,
-    candidate_limit,
     check_points,
     check_query,
     chunk_from_payload,
@@ -51,8 +44,6 @@ from engine.stores._common import (
     files_conditions,
     filter_conditions,
     label_payload,
-    point_payload,
-    prefetch_limit,
     workspace_conditions,
 )
 from engine.stores.edge_files import FileMap, point_key
@@ -65,11 +56,17 @@ from engine.stores.edge_index import (
     recover_swap,
     unindexed_at_open,
 )
+from engine.stores.edge_requests import (
+    edge_filter,
+    edge_point,
+    ensure_payload_indexes,
+    open_shard,
+    query_request,
+    translate_errors,
+)
 from engine.types import ChunkRecord, MetadataValue, ScoredChunk, SearchFilters, VectorPoint, VectorQuery
 
 T = TypeVar("T")
-
-_IN_USE = "data directory is in use by another Ragline process"
 
 
 class EdgeVectorStore(BackgroundIndexing):
@@ -117,9 +114,9 @@ class EdgeVectorStore(BackgroundIndexing):
         self._replay: list[qe.UpdateOperation] | None = None  # writes since the build's copy, while one runs
         self._next_index_check = 0.0
         recover_swap(self.path)
-        self._shard = _open_shard(self.path, dim)
+        self._shard = open_shard(self.path, dim)
         try:
-            _ensure_payload_indexes(self._shard)
+            ensure_payload_indexes(self._shard)
         except BaseException:
             self._shard.close()
             raise
@@ -133,7 +130,7 @@ class EdgeVectorStore(BackgroundIndexing):
             return
         check_points(points, self.dim)
         # Converting 1000 points to edge objects takes ~0.2 s of CPU: do it in the worker, off the event loop.
-        await self._write(lambda: qe.UpdateOperation.upsert_points([_edge_point(point) for point in points]))
+        await self._write(lambda: qe.UpdateOperation.upsert_points([edge_point(point) for point in points]))
         self._files.learn_points(points)
         self._unindexed += len(points)
         if self.index_threshold is not None and self._unindexed >= self.index_threshold:
@@ -143,14 +140,14 @@ class EdgeVectorStore(BackgroundIndexing):
         """Make all chunks of these files searchable in a single WAL operation."""
         if not file_ids:
             return
-        target = _edge_filter(files_conditions(workspace_id, file_ids, published_only=False))
+        target = edge_filter(files_conditions(workspace_id, file_ids, published_only=False))
         await self._write(lambda: qe.UpdateOperation.set_payload_by_filter(target, {VISIBILITY_FIELD: PUBLISHED}))
 
     async def relabel_file(
         self, workspace_id: str, file_id: str, *, tags: Sequence[str], metadata: Mapping[str, MetadataValue]
     ) -> None:
         """Replace tags and metadata on every chunk of one file in a single WAL operation."""
-        target = _edge_filter(file_conditions(workspace_id, file_id, published_only=False))
+        target = edge_filter(file_conditions(workspace_id, file_id, published_only=False))
         labels = label_payload(tags, metadata)
         await self._write(lambda: qe.UpdateOperation.set_payload_by_filter(target, labels))
 
@@ -192,10 +189,10 @@ class EdgeVectorStore(BackgroundIndexing):
             if scope == "workspace" and query.mode != "dense" and self._alone(query.filters.workspace_id, before):
                 scope = "global"
             if needed is not conditions or scope != self.idf_scope:
-                hits = self._shard.query(_query_request(query, needed, scope, with_payload))
+                hits = self._shard.query(query_request(query, needed, scope, with_payload))
                 if self._writes == before:
                     return hits
-        return self._shard.query(_query_request(query, conditions, self.idf_scope, with_payload))
+        return self._shard.query(query_request(query, conditions, self.idf_scope, with_payload))
 
     def _alone(self, workspace_id: str, writes: int) -> bool:
         """Whether every point in the shard is a published point of this workspace and the shard-wide term
@@ -229,7 +226,7 @@ class EdgeVectorStore(BackgroundIndexing):
         if known is not None:
             return known
         total = self._shard.count(qe.CountRequest(exact=True))
-        matching = qe.CountRequest(exact=True, filter=_edge_filter([*conditions]))
+        matching = qe.CountRequest(exact=True, filter=edge_filter([*conditions]))
         every = total > 0 and self._shard.count(matching) == total
         if self._writes == writes and len(matched) < 64:  # a count that overlapped a write is not kept
             matched[conditions] = every
@@ -241,7 +238,7 @@ class EdgeVectorStore(BackgroundIndexing):
         if not wanted:
             return []
         conditions = [*file_conditions(workspace_id, file_id), MatchCondition("ordinal", tuple(wanted))]
-        request = qe.ScrollRequest(limit=len(wanted), filter=_edge_filter(conditions), with_payload=True)
+        request = qe.ScrollRequest(limit=len(wanted), filter=edge_filter(conditions), with_payload=True)
         records, _ = await self._read(lambda: self._shard.scroll(request))
         return sorted((chunk_from_payload(record.payload) for record in records), key=lambda c: c.ordinal)
 
@@ -250,23 +247,23 @@ class EdgeVectorStore(BackgroundIndexing):
         conditions = filter_conditions(filters)
         if conditions is None:
             return 0
-        request = qe.CountRequest(exact=True, filter=_edge_filter(conditions))
+        request = qe.CountRequest(exact=True, filter=edge_filter(conditions))
         return await self._read(lambda: self._shard.count(request))
 
     async def delete_file(self, workspace_id: str, file_id: str) -> None:
         """Delete every point of one file, published or not."""
         target = file_conditions(workspace_id, file_id, published_only=False)
-        await self._write(lambda: qe.UpdateOperation.delete_points_by_filter(_edge_filter(target)))
+        await self._write(lambda: qe.UpdateOperation.delete_points_by_filter(edge_filter(target)))
 
     async def delete_kb(self, workspace_id: str, kb_id: str) -> None:
         """Delete every point of one knowledge base, published or not."""
         target = [*workspace_conditions(workspace_id, published_only=False), MatchCondition("kb_id", (kb_id,))]
-        await self._write(lambda: qe.UpdateOperation.delete_points_by_filter(_edge_filter(target)))
+        await self._write(lambda: qe.UpdateOperation.delete_points_by_filter(edge_filter(target)))
 
     async def purge_files(self, file_ids: Sequence[str]) -> None:
         """Delete every point of these files whatever their workspace (orphans after a crash)."""
         if file_ids:
-            target = _edge_filter([MatchCondition("file_id", tuple(file_ids))])
+            target = edge_filter([MatchCondition("file_id", tuple(file_ids))])
             await self._write(lambda: qe.UpdateOperation.delete_points_by_filter(target))
 
     async def file_ids(self) -> set[str]:
@@ -330,125 +327,27 @@ class EdgeVectorStore(BackgroundIndexing):
     def _read_sync(self, call: Callable[..., T], *args: Any) -> T:
         with self._gate.read():
             self._require_open()
-            return _translate_errors(call, *args)
+            return translate_errors(call, *args)
 
     async def _write(self, operation: Callable[[], qe.UpdateOperation]) -> None:
         self._require_open()
         await anyio.to_thread.run_sync(self._write_sync, operation)
 
     def _write_sync(self, operation: Callable[[], qe.UpdateOperation]) -> None:
-        update = _translate_errors(operation)
+        update = translate_errors(operation)
         with self._write_lock:
             self._require_open()
             self._writes += 1
             try:
-                _translate_errors(self._shard.update, update)
+                translate_errors(self._shard.update, update)
                 if self._replay is not None:
                     self._replay.append(update)  # the build copy predates it: applied again after the swap
             finally:
                 self._writes += 1
 
     def _reopen(self) -> qe.EdgeShard:
-        return _open_shard(self.path, self.dim)
+        return open_shard(self.path, self.dim)
 
     def _require_open(self) -> None:
         if self._closed:
             raise EngineError("vector store is closed", code="store_closed")
-
-
-def _edge_config(dim: int) -> qe.EdgeConfig:
-    return qe.EdgeConfig(
-        vectors={DENSE_VECTOR: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
-        sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
-    )
-
-
-def _open_shard(path: Path, dim: int) -> qe.EdgeShard:
-    config = _edge_config(dim)
-    try:
-        if (path / "edge_config.json").exists():
-            return qe.EdgeShard.load(str(path), config)
-        path.mkdir(parents=True, exist_ok=True)
-        return qe.EdgeShard.create(str(path), config)
-    except Exception as exc:
-        if "WouldBlock" in str(exc):
-            raise Conflict(f"{_IN_USE}: {path} (stop the other process, or set QDRANT_URL)") from exc
-        raise EngineError(f"cannot open the vector store at {path}: {exc}", code="store_unavailable") from exc
-
-
-def _ensure_payload_indexes(shard: qe.EdgeShard) -> None:
-    existing = set(shard.info().payload_schema)
-    for field, kind in PAYLOAD_INDEXES.items():
-        if field not in existing:
-            shard.update(qe.UpdateOperation.create_field_index(field, _index_schema(kind)))
-
-
-def _index_schema(kind: IndexKind) -> qe.PayloadSchemaType | qe.KeywordIndexParams:
-    if kind == "tenant":
-        # Tenant index: segments are laid out per workspace, so workspace-filtered scans stay local.
-        return qe.KeywordIndexParams(is_tenant=True)
-    schema_types = {
-        "keyword": qe.PayloadSchemaType.Keyword,
-        "integer": qe.PayloadSchemaType.Integer,
-        "float": qe.PayloadSchemaType.Float,
-    }
-    return schema_types[kind]
-
-
-def _edge_point(point: VectorPoint) -> qe.Point:
-    vectors: dict[str, list[float] | qe.SparseVector] = {DENSE_VECTOR: list(point.dense)}
-    if point.sparse is not None:
-        vectors[SPARSE_VECTOR] = qe.SparseVector(list(point.sparse.indices), list(point.sparse.values))
-    return qe.Point(point.chunk.id, vectors, point_payload(point))  # type: ignore[arg-type]
-
-
-def _query_request(
-    query: VectorQuery, conditions: list[Condition], idf_scope: IdfScope, with_payload: bool = True
-) -> qe.QueryRequest:
-    flt = _edge_filter(conditions) if conditions else None
-    limit = candidate_limit(query)
-    sparse_params = None
-    if idf_scope == "workspace":
-        corpus = _edge_filter(workspace_conditions(query.filters.workspace_id))
-        sparse_params = qe.SearchParams(idf=qe.IdfParams(corpus=corpus))
-    dense = qe.Query.Nearest(list(query.dense or []), using=DENSE_VECTOR)
-    sparse = None
-    if query.sparse is not None:
-        sparse = qe.Query.Nearest(
-            qe.SparseVector(list(query.sparse.indices), list(query.sparse.values)), using=SPARSE_VECTOR
-        )
-    if query.mode == "dense":
-        return qe.QueryRequest(limit=limit, query=dense, filter=flt, with_payload=with_payload)
-    if query.mode == "sparse":
-        return qe.QueryRequest(limit=limit, query=sparse, filter=flt, with_payload=with_payload, params=sparse_params)
-    prefetches = [qe.Prefetch(limit=prefetch_limit(query), query=dense, filter=flt)]
-    if query.sparse is not None and query.sparse.indices:
-        prefetches.append(qe.Prefetch(limit=prefetch_limit(query), query=sparse, filter=flt, params=sparse_params))
-    # The stubs declare Fusion.Rrf/Dbsf as nested classes rather than as the Fusion the runtime accepts.
-    fusion: qe.Fusion = qe.Fusion.Rrf(k=RRF_K) if query.fusion == "rrf" else qe.Fusion.Dbsf()  # type: ignore[assignment]
-    return qe.QueryRequest(limit=limit, prefetches=prefetches, query=fusion, filter=flt, with_payload=with_payload)
-
-
-def _edge_filter(conditions: list[Condition]) -> qe.Filter:
-    return qe.Filter(must=[_edge_condition(condition) for condition in conditions])
-
-
-def _edge_condition(condition: Condition) -> qe.FieldCondition:
-    if isinstance(condition, RangeCondition):
-        bounds = qe.RangeFloat(gte=condition.gte, lt=condition.lt, lte=condition.lte)
-        return qe.FieldCondition(condition.key, range=bounds)
-    values = condition.values
-    if len(values) == 1:
-        return qe.FieldCondition(condition.key, match=qe.MatchValue(values[0]))
-    return qe.FieldCondition(condition.key, match=qe.MatchAny(list(values)))  # type: ignore[arg-type]
-
-
-def _translate_errors(call: Callable[..., T], *args: Any) -> T:
-    try:
-        return call(*args)
-    except ValueError as exc:  # bad point ids, malformed vectors
-        raise InvalidInput(str(exc)) from exc
-    except Exception as exc:
-        if "dimension error" in str(exc):
-            raise InvalidInput(str(exc)) from exc
-        raise EngineError(f"vector store error: {exc}", code="store_error") from exc

@@ -1,0 +1,129 @@
+"""What ``EdgeVectorStore`` sends a qdrant-edge shard: its config and opening, payload indexes, points, query
+requests and filters built from Ragline's types, and the shard's errors turned into Ragline's."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import qdrant_edge as qe
+
+from engine.errors import Conflict, EngineError, InvalidInput
+from engine.stores._common import (
+    DENSE_VECTOR,
+    PAYLOAD_INDEXES,
+    RRF_K,
+    SPARSE_VECTOR,
+    Condition,
+    IdfScope,
+    IndexKind,
+    RangeCondition,
+    candidate_limit,
+    point_payload,
+    prefetch_limit,
+    workspace_conditions,
+)
+from engine.types import VectorPoint, VectorQuery
+
+T = TypeVar("T")
+
+_IN_USE = "data directory is in use by another Ragline process"
+
+
+def edge_config(dim: int) -> qe.EdgeConfig:
+    return qe.EdgeConfig(
+        vectors={DENSE_VECTOR: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
+        sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+    )
+
+
+def open_shard(path: Path, dim: int) -> qe.EdgeShard:
+    config = edge_config(dim)
+    try:
+        if (path / "edge_config.json").exists():
+            return qe.EdgeShard.load(str(path), config)
+        path.mkdir(parents=True, exist_ok=True)
+        return qe.EdgeShard.create(str(path), config)
+    except Exception as exc:
+        if "WouldBlock" in str(exc):
+            raise Conflict(f"{_IN_USE}: {path} (stop the other process, or set QDRANT_URL)") from exc
+        raise EngineError(f"cannot open the vector store at {path}: {exc}", code="store_unavailable") from exc
+
+
+def ensure_payload_indexes(shard: qe.EdgeShard) -> None:
+    existing = set(shard.info().payload_schema)
+    for field, kind in PAYLOAD_INDEXES.items():
+        if field not in existing:
+            shard.update(qe.UpdateOperation.create_field_index(field, index_schema(kind)))
+
+
+def index_schema(kind: IndexKind) -> qe.PayloadSchemaType | qe.KeywordIndexParams:
+    if kind == "tenant":
+        # Tenant index: segments are laid out per workspace, so workspace-filtered scans stay local.
+        return qe.KeywordIndexParams(is_tenant=True)
+    schema_types = {
+        "keyword": qe.PayloadSchemaType.Keyword,
+        "integer": qe.PayloadSchemaType.Integer,
+        "float": qe.PayloadSchemaType.Float,
+    }
+    return schema_types[kind]
+
+
+def edge_point(point: VectorPoint) -> qe.Point:
+    vectors: dict[str, list[float] | qe.SparseVector] = {DENSE_VECTOR: list(point.dense)}
+    if point.sparse is not None:
+        vectors[SPARSE_VECTOR] = qe.SparseVector(list(point.sparse.indices), list(point.sparse.values))
+    return qe.Point(point.chunk.id, vectors, point_payload(point))  # type: ignore[arg-type]
+
+
+def query_request(
+    query: VectorQuery, conditions: list[Condition], idf_scope: IdfScope, with_payload: bool = True
+) -> qe.QueryRequest:
+    flt = edge_filter(conditions) if conditions else None
+    limit = candidate_limit(query)
+    sparse_params = None
+    if idf_scope == "workspace":
+        corpus = edge_filter(workspace_conditions(query.filters.workspace_id))
+        sparse_params = qe.SearchParams(idf=qe.IdfParams(corpus=corpus))
+    dense = qe.Query.Nearest(list(query.dense or []), using=DENSE_VECTOR)
+    sparse = None
+    if query.sparse is not None:
+        sparse = qe.Query.Nearest(
+            qe.SparseVector(list(query.sparse.indices), list(query.sparse.values)), using=SPARSE_VECTOR
+        )
+    if query.mode == "dense":
+        return qe.QueryRequest(limit=limit, query=dense, filter=flt, with_payload=with_payload)
+    if query.mode == "sparse":
+        return qe.QueryRequest(limit=limit, query=sparse, filter=flt, with_payload=with_payload, params=sparse_params)
+    prefetches = [qe.Prefetch(limit=prefetch_limit(query), query=dense, filter=flt)]
+    if query.sparse is not None and query.sparse.indices:
+        prefetches.append(qe.Prefetch(limit=prefetch_limit(query), query=sparse, filter=flt, params=sparse_params))
+    # The stubs declare Fusion.Rrf/Dbsf as nested classes rather than as the Fusion the runtime accepts.
+    fusion: qe.Fusion = qe.Fusion.Rrf(k=RRF_K) if query.fusion == "rrf" else qe.Fusion.Dbsf()  # type: ignore[assignment]
+    return qe.QueryRequest(limit=limit, prefetches=prefetches, query=fusion, filter=flt, with_payload=with_payload)
+
+
+def edge_filter(conditions: list[Condition]) -> qe.Filter:
+    return qe.Filter(must=[edge_condition(condition) for condition in conditions])
+
+
+def edge_condition(condition: Condition) -> qe.FieldCondition:
+    if isinstance(condition, RangeCondition):
+        bounds = qe.RangeFloat(gte=condition.gte, lt=condition.lt, lte=condition.lte)
+        return qe.FieldCondition(condition.key, range=bounds)
+    values = condition.values
+    if len(values) == 1:
+        return qe.FieldCondition(condition.key, match=qe.MatchValue(values[0]))
+    return qe.FieldCondition(condition.key, match=qe.MatchAny(list(values)))  # type: ignore[arg-type]
+
+
+def translate_errors(call: Callable[..., T], *args: Any) -> T:
+    try:
+        return call(*args)
+    except ValueError as exc:  # bad point ids, malformed vectors
+        raise InvalidInput(str(exc)) from exc
+    except Exception as exc:
+        if "dimension error" in str(exc):
+            raise InvalidInput(str(exc)) from exc
+        raise EngineError(f"vector store error: {exc}", code="store_error") from exc
