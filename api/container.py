@@ -63,10 +63,11 @@ from engine.stores import create_vector_store
 from engine.stores.collections import collections_for
 from ingest.blobs import BlobStore
 from ingest.indexes import DedicatedIngest, SqlIndexDirectory
+from ingest.prepare import IngestConfig
 from ingest.preview import IngestPreviewer
 from ingest.service import KnowledgeService
 from ingest.switch import IndexSwitcher
-from ingest.worker import IngestConfig, IngestWorker
+from ingest.worker import IngestWorker
 
 log = logging.getLogger("ragline")
 

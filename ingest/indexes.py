@@ -27,8 +27,8 @@ from engine.ports import Collections, Embedder, SparseEncoder, VectorStore
 from engine.routing import Index, WorkspaceRoutes
 from ingest.blobs import BlobStore
 from ingest.pipeline import FileJob, Job, Slice, vector_points
-from ingest.preview import parse_and_chunk
-from ingest.worker import EMBED_BATCH, IngestConfig
+from ingest.prepare import IngestConfig, parse_and_chunk
+from ingest.worker import EMBED_BATCH
 
 log = logging.getLogger("ragline.ingest")
 ROUTES_TTL_S = 1.0

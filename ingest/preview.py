@@ -19,7 +19,6 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import PurePath
 from typing import BinaryIO
 
 import anyio.to_thread
@@ -33,40 +32,17 @@ from engine.errors import EngineError, InvalidInput, PayloadTooLarge
 from engine.ids import now
 from engine.ports import Embedder, SparseEncoder
 from engine.routing import Index
-from ingest.chunking import ChunkDraft, TokenWindow, chunk_document
+from ingest.chunking import ChunkDraft
 from ingest.loaders import detect_file_type
-from ingest.parsed import ParsedDocument, ParseFailure
-from ingest.sandbox import parse_untrusted
+from ingest.parsed import ParsedDocument
+from ingest.prepare import IngestConfig, PermanentFailure, parse_and_chunk
 from ingest.service import SNIFF_BYTES, sanitize_filename
-from ingest.worker import EMBED_BATCH, IngestConfig, PermanentFailure
+from ingest.worker import EMBED_BATCH
 
 # the knowledge base's own index, if it has one (ingest.indexes.SqlIndexDirectory.live_index)
 IndexLookup = Callable[[str, str], Awaitable[Index | None]]
 CALIBRATION_BATCHES = 2  # batches of EMBED_BATCH synthetic chunks per measurement (~1 s of CPU at 200 tokens)
 DEFAULT_TTL_S = 300.0
-
-
-def parse_and_chunk(
-    data: bytes, file_type: str, name: str, *, config: IngestConfig, window: TokenWindow
-) -> tuple[ParsedDocument, list[ChunkDraft]]:
-    """Parse (``parse_untrusted``) and chunk a file exactly as the ingest worker does (blocking: call it in a thread).
-
-    Raises:
-        PermanentFailure: The file cannot be parsed or has no text (the ingest would fail with this reason).
-        InvalidInput: The file produces more than ``config.max_chunks`` chunks.
-    """
-    parsed = parse_untrusted(data, file_type, timeout_s=config.parse_timeout_s, memory_mb=config.parse_memory_mb)
-    if isinstance(parsed, ParseFailure):
-        raise PermanentFailure(parsed.reason)
-    drafts = chunk_document(
-        parsed, chunk_tokens=config.chunk_tokens, overlap=config.chunk_overlap, max_chunks=config.max_chunks,
-        # the document's own title beats its file name; a bare id like "4983.md" is noise
-        title=parsed.title or PurePath(name).stem, window=window,
-    )  # fmt: skip
-    if not drafts:  # nothing with a letter or digit in it: nothing search could find
-        detail = "; ".join(w for w in parsed.warnings if w.startswith("text layer looks broken"))
-        raise PermanentFailure(f"the file contains no text ({detail})" if detail else "the file contains no text")
-    return parsed, drafts
 
 
 class Throughput(msgspec.Struct, frozen=True, kw_only=True):

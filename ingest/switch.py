@@ -38,8 +38,8 @@ from engine.retrieval import Retriever
 from engine.routing import Index
 from ingest.blobs import BlobStore
 from ingest.indexes import SqlIndexDirectory, embed_file_into, file_job
+from ingest.prepare import IngestConfig
 from ingest.switch_views import IndexInfo, SwitchInfo
-from ingest.worker import IngestConfig
 
 log = logging.getLogger("ragline.ingest")
 ACTIVE = ("building", "evaluating", "ready")

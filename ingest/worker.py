@@ -19,8 +19,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from pathlib import PurePath
 from typing import Any
 
 import anyio.to_thread
@@ -33,14 +31,12 @@ from engine.errors import EngineError, Unavailable
 from engine.ports import Embedder, SparseEncoder, VectorStore
 from ingest import queue
 from ingest.blobs import BlobStore
-from ingest.chunking import chunk_document
-from ingest.parsed import ParseFailure
 from ingest.pipeline import Batch, FileJob, Job, chunk_id, take_batch, vector_points, waiting_chunks
+from ingest.prepare import IngestConfig, PermanentFailure, parse_and_chunk
 from ingest.queue import Labels
-from ingest.sandbox import parse_untrusted
 
 log = logging.getLogger("ragline.ingest")
-__all__ = ["EMBED_BATCH", "IngestConfig", "IngestWorker", "PermanentFailure", "chunk_id"]
+__all__ = ["EMBED_BATCH", "IngestWorker", "chunk_id"]
 
 # Chunks per embedding call. The int8 model's throughput is flat from 32 up (stack-findings §2); the
 # batch fills across files, so a corpus of short files gets full batches too.
@@ -50,21 +46,6 @@ POLL_INTERVAL_S = 1.0
 PREPARED_AHEAD = 4 * EMBED_BATCH
 # Files marked processing per claim (one statement, one commit); the preparers share them.
 CLAIM_AT_ONCE = 8
-
-
-class PermanentFailure(Exception):
-    """The file itself is the problem: retrying cannot help."""
-
-
-@dataclass(frozen=True)
-class IngestConfig:
-    chunk_tokens: int = 200
-    chunk_overlap: int = 40
-    max_chunks: int = 20_000
-    parse_timeout_s: float = 60.0
-    parse_memory_mb: int = 1536
-    max_attempts: int = 3
-    workers: int = 1  # preparers beyond the first two (parsing overlaps the embedding either way)
 
 
 # Ingests a file of a knowledge base that has a collection of its own (``ingest.indexes.DedicatedIngest``):
@@ -203,27 +184,9 @@ class IngestWorker:
                 return None
         started = time.perf_counter()
         data = await anyio.to_thread.run_sync(self.blobs.read, file.sha256)
-        parsed = await anyio.to_thread.run_sync(
-            lambda: parse_untrusted(
-                data, file.file_type, timeout_s=self.config.parse_timeout_s, memory_mb=self.config.parse_memory_mb
-            )
+        parsed, drafts = await anyio.to_thread.run_sync(
+            lambda: parse_and_chunk(data, file.file_type, file.name, config=self.config, window=self.embedder)
         )
-        if isinstance(parsed, ParseFailure):
-            raise PermanentFailure(parsed.reason)
-        drafts = await anyio.to_thread.run_sync(
-            lambda: chunk_document(
-                parsed,
-                chunk_tokens=self.config.chunk_tokens,
-                overlap=self.config.chunk_overlap,
-                max_chunks=self.config.max_chunks,
-                # the document's own title beats its file name; a bare id like "4983.md" is noise
-                title=parsed.title or PurePath(file.name).stem,
-                window=self.embedder,
-            )
-        )
-        if not drafts:  # nothing with a letter or digit in it: nothing search could find
-            detail = "; ".join(w for w in parsed.warnings if w.startswith("text layer looks broken"))
-            raise PermanentFailure(f"the file contains no text ({detail})" if detail else "the file contains no text")
         progress = {
             "pages_total": parsed.pages_total, "pages_done": parsed.pages_total, "chunks_total": len(drafts),
             "parse_ms": (time.perf_counter() - started) * 1000, "warnings": list(parsed.warnings),
