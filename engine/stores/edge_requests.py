@@ -31,7 +31,7 @@ T = TypeVar("T")
 _IN_USE = "data directory is in use by another Ragline process"
 
 
-def edge_config(dim: int) -> qe.EdgeConfig:
+def _edge_config(dim: int) -> qe.EdgeConfig:
     return qe.EdgeConfig(
         vectors={DENSE_VECTOR: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
         sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
@@ -39,7 +39,7 @@ def edge_config(dim: int) -> qe.EdgeConfig:
 
 
 def open_shard(path: Path, dim: int) -> qe.EdgeShard:
-    config = edge_config(dim)
+    config = _edge_config(dim)
     try:
         if (path / "edge_config.json").exists():
             return qe.EdgeShard.load(str(path), config)
@@ -55,10 +55,10 @@ def ensure_payload_indexes(shard: qe.EdgeShard) -> None:
     existing = set(shard.info().payload_schema)
     for field, kind in PAYLOAD_INDEXES.items():
         if field not in existing:
-            shard.update(qe.UpdateOperation.create_field_index(field, index_schema(kind)))
+            shard.update(qe.UpdateOperation.create_field_index(field, _index_schema(kind)))
 
 
-def index_schema(kind: IndexKind) -> qe.PayloadSchemaType | qe.KeywordIndexParams:
+def _index_schema(kind: IndexKind) -> qe.PayloadSchemaType | qe.KeywordIndexParams:
     if kind == "tenant":
         # Tenant index: segments are laid out per workspace, so workspace-filtered scans stay local.
         return qe.KeywordIndexParams(is_tenant=True)
@@ -105,10 +105,10 @@ def query_request(
 
 
 def edge_filter(conditions: list[Condition]) -> qe.Filter:
-    return qe.Filter(must=[edge_condition(condition) for condition in conditions])
+    return qe.Filter(must=[_edge_condition(condition) for condition in conditions])
 
 
-def edge_condition(condition: Condition) -> qe.FieldCondition:
+def _edge_condition(condition: Condition) -> qe.FieldCondition:
     if isinstance(condition, RangeCondition):
         bounds = qe.RangeFloat(gte=condition.gte, lt=condition.lt, lte=condition.lte)
         return qe.FieldCondition(condition.key, range=bounds)
