@@ -23,7 +23,7 @@ from api.services.identity import Principal
 from api.services.model_configs import PROVIDERS, ProviderInfo
 from api.services.prompt_runtime import PromptServed, PromptSnapshot, Variant, etag_matches
 from api.services.prompt_templates import PromptMessage
-from api.services.prompts import LiveInfo, PromptFields, PromptInfo, VersionInfo
+from api.services.prompt_views import LiveInfo, PromptFields, PromptInfo, VersionInfo
 from api.services.runs import PromptRun
 from engine.errors import InvalidInput
 

@@ -1,5 +1,6 @@
 """Prompts: per-workspace templates with a draft, immutable numbered versions, a live version per environment,
-A/B rollouts, and the runtime fetch (``api.services.prompt_runtime``). Templates: ``api.services.prompt_templates``.
+A/B rollouts, and the runtime fetch (``api.services.prompt_runtime``). Templates: ``api.services.prompt_templates``;
+what the API returns and accepts: ``api.services.prompt_views``; live versions: ``api.services.prompt_deployments``.
 
 Publishing snapshots the draft as version ``latest + 1`` (author, note) and makes it live in one environment;
 rolling back makes an earlier version live there again (versions are never rewritten); both end a rollout
@@ -11,9 +12,7 @@ with the environment's before/after merged in.
 
 from __future__ import annotations
 
-import builtins
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -24,90 +23,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api.services.environments import EnvironmentService
 from api.services.identity import Principal
 from api.services.model_configs import ModelConfigService
+from api.services.prompt_deployments import check_variants, deploy, live_by_prompt, live_environments, version_row
 from api.services.prompt_runtime import PromptRuntime, PromptSnapshot, ResolvedPrompt, Variant
-from api.services.prompt_templates import PromptMessage, VariableDef, check_messages
-from engine.db.models import Agent, Environment, Prompt, PromptDeployment, PromptVersion, new_id, now
+from api.services.prompt_templates import check_messages
+from api.services.prompt_views import LiveInfo, PromptFields, PromptInfo, VersionInfo
+from engine.db.models import Agent, Prompt, PromptDeployment, PromptVersion, new_id, now
 from engine.db.paging import fetch_page
 from engine.db.scoped import get_in_workspace
-from engine.errors import Conflict, InvalidInput, NotFound
-from engine.ids import utc
+from engine.errors import Conflict, InvalidInput
 from ingest.views import Page
 
 OUTPUT_FORMATS = ("text", "json")
 PARAMS = ("temperature", "max_tokens", "top_p", "timeout_s")  # max_tokens, top_p: through a model configuration
 MAX_SCHEMA_BYTES = 65_536
-
-
-class LiveInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """A prompt in one environment: its live version and rollout."""
-
-    prompt_id: str
-    environment_id: str
-    environment: str
-    live_version: int | None  # None: nothing published there yet
-    rollout: list[Variant] | None
-    updated_by: str | None
-    updated_at: datetime | None
-
-
-class PromptInfo(msgspec.Struct, frozen=True, kw_only=True):
-    id: str
-    key: str
-    name: str
-    description: str
-    category: str
-    tags: list[str]
-    messages: list[PromptMessage]  # the draft
-    variables: list[VariableDef]
-    model_config_id: str | None
-    params: dict[str, Any]
-    output_format: str
-    output_schema: dict[str, Any] | None
-    latest_version: int  # 0: never published
-    live: list[LiveInfo]  # per environment where a version is live
-    created_by: str | None
-    created_at: datetime
-    updated_at: datetime
-
-
-class VersionInfo(msgspec.Struct, frozen=True, kw_only=True):
-    id: str
-    prompt_id: str
-    number: int
-    messages: list[PromptMessage]
-    variables: list[VariableDef]
-    model_config_id: str | None
-    params: dict[str, Any]
-    output_format: str
-    output_schema: dict[str, Any] | None
-    note: str
-    author_id: str | None
-    created_at: datetime
-    live_in: list[str]  # environments where it is the live version
-
-    @classmethod
-    def of(cls, row: PromptVersion, live_in: list[str]) -> VersionInfo:
-        snapshot = PromptSnapshot.of(row)
-        return cls(
-            id=row.id, prompt_id=row.prompt_id, number=row.number, **msgspec.structs.asdict(snapshot), note=row.note,
-            author_id=row.author_id, created_at=utc(row.created_at), live_in=live_in,
-        )  # fmt: skip
-
-
-class PromptFields(msgspec.Struct, kw_only=True):
-    """Editable fields; ``None`` keeps a field (``model_config_id: ""`` removes the configuration)."""
-
-    key: str | None = None
-    name: str | None = None
-    description: str | None = None
-    category: str | None = None
-    tags: list[str] | None = None
-    messages: list[PromptMessage] | None = None
-    variables: list[VariableDef] | None = None
-    model_config_id: str | None = None
-    params: dict[str, Any] | None = None
-    output_format: str | None = None
-    output_schema: dict[str, Any] | None = None
 
 
 class PromptService:
@@ -159,8 +87,8 @@ class PromptService:
             where.append(Prompt.id.in_(live_there))
         async with self.sessions() as session:
             total, rows = await fetch_page(session, Prompt, where, [Prompt.key, Prompt.id], page=page, limit=limit)
-            live = await self._live(session, [r.id for r in rows])
-        items = [self._view(r, live.get(r.id, [])) for r in rows]
+            live = await live_by_prompt(session, [r.id for r in rows])
+        items = [PromptInfo.of(r, live.get(r.id, [])) for r in rows]
         return Page(items=items, page=page, limit=limit, total=total)
 
     async def update(self, principal: Principal, prompt_id: str, fields: PromptFields) -> PromptInfo:
@@ -204,7 +132,7 @@ class PromptService:
                 self._touch(row)
                 session.add(version)
                 await session.flush()  # the prompt first: the audit entry is the prompt's, the deployment merged in
-                await self._deploy(session, principal, row, environment.id, number)
+                await deploy(session, principal, row, environment.id, number)
                 try:
                     await session.commit()
                 except IntegrityError:  # a concurrent publish took this number
@@ -220,27 +148,27 @@ class PromptService:
             where = [PromptVersion.prompt_id == prompt_id]
             order = [PromptVersion.number.desc()]
             total, rows = await fetch_page(session, PromptVersion, where, order, page=page, limit=limit)
-            live_in = await self._live_in(session, prompt_id)
+            live_in = await live_environments(session, prompt_id)
         items = [VersionInfo.of(r, live_in.get(r.number, [])) for r in rows]
         return Page(items=items, page=page, limit=limit, total=total)
 
     async def version(self, principal: Principal, prompt_id: str, number: int) -> VersionInfo:
         async with self.sessions() as session:
             await self._row(session, principal, prompt_id)
-            row = await self._version_row(session, prompt_id, number)
-            return VersionInfo.of(row, (await self._live_in(session, prompt_id)).get(number, []))
+            row = await version_row(session, prompt_id, number)
+            return VersionInfo.of(row, (await live_environments(session, prompt_id)).get(number, []))
 
     async def rollback(self, principal: Principal, prompt_id: str, env_ref: str | None, number: int) -> LiveInfo:
         environment = await self.environments.resolve(principal.workspace_id, env_ref)
         async with self.sessions() as session:
             row = await self._row(session, principal, prompt_id)
-            await self._version_row(session, prompt_id, number)
+            await version_row(session, prompt_id, number)
             self._touch(row)
             await session.flush()
-            deployment = await self._deploy(session, principal, row, environment.id, number)
+            deployment = await deploy(session, principal, row, environment.id, number)
             await session.commit()
         self.runtime.invalidate(principal.workspace_id, row.key)
-        return self._live_view(deployment, environment.name)
+        return LiveInfo.of(deployment, environment.name)
 
     async def rollout(self, principal: Principal, prompt_id: str, env_ref: str | None) -> LiveInfo:
         environment = await self.environments.resolve(principal.workspace_id, env_ref)
@@ -250,7 +178,7 @@ class PromptService:
         if deployment is None:
             return LiveInfo(prompt_id=prompt_id, environment_id=environment.id, environment=environment.name,
                             live_version=None, rollout=None, updated_by=None, updated_at=None)  # fmt: skip
-        return self._live_view(deployment, environment.name)
+        return LiveInfo.of(deployment, environment.name)
 
     async def set_rollout(
         self, principal: Principal, prompt_id: str, env_ref: str | None, variants: Sequence[Variant] | None
@@ -258,7 +186,7 @@ class PromptService:
         """Replace the environment's rollout (``None``: end it; everyone gets the live version again)."""
         environment = await self.environments.resolve(principal.workspace_id, env_ref)
         if variants is not None:
-            _check_variants(variants)
+            check_variants(variants)
         async with self.sessions() as session:
             row = await self._row(session, principal, prompt_id)
             deployment = await session.get(PromptDeployment, (prompt_id, environment.id))
@@ -276,7 +204,7 @@ class PromptService:
                 await session.flush()
                 deployment.rollout, deployment.updated_by, deployment.updated_at = rollout, principal.user_id, now()
                 await session.commit()
-            view = self._live_view(deployment, environment.name)
+            view = LiveInfo.of(deployment, environment.name)
         self.runtime.invalidate(principal.workspace_id, row.key)
         return view
 
@@ -317,29 +245,6 @@ class PromptService:
 
     async def _row(self, session: AsyncSession, principal: Principal, prompt_id: str) -> Prompt:
         return await get_in_workspace(session, Prompt, prompt_id, principal.workspace_id, "prompt")
-
-    @staticmethod
-    async def _version_row(session: AsyncSession, prompt_id: str, number: int) -> PromptVersion:
-        row = await session.scalar(
-            select(PromptVersion).where(PromptVersion.prompt_id == prompt_id, PromptVersion.number == number)
-        )
-        if row is None:
-            raise NotFound("prompt version", str(number))
-        return row
-
-    @staticmethod
-    async def _deploy(
-        session: AsyncSession, principal: Principal, row: Prompt, environment_id: str, number: int
-    ) -> PromptDeployment:
-        """Make ``number`` live in the environment; its rollout there ends."""
-        deployment = await session.get(PromptDeployment, (row.id, environment_id))
-        if deployment is None:
-            deployment = PromptDeployment(prompt_id=row.id, environment_id=environment_id,
-                                          workspace_id=row.workspace_id, created_at=now())  # fmt: skip
-            session.add(deployment)
-        deployment.version, deployment.rollout = number, None
-        deployment.updated_by, deployment.updated_at = principal.user_id, now()
-        return deployment
 
     async def _apply(self, principal: Principal, row: Prompt, fields: PromptFields) -> None:
         for name in ("key", "name", "description", "category", "tags"):
@@ -387,58 +292,13 @@ class PromptService:
             await session.rollback()
             raise Conflict(f"a prompt with the key {key!r} already exists") from None
 
-    async def _live(self, session: AsyncSession, prompt_ids: Sequence[str]) -> dict[str, builtins.list[LiveInfo]]:
-        if not prompt_ids:
-            return {}
-        rows = await session.execute(
-            select(PromptDeployment, Environment.name)
-            .join(Environment, Environment.id == PromptDeployment.environment_id)
-            .where(PromptDeployment.prompt_id.in_(prompt_ids))
-            .order_by(Environment.created_at, Environment.id)
-        )
-        out: dict[str, builtins.list[LiveInfo]] = {}
-        for deployment, name in rows.tuples():
-            out.setdefault(deployment.prompt_id, []).append(self._live_view(deployment, name))
-        return out
-
-    @staticmethod
-    async def _live_in(session: AsyncSession, prompt_id: str) -> dict[int, builtins.list[str]]:
-        rows = await session.execute(
-            select(PromptDeployment.version, Environment.name)
-            .join(Environment, Environment.id == PromptDeployment.environment_id)
-            .where(PromptDeployment.prompt_id == prompt_id)
-            .order_by(Environment.name)
-        )
-        out: dict[int, builtins.list[str]] = {}
-        for number, name in rows.tuples():
-            out.setdefault(number, []).append(name)
-        return out
-
-    @staticmethod
-    def _live_view(deployment: PromptDeployment, environment: str) -> LiveInfo:
-        return LiveInfo(
-            prompt_id=deployment.prompt_id, environment_id=deployment.environment_id, environment=environment,
-            live_version=deployment.version,
-            rollout=msgspec.convert(deployment.rollout, list[Variant]) if deployment.rollout else None,
-            updated_by=deployment.updated_by, updated_at=utc(deployment.updated_at),
-        )  # fmt: skip
-
     async def _info(self, row: Prompt, session: AsyncSession | None = None) -> PromptInfo:
         if session is None:
             async with self.sessions() as own:
-                live = await self._live(own, [row.id])
+                live = await live_by_prompt(own, [row.id])
         else:
-            live = await self._live(session, [row.id])
-        return self._view(row, live.get(row.id, []))
-
-    @staticmethod
-    def _view(row: Prompt, live: Sequence[LiveInfo]) -> PromptInfo:
-        snapshot = PromptSnapshot.of(row)
-        return PromptInfo(
-            id=row.id, key=row.key, name=row.name, description=row.description, category=row.category,
-            tags=list(row.tags or []), **msgspec.structs.asdict(snapshot), latest_version=row.latest_version,
-            live=list(live), created_by=row.created_by, created_at=utc(row.created_at), updated_at=utc(row.updated_at),
-        )  # fmt: skip
+            live = await live_by_prompt(session, [row.id])
+        return PromptInfo.of(row, live.get(row.id, []))
 
 
 def _checked_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -446,17 +306,3 @@ def _checked_params(params: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise InvalidInput(f"unknown prompt parameter {unknown[0]!r}; known: {', '.join(PARAMS)}")
     return {k: v for k, v in params.items() if v is not None}
-
-
-def _check_variants(variants: Sequence[Variant]) -> None:
-    problems = []
-    if not variants:
-        problems.append("a rollout needs at least one variant")
-    if len({v.version for v in variants}) != len(variants):
-        problems.append("each version may appear once")
-    if any(not 0 <= v.weight <= 100 for v in variants):
-        problems.append("weights are whole percentages from 0 to 100")
-    if sum(v.weight for v in variants) != 100:
-        problems.append(f"weights must sum to 100 (they sum to {sum(v.weight for v in variants)})")
-    if problems:
-        raise InvalidInput("; ".join(problems))
