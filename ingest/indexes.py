@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -110,6 +110,15 @@ class SqlIndexDirectory:
             )  # fmt: skip
         return await self.index(row) if row is not None else None
 
+    async def kbs_with_live_index(self, kb_ids: Collection[str]) -> set[str]:
+        """Which of ``kb_ids`` have a live collection of their own, read now."""
+        if not kb_ids:
+            return set()
+        async with self.sessions() as session:
+            return set(await session.scalars(
+                select(KbCollection.kb_id).where(KbCollection.kb_id.in_(list(kb_ids)), KbCollection.state == "live")
+            ))  # fmt: skip
+
     async def _rows(self, *where: Any) -> list[KbCollection]:
         async with self.sessions() as session:
             return list(await session.scalars(select(KbCollection).where(KbCollection.state.in_(HOLDING), *where)))
@@ -195,8 +204,11 @@ class DedicatedIngest:
         self.sparse = sparse
         self.config = config
 
+    async def kbs_with_own_index(self, kb_ids: Collection[str]) -> set[str]:
+        return await self.directory.kbs_with_live_index(kb_ids)
+
     async def __call__(self, file: FileJob, progress: Callable[..., Awaitable[bool]]) -> int | None:
-        """Ingest ``file`` if its knowledge base has a live collection of its own.
+        """Ingest ``file`` if its knowledge base has a live collection of its own (read again now).
 
         ``progress(file_id, **values)`` updates the file row (False: the file was deleted meanwhile).
 

@@ -34,6 +34,7 @@ class FileJob:
     metadata: dict[str, MetadataValue]
     created_at: float
     fresh: bool = False  # its first attempt, never chunked before: no points of an earlier attempt to clear
+    own_index: bool = False  # its knowledge base had a live collection of its own when the file was claimed
 
 
 @dataclass(eq=False)

@@ -8,10 +8,10 @@ caller learns so from the return value.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.db.models import File, now
@@ -65,6 +65,32 @@ async def set_progress(session: AsyncSession, file_id: str, **values: object) ->
         update(File).where(File.id == file_id, File.status == "processing").values(updated_at=now(), **values)
     )
     return getattr(result, "rowcount", 0) == 1
+
+
+async def finish(session: AsyncSession, finished: Sequence[tuple[str, Mapping[str, object]]]) -> set[str]:
+    """Mark files this worker holds (``processing``) ``ready`` with their final columns; returns the ids that took
+    it (a file deleted meanwhile has no row left to update).
+
+    One executemany per set of columns (files that fit one batch carry their progress columns too) and one read
+    back, instead of one statement per file: a batch of short files finishes a dozen at once.
+    """
+    if not finished:
+        return set()
+    groups: dict[tuple[str, ...], list[dict[str, object]]] = {}
+    for file_id, values in finished:
+        params = {"b_id": file_id, **{f"b_{key}": value for key, value in values.items()}}
+        groups.setdefault(tuple(sorted(values)), []).append(params)
+    columns = inspect(File).columns
+    for keys, rows in groups.items():
+        await session.execute(
+            update(cast(Table, File.__table__))  # Core: an executemany, not the ORM's bulk path
+            .where(columns["id"] == bindparam("b_id"), columns["status"] == "processing")
+            .values({columns["status"]: "ready", columns["updated_at"]: now(),
+                     **{columns[key]: bindparam(f"b_{key}", type_=columns[key].type) for key in keys}}),
+            rows,
+        )  # fmt: skip
+    ids = [file_id for file_id, _ in finished]
+    return set(await session.scalars(select(File.id).where(File.id.in_(ids), File.status == "ready")))
 
 
 async def current_labels(session: AsyncSession, file_ids: Sequence[str]) -> dict[str, Labels]:

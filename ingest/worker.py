@@ -18,8 +18,9 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import replace
+from typing import Any, Protocol
 
 import anyio.to_thread
 from sqlalchemy import select
@@ -48,9 +49,19 @@ PREPARED_AHEAD = 4 * EMBED_BATCH
 CLAIM_AT_ONCE = 8
 
 
-# Ingests a file of a knowledge base that has a collection of its own (``ingest.indexes.DedicatedIngest``):
-# None when it has none (the pipeline below ingests it), else the chunk count (-1: deleted meanwhile).
-DedicatedPath = Callable[[FileJob, Callable[..., Awaitable[bool]]], Awaitable[int | None]]
+class DedicatedPath(Protocol):
+    """Ingests the files of knowledge bases that have a collection of their own (``ingest.indexes.DedicatedIngest``)."""
+
+    async def kbs_with_own_index(self, kb_ids: Collection[str]) -> set[str]:
+        """Which of ``kb_ids`` have a live collection of their own (one read for a whole claim)."""
+        ...
+
+    async def __call__(self, file: FileJob, progress: Callable[..., Awaitable[bool]]) -> int | None:
+        """None when the file's knowledge base has no collection of its own now (the pipeline below ingests
+        it), else the chunk count (-1: deleted meanwhile)."""
+        ...
+
+
 FileListener = Callable[[str, str, dict[str, Any]], None]
 """Told ``(workspace_id, "file.ready" | "file.failed", details)`` once a file's final status is committed; it must
 not block (the workspace event log queues it)."""
@@ -173,10 +184,15 @@ class IngestWorker:
         async with self.sessions() as session:
             claimed = await queue.claim(session, limit)
             await session.commit()
-        return claimed
+        if self.dedicated is None or not claimed:
+            return claimed
+        # One read per claim, not one per file: which knowledge bases have their own index. A file claimed before
+        # a swap commits may go to the old index; the swap catches up with such files once they are done.
+        own = await self.dedicated.kbs_with_own_index({file.kb_id for file in claimed})
+        return [replace(file, own_index=True) if file.kb_id in own else file for file in claimed]
 
     async def _prepare(self, file: FileJob) -> Job | None:
-        if self.dedicated is not None:  # a knowledge base with an index of its own (ingest.indexes, #19)
+        if self.dedicated is not None and file.own_index:  # a knowledge base with an index of its own (#19)
             chunks = await self.dedicated(file, self._progress)
             if chunks is not None:
                 if chunks >= 0:
@@ -270,18 +286,15 @@ class IngestWorker:
         finished = [job for job in done if not job.cancelled]
         if not finished:
             return
+        final = [(job.file.id, {"error": None, "embed_ms": _ms_since(job.embed_started), "finished_at": now(),
+                                "chunks_done": job.written, **job.deferred}) for job in finished]  # fmt: skip
         async with self.sessions() as session:
-            stale = []
-            for job in finished:
-                embed_ms = (time.perf_counter() - (job.embed_started or time.perf_counter())) * 1000
-                values = {"status": "ready", "error": None, "embed_ms": embed_ms, "finished_at": now(),
-                          "chunks_done": job.written, **job.deferred}  # fmt: skip
-                if not await queue.set_progress(session, job.file.id, **values):
-                    stale.append(job)
+            ready = await queue.finish(session, final)
             await session.commit()
+        stale = [job for job in finished if job.file.id not in ready]
         for job in stale:
             await self._drop_deleted(job)
-        self._tell_ready([job for job in finished if job not in stale])
+        self._tell_ready([job for job in finished if job.file.id in ready])
 
     def _tell_ready(self, jobs: Sequence[Job]) -> None:
         for job in jobs:
@@ -378,3 +391,7 @@ class IngestWorker:
             await session.commit()
         if failed:
             self._tell(file, "file.failed", error=reason)
+
+
+def _ms_since(started: float | None) -> float:
+    return (time.perf_counter() - started) * 1000 if started is not None else 0.0
