@@ -312,3 +312,18 @@ def test_chunking_time_grows_linearly_on_pathological_input(name: str, embedder,
     assert counted_2 <= 2.2 * counted_1 + 1000
     assert encoded_2 <= 2.2 * encoded_1 + 1000
     assert seconds_2 < 10
+
+
+def test_token_offsets_match_tiktoken_on_mixed_scripts():
+    """The chunker's fast offsets equal tiktoken's own ``decode_with_offsets`` (multi-byte and split characters)."""
+    import random
+
+    from engine.tokens import encoding
+
+    rng = random.Random(7)
+    ranges = [(32, 126), (0xA0, 0x2FFF), (0x4E00, 0x9FFF), (0x1F300, 0x1F64F)]
+    texts = ["naïve café — 東京タワー 🎉", "\U0001d518\U0001d52b z\u0336a\u0336", PROSE]  # fraktur, combining
+    texts += ["".join(chr(rng.randint(*rng.choice(ranges))) for _ in range(rng.randint(1, 120))) for _ in range(200)]
+    for text in texts:
+        tokens = encoding().encode(text, disallowed_special=())
+        assert chunking._decode_with_offsets(tokens) == encoding().decode_with_offsets(tokens), text
