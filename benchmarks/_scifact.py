@@ -131,17 +131,22 @@ async def _drain(services: Services, workspace_id: str, total: int, started: flo
         Whether the queue is empty (false when ``budget_s`` ran out first).
     """
     deadline = started + budget_s if budget_s is not None else float("inf")
+    services.events.start()  # as in a server: file events go through the event log's batching writer
     services.worker.start()
+    reported = time.monotonic()
     try:
-        while await _pending(services):
+        while await _pending(services):  # checked every second, so ``ingest_seconds`` is the drain's own time
             if time.monotonic() >= deadline:
                 return False
-            await asyncio.sleep(min(30.0, max(1.0, deadline - time.monotonic())))
-            files = await services.store.file_ids()
-            chunks = await services.store.count(SearchFilters(workspace_id=workspace_id))
-            print(f"ingest: {len(files)}/{total} files, {chunks} chunks, {time.monotonic() - started:.0f}s", flush=True)
+            await asyncio.sleep(1.0)
+            if time.monotonic() - reported >= 30.0:
+                reported = time.monotonic()
+                files = await services.store.file_ids()
+                chunks = await services.store.count(SearchFilters(workspace_id=workspace_id))
+                print(f"ingest: {len(files)}/{total} files, {chunks} chunks, {reported - started:.0f}s", flush=True)
     finally:
         await services.worker.stop()
+        await services.events.stop()
     return True
 
 
