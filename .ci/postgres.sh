@@ -114,7 +114,7 @@ if [[ $ready -ne 1 ]]; then
     exit 2
 fi
 
-SUITES=(tests/api tests/ingest/test_worker.py)
+SUITES=(tests/api tests/ingest/test_worker.py tests/ingest/test_queue.py)
 if [[ -f tests/conformance/test_run_stores.py ]]; then
     SUITES+=(tests/conformance/test_run_stores.py)
 fi
