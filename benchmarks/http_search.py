@@ -7,7 +7,8 @@ Ingests the first N SciFact documents through the API (or serves a data director
 corpus, e.g. retrieval_quality.py's 11k-chunk SciFact store, with a token minted by ``ragline token create``),
 then runs SciFact test queries from concurrent clients for a fixed time per mode, while one more client asks
 ``GET /health`` every 50 ms. Prints one JSON object and a short table, and writes the object to
-``--out``/http_search.json.
+``--out``/http_search.json. Clients and server share the machine's cores: each mode also reports the CPU time
+the server and the load generator spent per request.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import secrets
 import statistics
 import subprocess
@@ -31,6 +33,15 @@ sys.path.insert(0, str(ROOT))
 SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
 
 from benchmarks._results import add_out_argument, finish, run_info, write  # noqa: E402
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) of a process: this one by default (the load generator), else ``pid``."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def load_docs(limit: int) -> list[tuple[str, str]]:
@@ -158,16 +169,26 @@ def main() -> None:
             }  # fmt: skip
             for mode in args.modes.split(","):
                 asyncio.run(load(server.base_url, token, mode, queries, args.clients, 3))  # warm-up
-                results[mode] = asyncio.run(load(server.base_url, token, mode, queries, args.clients, args.seconds))
+                server_cpu, client_cpu = cpu_seconds(server.process.pid), cpu_seconds()
+                results[mode] = measured = asyncio.run(
+                    load(server.base_url, token, mode, queries, args.clients, args.seconds)
+                )
+                # the load generator shares the cores with the server: how much each took, per request
+                requests = max(1, measured["requests"])
+                measured["server_cpu_ms_per_request"] = round(
+                    (cpu_seconds(server.process.pid) - server_cpu) * 1000 / requests, 2
+                )
+                measured["client_cpu_ms_per_request"] = round((cpu_seconds() - client_cpu) * 1000 / requests, 2)
         finally:
             stop_server(server)
     results["run"] = finish(run)
     print(json.dumps(results))
-    print(f"\n{'mode':<8}{'qps':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}{'health p99':>11}")
+    print(f"\n{'mode':<8}{'qps':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}{'health p99':>11}"
+          f"{'server cpu ms/req':>19}{'client cpu ms/req':>19}")
     for mode in args.modes.split(","):
         r = results[mode]
         print(f"{mode:<8}{r['qps']:>8}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p99_ms']:>9}{r['errors']:>8}"
-              f"{r['health_p99_ms']:>11}")
+              f"{r['health_p99_ms']:>11}{r['server_cpu_ms_per_request']:>19}{r['client_cpu_ms_per_request']:>19}")
     write(args.out, "http_search", results)
 
 
