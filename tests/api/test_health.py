@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from engine.embedders.onnx_int8 import OnnxInt8Embedder, export_key
+from engine.embedders.onnx_export import export_key
+from engine.embedders.onnx_int8 import OnnxInt8Embedder
 from engine.embedders.sentence_transformer import bundled_model_path
 from engine.llm import ModelEndpoint
 from engine.models import create_model_provider

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from engine.embedders import create_embedder
-from engine.embedders.onnx_int8 import OnnxInt8Embedder, ensure_exported, export_key, length_batches
+from engine.embedders.onnx_export import ensure_exported, export_key
+from engine.embedders.onnx_int8 import OnnxInt8Embedder, length_batches
 from engine.embedders.sentence_transformer import bundled_model_path
 from engine.ports import Embedder
 from engine.settings import Settings
@@ -103,8 +104,9 @@ def test_export_key_follows_the_source_weights(tmp_path: Path) -> None:
 
 
 def test_factory_builds_the_int8_embedder_lazily(tmp_path: Path) -> None:
-    settings = Settings(embedder="minilm-onnx-int8", data_dir=tmp_path, model_cache_dir=tmp_path / "cache",
-                        torch_threads=1)
+    settings = Settings(
+        embedder="minilm-onnx-int8", data_dir=tmp_path, model_cache_dir=tmp_path / "cache", torch_threads=1
+    )
     assert Settings().embedder == "minilm-onnx-int8"  # the default
     embedder = create_embedder(settings)
     assert isinstance(embedder, OnnxInt8Embedder)

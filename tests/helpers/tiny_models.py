@@ -25,7 +25,7 @@ def tiny_models() -> dict[str, Path]:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize
 
-    from engine.embedders.onnx_int8 import export_model
+    from engine.embedders.onnx_export import export_model
     from engine.embedders.sentence_transformer import bundled_model_path
 
     root = Path(tempfile.mkdtemp(prefix="ragline-tiny-models-"))
@@ -44,6 +44,7 @@ def tiny_models() -> dict[str, Path]:
     export_model(root / "plain", onnx_dir / "model.onnx", int8=False)
     tokens_dir = root / "onnx-tokens"
     tokens_dir.mkdir()
+
     class TokenEmbeddings(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
