@@ -8,6 +8,8 @@ then follow live events, e.g. an SSE client resuming with ``Last-Event-ID``. Use
 The terminal event (``done`` or ``error``) is the last word: it is published only after everything the
 run writes is committed (its events, its final record, and what its finished hooks store, such as a chat
 answer), on every path: success, model error, timeout, cancel and crash.
+
+What a run is stored as (``RunRecord``, ``RunStore``, ``FinishedHook``) is in ``engine.run_records``.
 """
 
 from __future__ import annotations
@@ -18,10 +20,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol
 
 import anyio
-import msgspec
 from anyio.abc import TaskGroup
 
 from engine.agent.loop import run_agent
@@ -31,61 +31,12 @@ from engine.errors import NotFound, RateLimited
 from engine.events import DoneEvent, ErrorEvent, RunEvent, StepEndEvent
 from engine.ids import new_id
 from engine.ports import ModelClient, Tool, ToolContext
+from engine.run_records import FinishedHook, RunRecord, RunStore, finish_record
 
 log = logging.getLogger(__name__)
 
 HOOK_TIMEOUT_S = 30.0
 TIMEOUT_GRACE_S = 5.0  # the loop enforces timeout_s itself; this backstop only catches a stuck tool
-class RunRecord(msgspec.Struct, kw_only=True):
-    """One run as stored (mirrors the ``runs`` table)."""
-
-    id: str
-    workspace_id: str
-    kind: RunKind
-    status: str  # running | succeeded | failed | cancelled
-    model: str
-    input: str
-    agent_id: str | None = None
-    session_id: str | None = None
-    trigger_id: str | None = None
-    user_id: str | None = None  # who started it (a trigger's runs: "trigger:<id>")
-    environment_id: str | None = None
-    output: str | None = None
-    error: str | None = None
-    error_code: str | None = None
-    steps: list[Any] = msgspec.field(default_factory=list)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-    started_at: float = 0.0
-    finished_at: float | None = None
-    latency_ms: float | None = None
-    prompt_id: str | None = None  # the prompt (and version) its messages came from
-    prompt_version: int | None = None
-    event_id: str | None = None  # the workspace event that started it (an automation's run)
-    event_depth: int = 0  # how many automation hops led here (loops stop at a limit)
-    workflow_id: str | None = None  # a workflow run's workflow and version
-    workflow_version: int | None = None
-
-
-class RunStore(Protocol):
-    """Where runs and their events are persisted (``engine.db.run_store.SqlRunStore``)."""
-
-    async def create_run(self, record: RunRecord) -> None: ...
-
-    async def append_events(self, run_id: str, events: Sequence[RunEvent]) -> None: ...
-
-    async def finish_run(self, record: RunRecord) -> None: ...
-
-    async def get_run(self, run_id: str) -> RunRecord | None: ...
-
-    async def list_events(self, run_id: str, after_seq: int = 0) -> list[RunEvent]: ...
-
-
-FinishedHook = Callable[[RunRecord, Sequence[RunEvent]], Awaitable[None]]
-"""Called with the final record and every event (the terminal one last) before the terminal event is
-published: what it stores is visible to any client that has seen ``done``. Keep it short (a database
-write); slow work such as an HTTP callback goes through a durable queue."""
 
 RunBody = Callable[[Callable[[RunEvent], Awaitable[None]], RunTrace], Awaitable[RunEvent]]
 """A run's work other than the agent loop (a workflow): it publishes its events (``seq`` going on from the events
@@ -106,12 +57,6 @@ class _LiveRun:
     cancel_requested: bool = False
     last_flush: float = field(default_factory=time.monotonic)
     resumable: bool = False  # a server shutdown leaves it running in the store, for the next start to resume
-
-
-def _status(event: RunEvent) -> str:
-    if isinstance(event, DoneEvent):
-        return "succeeded"
-    return "cancelled" if isinstance(event, ErrorEvent) and event.code == "cancelled" else "failed"
 
 
 class RunManager:
@@ -378,7 +323,7 @@ class RunManager:
             terminal = self._missing_terminal(live)
         live.unsaved.append(terminal)
         await self._flush(live)
-        self._fill_record(live, terminal)
+        finish_record(live.record, live.trace, terminal)
         if self._store is not None:
             try:
                 await self._store.finish_run(live.record)
@@ -396,23 +341,6 @@ class RunManager:
         changed, live.changed = live.changed, anyio.Event()
         changed.set()
         self._remember_finished(live.record.id)
-
-    def _fill_record(self, live: _LiveRun, terminal: RunEvent) -> None:
-        record, usage = live.record, live.trace.usage
-        record.status = _status(terminal)
-        record.finished_at = time.time()
-        record.latency_ms = round((record.finished_at - record.started_at) * 1000, 3)
-        record.steps = live.trace.steps
-        record.prompt_tokens, record.completion_tokens, record.total_tokens = (
-            usage.prompt,
-            usage.completion,
-            usage.total,
-        )
-        if isinstance(terminal, DoneEvent):
-            record.output = terminal.output
-        elif isinstance(terminal, ErrorEvent):
-            record.output = live.trace.output or None
-            record.error, record.error_code = terminal.message, terminal.code
 
     def _remember_finished(self, run_id: str) -> None:
         self._finished_order.append(run_id)

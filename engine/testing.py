@@ -13,7 +13,7 @@ from engine.errors import ModelError
 from engine.events import ErrorEvent, RunEvent, decode_event, encode_event
 from engine.llm import ModelEndpoint, ModelEvent, ModelRequest
 from engine.ports import ModelClient
-from engine.runs import RunRecord
+from engine.run_records import RunRecord
 
 INTERRUPTED = "interrupted by a server restart"  # as SqlRunStore.fail_unfinished writes it
 _FIXED_AT_CREATION = ("id", "workspace_id", "kind", "input", "started_at")  # finish_run never changes these

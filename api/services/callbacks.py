@@ -35,7 +35,7 @@ from engine.errors import BlockedDestination, NotFound
 from engine.events import RunEvent
 from engine.ids import iso, utc, utc_or_none
 from engine.net import IPNetwork, resolve_url_async
-from engine.runs import FinishedHook, RunRecord
+from engine.run_records import FinishedHook, RunRecord
 from ingest.views import Page
 
 log = logging.getLogger("ragline.callbacks")

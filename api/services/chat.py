@@ -20,7 +20,7 @@ from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from engine.events import CitationEvent, RunEvent
 from engine.ids import utc
 from engine.llm import Message
-from engine.runs import FinishedHook, RunRecord
+from engine.run_records import FinishedHook, RunRecord
 from ingest.views import Page
 
 MAX_HISTORY_MESSAGES = 40

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engine.db.models import Run, RunEventRow
 from engine.events import ErrorEvent, RunEvent, decode_event, encode_event, event_type
-from engine.runs import RunRecord
+from engine.run_records import RunRecord
 
 _RECORD_FIELDS = tuple(f.name for f in msgspec.structs.fields(RunRecord))
 INTERRUPTED = "interrupted by a server restart"
@@ -22,7 +22,7 @@ def _to_record(row: Run) -> RunRecord:
 
 
 class SqlRunStore:
-    """Implements ``engine.runs.RunStore`` with the ``Run`` and ``RunEventRow`` tables."""
+    """Implements ``engine.run_records.RunStore`` with the ``Run`` and ``RunEventRow`` tables."""
 
     def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = session_factory
