@@ -14,6 +14,8 @@
 
 A cancel or a failure drops the shadow and leaves the live collection and its pointer untouched. A restart
 during a switch fails it the same way (``recover``).
+
+The background work on the shadow (fill, catch-up, evaluation) is ``ingest.switch_fill.ShadowFiller``.
 """
 
 from __future__ import annotations
@@ -23,35 +25,24 @@ import contextlib
 import contextvars
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import anyio.to_thread
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from engine.db.models import File, GoldenSet, IndexSwitch, KbCollection, KnowledgeBase, new_id, now
+from engine.db.models import GoldenSet, IndexSwitch, KbCollection, KnowledgeBase, new_id, now
 from engine.db.scoped import get_in_workspace
 from engine.errors import Conflict, EngineError, InvalidInput, NotFound
 from engine.ports import SparseEncoder, VectorStore
 from engine.retrieval import Retriever
 from engine.routing import Index
 from ingest.blobs import BlobStore
-from ingest.indexes import SqlIndexDirectory, embed_file_into, file_job
+from ingest.indexes import SqlIndexDirectory
 from ingest.prepare import IngestConfig
+from ingest.switch_fill import ACTIVE, Evaluate, ShadowFiller, SwitchCancelled, load_switch, update_switch
 from ingest.switch_views import IndexInfo, SwitchInfo
 
 log = logging.getLogger("ragline.ingest")
-ACTIVE = ("building", "evaluating", "ready")
-MAX_CATCH_UP_ROUNDS = 20
-SETTLE_TIMEOUT_S = 600.0  # how long a swap waits for files still being ingested into the old index
-
-# (workspace_id, kb_id, golden_set_id, retriever or None for the live index, switch_id, config) -> evaluation id
-Evaluate = Callable[[str, str, str, Retriever | None, str, dict[str, Any]], Awaitable[str]]
-
-
-class _Cancelled(Exception):
-    pass
 
 
 class IndexSwitcher:
@@ -64,15 +55,15 @@ class IndexSwitcher:
     ) -> None:  # fmt: skip
         self.sessions = sessions
         self.directory = directory
-        self.blobs = blobs
-        self.sparse = sparse
         self.config = config
         self.default_store = default_store
         self.default_embedder = default_embedder
         self.default_dim = default_dim
-        self.retriever = retriever
         self.alias_prefix = alias_prefix
         self.evaluate = evaluate
+        self._filler = ShadowFiller(
+            sessions=sessions, blobs=blobs, sparse=sparse, config=config, retriever=retriever, check=self._check
+        )
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._follow_ups: set[asyncio.Task[None]] = set()
         self._cancel: dict[str, asyncio.Event] = {}
@@ -157,15 +148,15 @@ class IndexSwitcher:
 
     async def _run(self, switch_id: str) -> None:
         try:
-            row = await self._row(switch_id)
+            row = await load_switch(self.sessions, switch_id)
             index = await self._target(row)
-            await self._fill(row, index)
-            await self._evaluate(row, index)
-            if not await self._set(switch_id, ("building", "evaluating"), status="ready"):
-                raise _Cancelled()
+            await self._filler.fill(row, index)
+            await self._filler.evaluate(row, index, self.evaluate)
+            if not await update_switch(self.sessions, switch_id, ("building", "evaluating"), status="ready"):
+                raise SwitchCancelled()
             if row.auto_swap:
                 await self.swap(row.workspace_id, row.kb_id, switch_id)
-        except _Cancelled:
+        except SwitchCancelled:
             await self._abandon(switch_id, "cancelled", None)
         except asyncio.CancelledError:  # the server stops: the switch fails, the live collection stays
             with contextlib.suppress(Exception):
@@ -176,14 +167,6 @@ class IndexSwitcher:
             reason = exc.message if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
             await self._abandon(switch_id, "failed", reason[:2000])
 
-    async def _row(self, switch_id: str) -> IndexSwitch:
-        async with self.sessions() as session:
-            row = await session.get(IndexSwitch, switch_id)
-            if row is None:
-                raise _Cancelled()
-            session.expunge(row)
-            return row
-
     async def _target(self, row: IndexSwitch) -> Index:
         async with self.sessions() as session:
             collection = await session.get(KbCollection, row.target_collection)
@@ -193,81 +176,7 @@ class IndexSwitcher:
     def _check(self, switch_id: str) -> None:
         event = self._cancel.get(switch_id)
         if event is None or event.is_set():
-            raise _Cancelled()
-
-    async def _fill(self, row: IndexSwitch, index: Index) -> None:
-        """Embed every ready file into the shadow, then catch up with uploads and deletions until none is left."""
-        for _ in range(MAX_CATCH_UP_ROUNDS):
-            files, gone, present = await self._difference(row.kb_id, index)
-            if not files and not gone:
-                return
-            for file_id in gone:
-                self._check(row.id)
-                await index.store.delete_file(row.workspace_id, file_id)
-            await self._set(row.id, ACTIVE, files_total=len(present - gone) + len(files))
-            for file in files:
-                self._check(row.id)
-                await self._embed(row.id, index, file)
-        raise EngineError("the knowledge base kept changing: the switch could not catch up")
-
-    async def _difference(self, kb_id: str, index: Index) -> tuple[list[File], set[str], set[str]]:
-        """Ready files the index lacks, files it holds that the knowledge base no longer has, and what it holds."""
-        async with self.sessions() as session:
-            ready = list(await session.scalars(
-                select(File).where(File.kb_id == kb_id, File.status == "ready").order_by(File.created_at, File.id)
-            ))  # fmt: skip
-            for file in ready:
-                session.expunge(file)
-        present = await index.store.file_ids()
-        ids = {file.id for file in ready}
-        return [file for file in ready if file.id not in present], present - ids, present
-
-    async def _embed(self, switch_id: str, index: Index, file: File) -> None:
-        chunks_before = (await self._row(switch_id)).chunks_done
-
-        async def progress(written: int, total: int) -> None:
-            self._check(switch_id)  # a cancel stops a long file between two batches
-            await self._set(switch_id, ACTIVE, chunks_done=chunks_before + written)
-
-        try:
-            await embed_file_into(
-                index, file_job(file), blobs=self.blobs, sparse=self.sparse, config=self.config, on_batch=progress
-            )
-        except _Cancelled:
-            raise
-        except Exception as exc:  # one file the new settings cannot take (e.g. too many chunks) fails the switch
-            reason = exc.message if isinstance(exc, EngineError) else str(exc)
-            raise EngineError(f"file {file.name!r} ({file.id}) cannot be re-embedded: {reason}") from exc
-        async with self.sessions() as session:
-            await session.execute(update(IndexSwitch).where(IndexSwitch.id == switch_id).values(
-                files_done=IndexSwitch.files_done + 1, updated_at=now()))  # fmt: skip
-            await session.commit()
-
-    async def _evaluate(self, row: IndexSwitch, index: Index) -> None:
-        if self.evaluate is None:
-            return
-        golden = row.golden_set_id
-        if golden is None:
-            async with self.sessions() as session:
-                golden = await session.scalar(
-                    select(GoldenSet.id).where(GoldenSet.kb_id == row.kb_id)
-                    .order_by(GoldenSet.created_at.desc()).limit(1)
-                )  # fmt: skip
-        if golden is None:
-            return
-        self._check(row.id)
-        await self._set(row.id, ("building",), status="evaluating")
-        shadow = Retriever(
-            embedder=index.embedder, sparse=self.sparse, store=index.store, max_top_k=self.retriever.max_top_k,
-            reranker=self.retriever.reranker,
-        )  # fmt: skip
-        shadow_config = {"collection": index.collection, "embedder": index.embedder_name, "model": index.embedder.name,
-                         "chunk_tokens": index.chunk_tokens, "chunk_overlap": index.chunk_overlap, "role": "shadow"}
-        live_id = await self.evaluate(row.workspace_id, row.kb_id, golden, None, row.id, {})
-        self._check(row.id)
-        shadow_id = await self.evaluate(row.workspace_id, row.kb_id, golden, shadow, row.id, shadow_config)
-        await self._set(row.id, ACTIVE, evaluation_live_id=live_id, evaluation_shadow_id=shadow_id,
-                        golden_set_id=golden)  # fmt: skip
+            raise SwitchCancelled()
 
     # -- swap, cancel, failure -----------------------------------------------------------------------
 
@@ -304,20 +213,8 @@ class IndexSwitcher:
         """Catch up with the knowledge base (files still being ingested into the old index once they are done, and
         whatever changed since the shadow was filled), then drop the old index after the grace period."""
         try:
-            index = await self._target(await self._row(switch_id))
-            deadline = asyncio.get_running_loop().time() + SETTLE_TIMEOUT_S
-            while asyncio.get_running_loop().time() < deadline:
-                async with self.sessions() as session:
-                    busy = await session.scalar(select(File.id).where(
-                        File.kb_id == kb_id, File.status == "processing", File.started_at <= swapped_at).limit(1))
-                if busy is None:
-                    break
-                await asyncio.sleep(0.5)
-            missing, gone, _ = await self._difference(kb_id, index)
-            for file_id in gone:
-                await index.store.delete_file(workspace_id, file_id)
-            for file in missing:
-                await embed_file_into(index, file_job(file), blobs=self.blobs, sparse=self.sparse, config=self.config)
+            index = await self._target(await load_switch(self.sessions, switch_id))
+            await self._filler.catch_up_after_swap(workspace_id, kb_id, index, swapped_at)
             await asyncio.sleep(max(0.0, swapped_at + grace - now()))
             if source is None:
                 await self.default_store.delete_kb(workspace_id, kb_id)
@@ -358,14 +255,6 @@ class IndexSwitcher:
             target = row.target_collection
             await session.commit()
         await self.directory.drop(target)
-
-    async def _set(self, switch_id: str, states: tuple[str, ...], **values: Any) -> bool:
-        """Update the switch if it is still in one of ``states`` (False: it was cancelled meanwhile)."""
-        async with self.sessions() as session:
-            result = await session.execute(update(IndexSwitch).where(
-                IndexSwitch.id == switch_id, IndexSwitch.status.in_(states)).values(updated_at=now(), **values))
-            await session.commit()
-            return getattr(result, "rowcount", 0) == 1
 
     # -- lifecycle -----------------------------------------------------------------------------------
 

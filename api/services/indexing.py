@@ -7,7 +7,8 @@ from typing import Any
 
 from api.services.evaluations import Describe, EvaluationService
 from engine.retrieval import Retriever
-from ingest.switch import Evaluate, IndexSwitcher
+from ingest.switch import IndexSwitcher
+from ingest.switch_fill import Evaluate
 
 
 def index_describe(switches: IndexSwitcher, *, reranker: bool) -> Describe:
