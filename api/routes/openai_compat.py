@@ -21,12 +21,12 @@ from api.errors import EXCEPTION_HANDLERS
 from api.services.identity import Principal
 from api.services.openai_compat import (
     ChatCompletionRequest,
-    CompletionShape,
     OpenAICompatService,
     OpenAIError,
     check_request,
     error_type,
 )
+from api.services.openai_compat_shapes import CompletionShape
 from api.sse import with_idle_ticks
 
 _encoder = msgspec.json.Encoder()
