@@ -31,9 +31,24 @@ T = TypeVar("T")
 _IN_USE = "data directory is in use by another Ragline process"
 
 
+# Dense vectors also kept as int8 (scalar quantisation) once a segment is optimised: the HNSW walk reads a quarter
+# of the bytes and the top candidates are re-scored with the float vectors. SciFact, 11.4k chunks, 300 test queries,
+# alternating runs on 2 cores: store search p50 dense 2.39 -> 1.93 ms, hybrid 2.24 -> 1.96 ms; nDCG@10 dense
+# 0.6607 -> 0.6614, hybrid 0.7346 -> 0.7362. A loaded shard takes the config passed here, so existing data
+# directories get it at their next index build.
+DENSE_QUANTIZATION = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=0.99, always_ram=True)
+# Rescoring is asked for: left to the engine, results came back with int8 scores (off by up to 0.002), which DBSF
+# then fuses, and which differ from the float scores of segments still outside HNSW.
+DENSE_PARAMS = qe.SearchParams(quantization=qe.QuantizationSearchParams(rescore=True))
+
+
 def _edge_config(dim: int) -> qe.EdgeConfig:
     return qe.EdgeConfig(
-        vectors={DENSE_VECTOR: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
+        vectors={
+            DENSE_VECTOR: qe.EdgeVectorParams(
+                size=dim, distance=qe.Distance.Cosine, quantization_config=DENSE_QUANTIZATION
+            )
+        },
         sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
     )
 
@@ -93,10 +108,10 @@ def query_request(
             qe.SparseVector(list(query.sparse.indices), list(query.sparse.values)), using=SPARSE_VECTOR
         )
     if query.mode == "dense":
-        return qe.QueryRequest(limit=limit, query=dense, filter=flt, with_payload=with_payload)
+        return qe.QueryRequest(limit=limit, query=dense, filter=flt, with_payload=with_payload, params=DENSE_PARAMS)
     if query.mode == "sparse":
         return qe.QueryRequest(limit=limit, query=sparse, filter=flt, with_payload=with_payload, params=sparse_params)
-    prefetches = [qe.Prefetch(limit=prefetch_limit(query), query=dense, filter=flt)]
+    prefetches = [qe.Prefetch(limit=prefetch_limit(query), query=dense, filter=flt, params=DENSE_PARAMS)]
     if query.sparse is not None and query.sparse.indices:
         prefetches.append(qe.Prefetch(limit=prefetch_limit(query), query=sparse, filter=flt, params=sparse_params))
     # The stubs declare Fusion.Rrf/Dbsf as nested classes rather than as the Fusion the runtime accepts.

@@ -266,6 +266,12 @@ class QdrantServerVectorStore:
                 await self._client.create_collection(
                     self.collection,
                     vectors_config={DENSE_VECTOR: models.VectorParams(size=self.dim, distance=models.Distance.COSINE)},
+                    # as the embedded shard (engine.stores.edge_requests): int8 copies for the graph walk, re-scored
+                    quantization_config=models.ScalarQuantization(
+                        scalar=models.ScalarQuantizationConfig(
+                            type=models.ScalarType.INT8, quantile=0.99, always_ram=True
+                        )
+                    ),
                     sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)},
                 )
             with warnings.catch_warnings():
@@ -315,6 +321,10 @@ def _sparse(vector: SparseVector) -> models.SparseVector:
     return models.SparseVector(indices=list(vector.indices), values=list(vector.values))
 
 
+# float scores for what the int8 copies pick, as on the embedded shard (engine.stores.edge_requests.DENSE_PARAMS)
+_DENSE_PARAMS = models.SearchParams(quantization=models.QuantizationSearchParams(rescore=True))
+
+
 def _query_arguments(query: VectorQuery, conditions: list[Condition], idf_scope: IdfScope) -> dict[str, Any]:
     flt = _filter(conditions)
     sparse_params = None
@@ -325,13 +335,16 @@ def _query_arguments(query: VectorQuery, conditions: list[Condition], idf_scope:
         "query_filter": flt, "limit": candidate_limit(query), "with_payload": True, "with_vectors": False,
     }  # fmt: skip
     if query.mode == "dense":
-        return {**common, "query": list(query.dense or []), "using": DENSE_VECTOR}
+        return {**common, "query": list(query.dense or []), "using": DENSE_VECTOR, "search_params": _DENSE_PARAMS}
     sparse = _sparse(query.sparse) if query.sparse is not None else None
     if query.mode == "sparse":
         return {**common, "query": sparse, "using": SPARSE_VECTOR, "search_params": sparse_params}
     prefetch = [
-        models.Prefetch(query=list(query.dense or []), using=DENSE_VECTOR, filter=flt, limit=prefetch_limit(query))
-    ]
+        models.Prefetch(
+            query=list(query.dense or []), using=DENSE_VECTOR, filter=flt, limit=prefetch_limit(query),
+            params=_DENSE_PARAMS,
+        )
+    ]  # fmt: skip
     if sparse is not None and sparse.indices:
         prefetch.append(
             models.Prefetch(
@@ -358,7 +371,6 @@ def _condition(condition: Condition) -> models.FieldCondition:
     if len(values) == 1:
         return models.FieldCondition(key=condition.key, match=models.MatchValue(value=values[0]))
     return models.FieldCondition(key=condition.key, match=models.MatchAny(any=list(values)))  # type: ignore[arg-type]
-
 
 
 def _unavailable(exc: Exception) -> Unavailable:

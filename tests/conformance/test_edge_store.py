@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from engine.settings import Settings
 from engine.stores import create_vector_store
 from engine.stores.edge import EdgeVectorStore
 from engine.stores.qdrant_server import QdrantServerVectorStore
-from engine.types import SearchFilters, VectorPoint, VectorQuery
+from engine.types import ChunkRecord, SearchFilters, VectorPoint, VectorQuery
 from tests.conformance.corpus import DIM, WS_A, WS_B, publish_corpus
 
 pytestmark = pytest.mark.anyio
@@ -157,6 +158,62 @@ async def test_optimize_keeps_every_result(tmp_path: Path, corpus: list[VectorPo
         after = await store.search(dense_query)
         assert [hit.chunk for hit in after] == [hit.chunk for hit in before]
         assert [hit.score for hit in after] == pytest.approx([hit.score for hit in before], abs=1e-5)
+    finally:
+        await store.close()
+
+
+def quantized_segments(shard_dir: Path) -> int:
+    """Segments holding int8 copies of the dense vectors (Qdrant writes them when it optimises a segment)."""
+    return sum(1 for _ in shard_dir.glob("segments/*/vector_storage-dense/quantized.data"))
+
+
+async def test_a_shard_made_before_quantization_gets_int8_copies_that_keep_exact_scores(tmp_path: Path) -> None:
+    import numpy as np
+    import qdrant_edge as qe
+
+    from engine.stores._common import DENSE_VECTOR, SPARSE_VECTOR
+
+    # Qdrant optimises (HNSW + int8 copies) a segment only past ~10 MB of vectors: 3,000 x 1,024 floats is 12 MB
+    dim, count = 1024, 3000
+    path = tmp_path / "shard"
+    path.mkdir()
+    unquantized = qe.EdgeConfig(  # what data directories were created with before quantization
+        vectors={DENSE_VECTOR: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
+        sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+    )
+    qe.EdgeShard.create(str(path), unquantized).close()
+    vectors = np.random.default_rng(7).normal(size=(count, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    points = [
+        VectorPoint(
+            chunk=ChunkRecord(
+                id=str(uuid.UUID(int=i + 1)), workspace_id=WS_A, kb_id="kb", file_id=f"f{i}", file_name="a.txt",
+                file_type="txt", ordinal=0, text=f"chunk {i}",
+            ),
+            dense=vectors[i].tolist(),
+        )
+        for i in range(count)
+    ]  # fmt: skip
+    store = EdgeVectorStore(path, dim)
+    try:
+        for start in range(0, count, 1000):
+            await store.upsert(points[start : start + 1000])
+        await store.publish_files(WS_A, [p.chunk.file_id for p in points])
+        assert quantized_segments(path) == 0
+        assert store.optimize()
+        assert quantized_segments(path) >= 1
+        assert '"scalar"' in (path / "edge_config.json").read_text()  # the background build's child reads this file
+
+        query = vectors[11] + 0.5 * vectors[12]
+        hits = await store.search(
+            VectorQuery(mode="dense", filters=SearchFilters(workspace_id=WS_A), limit=5, dense=query.tolist())
+        )
+        cosine = vectors @ (query / np.linalg.norm(query))
+        # the two vectors the query is made of come first (the rest of random 1,024-d vectors are near-ties)
+        assert [hit.chunk.text for hit in hits[:2]] == ["chunk 11", "chunk 12"]
+        # re-scored with the float vectors: the int8 copies only choose the candidates
+        exact = [float(cosine[int(hit.chunk.text.split()[1])]) for hit in hits]
+        assert [hit.score for hit in hits] == pytest.approx(exact, abs=1e-5)
     finally:
         await store.close()
 
