@@ -113,6 +113,7 @@ class EdgeVectorStore(BackgroundIndexing):
         self._build: BuildProcess | None = None
         self._replay: list[qe.UpdateOperation] | None = None  # writes since the build's copy, while one runs
         self._next_index_check = 0.0
+        self._failed_builds = 0
         recover_swap(self.path)
         self._shard = open_shard(self.path, dim)
         try:

@@ -7,7 +7,8 @@ copy, optimises it and exits, and the store swaps the built copy in, replaying t
 copy. Searches wait for the swap only (~0.3 s at 100k: close, load, replay).
 
 A crash mid-swap is undone on the next start (``recover_swap``): the marker file says a swap began, the old
-shard is put back, and the build runs again later.
+shard is put back, and the build runs again later. A build whose child fails (killed, crashed) is tried again after
+a delay that doubles with each failure in a row, whether or not anything is written meanwhile.
 
 Run as ``python -m engine.stores.edge_index DIR`` (the child): optimise the shard in DIR and exit 0.
 """
@@ -33,6 +34,10 @@ log = logging.getLogger("ragline")
 # takes ~2 s; at 100k the scan is 12 ms against ~1 ms. Qdrant's own default starts at ~6.5k such vectors (10 MB).
 INDEX_THRESHOLD = 10_000
 CHECK_INTERVAL_S = 30.0
+# A failed build (the child killed or crashed) is tried again after this delay, doubled per failure in a row up to
+# MAX_RETRY_AFTER_S: without it a store nobody writes to again would scan every dense vector until it restarts.
+RETRY_AFTER_S = 60.0
+MAX_RETRY_AFTER_S = 3600.0
 
 
 def build_dir(path: Path) -> Path:
@@ -152,6 +157,7 @@ class BackgroundIndexing:
     _writes: int
     _index_offset: int
     _unindexed: int  # dense vectors written since the last build (or, at open, outside HNSW as far as info tells)
+    _failed_builds: int  # failed builds in a row: the retry waits longer each time
 
     def _reopen(self) -> qe.EdgeShard:
         raise NotImplementedError
@@ -192,14 +198,33 @@ class BackgroundIndexing:
                 if self._closed or not built:
                     self._unindexed += build.points
                     shutil.rmtree(build.directory, ignore_errors=True)
+                    if not self._closed:
+                        self._retry_later()
                     return
                 with self._gate.exclusive():
                     self._swap_in(build.directory, replay)
+                self._failed_builds = 0
             finally:
                 self._build = None  # after the swap: whoever waits for the build sees its result
             log.info("HNSW index built in %.0f s; %d writes replayed", time.monotonic() - build.started, len(replay))
             # an ingest that went on during the build may have left enough for the next one: no write may come
             if self.index_threshold is not None and self._unindexed >= self.index_threshold:
+                self._start_build()
+
+    def _retry_later(self) -> None:
+        """Start the build again after a delay that doubles with each failure in a row (under the write lock)."""
+        delay = min(MAX_RETRY_AFTER_S, RETRY_AFTER_S * 2**self._failed_builds)
+        self._failed_builds += 1
+        log.warning("retrying the HNSW build in %.0f s (failure %d in a row)", delay, self._failed_builds)
+        self._next_index_check = time.monotonic() + delay  # writes meanwhile do not start it sooner
+        retry = threading.Timer(delay, self._retry_build)
+        retry.daemon = True  # a pending retry never keeps the process alive; a closed store ignores it
+        retry.start()
+
+    def _retry_build(self) -> None:
+        with self._write_lock:
+            threshold = self.index_threshold
+            if not self._closed and self._build is None and threshold is not None and self._unindexed >= threshold:
                 self._start_build()
 
     def _swap_in(self, built: Path, replay: Sequence[qe.UpdateOperation]) -> None:

@@ -90,3 +90,32 @@ async def test_a_swap_cut_short_by_a_crash_is_undone_on_open(tmp_path: Path) -> 
         assert not any(p.exists() for p in leftovers)
     finally:
         await recovered.close()
+
+
+async def test_a_build_whose_child_dies_is_tried_again_and_then_swapped_in(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(edge_index, "CHECK_INTERVAL_S", 0.0)
+    monkeypatch.setattr(edge_index, "RETRY_AFTER_S", 0.2)
+    store = EdgeVectorStore(tmp_path / "shard", DIM, index_threshold=150)
+    try:
+        written = []
+        for n in range(4):
+            written += await add_file(store, f"file-{n}", 50, seed=n)
+        first = store._build
+        assert first is not None, "a build should have started once 150 dense vectors were unindexed"
+        first.kill()  # what a SIGKILL from outside (the OOM killer, an operator) does to the child
+        for _ in range(1200):  # no write comes: only the retry can build the index
+            if store._build is not None and store._build is not first:
+                break
+            await asyncio.sleep(0.1)
+        assert store._build is not first and store._build is not None, "the failed build was not tried again"
+        for _ in range(1200):
+            if store._build is None:
+                break
+            await asyncio.sleep(0.1)
+        assert store._build is None, "the retried build did not finish in time"
+        assert store._failed_builds == 0  # 1 after the kill; back to 0 only once a build has been swapped in
+        assert not edge_index.build_dir(store.path).exists()
+        assert await store.count(SearchFilters(workspace_id=WS)) == len(written)
+        assert (await store.search(nearest(written[42])))[0].chunk.id == written[42].chunk.id
+    finally:
+        await store.close()
