@@ -33,9 +33,9 @@ _IN_USE = "data directory is in use by another Ragline process"
 
 # Dense vectors also kept as int8 (scalar quantisation) once a segment is optimised: the HNSW walk reads a quarter
 # of the bytes and the top candidates are re-scored with the float vectors. SciFact, 11.4k chunks, 300 test queries,
-# alternating runs on 2 cores: store search p50 dense 2.39 -> 1.93 ms, hybrid 2.24 -> 1.96 ms; nDCG@10 dense
-# 0.6607 -> 0.6614, hybrid 0.7346 -> 0.7362. A loaded shard takes the config passed here, so existing data
-# directories get it at their next index build.
+# alternating runs on 2 cores: store search p50 dense 2.47 -> 2.07 ms, hybrid 2.29 -> 2.14 ms; nDCG@10 dense
+# 0.6607 -> 0.6607, hybrid 0.7346 -> 0.7362; 16 HTTP clients 182-191 -> 208-210 hybrid searches/s. A loaded shard
+# takes the config passed here, so existing data directories get it at their next index build.
 DENSE_QUANTIZATION = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=0.99, always_ram=True)
 # Rescoring is asked for: left to the engine, results came back with int8 scores (off by up to 0.002), which DBSF
 # then fuses, and which differ from the float scores of segments still outside HNSW.
