@@ -125,3 +125,43 @@ def test_labels_edited_during_ingest_reach_every_chunk(tmp_path, embedder):
             await services.close()
 
     asyncio.run(scenario())
+
+
+def test_files_that_upload_while_the_embedder_has_work_ahead_are_claimed_together(tmp_path, embedder):
+    """A file's upload wakes the worker, but it claims no more files while a long one keeps the model busy: the
+    files that arrive meanwhile are marked processing by one statement per CLAIM_AT_ONCE, not one each."""
+    from sqlalchemy import select
+
+    from engine.db.models import File
+    from ingest.worker import AHEAD_CHUNKS, CLAIM_AT_ONCE
+
+    async def scenario() -> None:
+        services, ws, kb = await open_workspace(tmp_path, embedder)
+        try:
+            long_doc = "\n\n".join(f"## Part {n}\n\n{' '.join(HANDBOOK_PAGES) * 6}" for n in range(60))
+            info = await services.knowledge.add_file(ws, kb, filename="long.md", source=io.BytesIO(long_doc.encode()))
+            services.worker.start()
+            for _ in range(600):
+                current = await services.knowledge.get_file(ws, info.id)
+                if current.status == "processing" and current.chunks_total:
+                    break
+                await asyncio.sleep(0.02)
+            assert current.chunks_total >= 2 * AHEAD_CHUNKS  # long enough to keep the claims waiting
+            small = [
+                await services.knowledge.add_file(
+                    ws, kb, filename=f"note{n}.md", source=io.BytesIO(f"# Note {n}\n\nReminder number {n}.".encode())
+                )
+                for n in range(2 * CLAIM_AT_ONCE)
+            ]
+            await services.worker.drain(timeout_s=300)
+            async with services.sessions() as session:
+                rows = (await session.execute(select(File.status, File.started_at).where(
+                    File.id.in_([f.id for f in small])))).all()  # fmt: skip
+            assert [status for status, _ in rows] == ["ready"] * len(small)
+            claims = {started_at for _, started_at in rows}  # one claim statement stamps its files alike
+            assert len(claims) <= 3, f"{len(small)} streamed files took {len(claims)} claims"
+        finally:
+            await services.worker.stop()
+            await services.close()
+
+    asyncio.run(scenario())
