@@ -14,7 +14,8 @@ import pytest
 from litestar.routes import HTTPRoute
 from openapi_spec_validator import validate
 
-from api.openapi import DATE_TIME, ERROR_REF, resource_kind, sample
+from api.openapi import ERROR_REF, resource_kind
+from api.openapi_examples import DATE_TIME, sample
 from tests.api.conftest import Api
 
 METHODS = ("get", "put", "post", "patch", "delete", "head")
