@@ -19,7 +19,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import replace
 from typing import Any, Protocol
 
 import anyio.to_thread
@@ -32,6 +31,7 @@ from engine.errors import EngineError, Unavailable
 from engine.ports import Embedder, SparseEncoder, VectorStore
 from ingest import queue
 from ingest.blobs import BlobStore
+from ingest.claims import Claimer
 from ingest.pipeline import Batch, FileJob, Job, chunk_id, take_batch, vector_points, waiting_chunks
 from ingest.prepare import IngestConfig, PermanentFailure, parse_and_chunk
 from ingest.queue import Labels
@@ -45,11 +45,9 @@ EMBED_BATCH = 32
 POLL_INTERVAL_S = 1.0
 # Parsed files waiting for the embedder: enough small files to fill a few batches ahead.
 PREPARED_AHEAD = 4 * EMBED_BATCH
-# Files marked processing per claim (one statement, one commit); the preparers share them.
-CLAIM_AT_ONCE = 8
 # Chunks parsed and waiting for the embedder before the preparers claim more files. Four batches (about a
 # second of embedding) keep the model busy through a claim and a parse; claiming no earlier lets files that
-# upload meanwhile go in one claim instead of one statement each (SciFact streaming in: 275 one-file claims).
+# upload meanwhile go in one claim (``ingest.claims``) instead of one statement each.
 AHEAD_CHUNKS = 4 * EMBED_BATCH
 
 
@@ -97,10 +95,8 @@ class IngestWorker:
         self._stopping = False
         self._prepared: asyncio.Queue[Job] = asyncio.Queue(PREPARED_AHEAD)
         self._embedded: asyncio.Queue[Batch] = asyncio.Queue(2)
-        self._claimed: deque[FileJob] = deque()  # claimed together, prepared one by one
-        self._claim_lock = asyncio.Lock()
-        self._notices = 0  # uploads told so far
-        self._queue_drained: tuple[int, float] | None = None  # (notices, when) of the last claim that got too few
+        own_index = dedicated.kbs_with_own_index if dedicated is not None else None
+        self._claimer = Claimer(sessions, own_index, poll_interval_s=POLL_INTERVAL_S)
         self._embedding: deque[Job] = deque()  # parsed jobs the embed loop has taken from ``_prepared``
         self._queued_chunks = 0  # chunks of the jobs in ``_prepared``
         self._hungry = asyncio.Event()  # set while fewer than AHEAD_CHUNKS chunks wait for the embedder
@@ -108,7 +104,7 @@ class IngestWorker:
 
     def notify(self) -> None:
         """Wake idle workers (called after an upload is committed)."""
-        self._notices += 1
+        self._claimer.notice()
         self._wake.set()
 
     async def recover(self) -> None:
@@ -146,10 +142,9 @@ class IngestWorker:
         # files in flight stay "processing": ``recover`` requeues them on the next start
         self._prepared = asyncio.Queue(PREPARED_AHEAD)
         self._embedded = asyncio.Queue(2)
-        self._claimed.clear()
+        self._claimer.reset()
         self._embedding.clear()
         self._queued_chunks = 0
-        self._queue_drained = None
         self._hungry.set()
 
     async def drain(self, timeout_s: float = 300.0) -> None:
@@ -180,7 +175,7 @@ class IngestWorker:
         while not self._stopping:
             await self._until_hungry()
             try:
-                file = await self._claim()
+                file = await self._claimer.next()
             except Exception:
                 log.exception("ingest queue unavailable")
                 file = None
@@ -198,42 +193,9 @@ class IngestWorker:
 
     async def _until_hungry(self) -> None:
         """Wait while the embedder has enough work ahead and no claimed file waits to be prepared."""
-        while not self._claimed and self._chunks_ahead() >= AHEAD_CHUNKS:
+        while not self._claimer.holding and self._chunks_ahead() >= AHEAD_CHUNKS:
             self._hungry.clear()
             await self._hungry.wait()
-
-    async def _claim(self) -> FileJob | None:
-        """The next claimed file, claiming more when none is left; None when the queue has nothing due.
-
-        One claimer at a time, and no claim while the last one came back short and nothing was uploaded since
-        (or for a poll interval: retries fall due, other processes upload): one upload wakes both preparers, and
-        the second one's claim used to find nothing (426 empty claims for 500 streamed files).
-        """
-        async with self._claim_lock:
-            if not self._claimed and self._queue_may_hold_more():
-                seen = self._notices
-                claimed = await self._claim_some(CLAIM_AT_ONCE)
-                short = len(claimed) < CLAIM_AT_ONCE
-                self._queue_drained = (seen, time.monotonic()) if short else None
-                self._claimed.extend(claimed)
-            return self._claimed.popleft() if self._claimed else None
-
-    def _queue_may_hold_more(self) -> bool:
-        if self._queue_drained is None:
-            return True
-        seen, when = self._queue_drained
-        return self._notices != seen or time.monotonic() - when >= POLL_INTERVAL_S
-
-    async def _claim_some(self, limit: int) -> list[FileJob]:
-        async with self.sessions() as session:
-            claimed = await queue.claim(session, limit)
-            await session.commit()
-        if self.dedicated is None or not claimed:
-            return claimed
-        # One read per claim, not one per file: which knowledge bases have their own index. A file claimed before
-        # a swap commits may go to the old index; the swap catches up with such files once they are done.
-        own = await self.dedicated.kbs_with_own_index({file.kb_id for file in claimed})
-        return [replace(file, own_index=True) if file.kb_id in own else file for file in claimed]
 
     async def _prepare(self, file: FileJob) -> Job | None:
         if self.dedicated is not None and file.own_index:  # a knowledge base with an index of its own (#19)

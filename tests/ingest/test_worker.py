@@ -133,7 +133,8 @@ def test_files_that_upload_while_the_embedder_has_work_ahead_are_claimed_togethe
     from sqlalchemy import select
 
     from engine.db.models import File
-    from ingest.worker import AHEAD_CHUNKS, CLAIM_AT_ONCE
+    from ingest.claims import CLAIM_AT_ONCE
+    from ingest.worker import AHEAD_CHUNKS
 
     async def scenario() -> None:
         services, ws, kb = await open_workspace(tmp_path, embedder)
