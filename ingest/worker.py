@@ -174,13 +174,13 @@ class IngestWorker:
     async def _prepare_loop(self) -> None:
         while not self._stopping:
             await self._until_hungry()
+            self._wake.clear()  # before the claim: an upload told while it runs wakes the wait below at once
             try:
                 file = await self._claimer.next()
             except Exception:
                 log.exception("ingest queue unavailable")
                 file = None
             if file is None:
-                self._wake.clear()
                 await wait_until_set(self._wake, POLL_INTERVAL_S)
                 continue
             job = await self._guarded(file, self._prepare(file))
