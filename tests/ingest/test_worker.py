@@ -10,6 +10,7 @@ import pytest
 from api.container import Services, open_services
 from engine.settings import Settings
 from engine.types import SearchFilters
+from ingest.views import FileInfo
 from tests.helpers import postgres
 from tests.helpers.pdfs import HANDBOOK_PAGES, make_pdf
 
@@ -25,6 +26,16 @@ async def open_workspace(tmp_path, embedder) -> tuple[Services, str, str]:
     principal = await services.access.authenticate(issued.secret)
     kb = await services.knowledge.create_kb(principal.workspace_id, "kb")
     return services, principal.workspace_id, kb.id
+
+
+async def until_embedding(services: Services, ws: str, file_id: str) -> FileInfo:
+    """The file once the worker has chunked it and started embedding (its last state after ~12 s if never)."""
+    for _ in range(600):
+        current = await services.knowledge.get_file(ws, file_id)
+        if current.status == "processing" and current.chunks_total:
+            break
+        await asyncio.sleep(0.02)
+    return current
 
 
 def test_concurrent_duplicate_uploads_yield_one_file_and_one_chunk_set(tmp_path, embedder):
@@ -57,11 +68,7 @@ def test_delete_during_ingest_wins(tmp_path, embedder):
             long_doc = make_pdf([" ".join(HANDBOOK_PAGES) * 6] * 12)
             info = await services.knowledge.add_file(ws, kb, filename="long.pdf", source=io.BytesIO(long_doc))
             services.worker.start()
-            for _ in range(600):
-                current = await services.knowledge.get_file(ws, info.id)
-                if current.status == "processing" and current.chunks_total:
-                    break
-                await asyncio.sleep(0.02)
+            await until_embedding(services, ws, info.id)
             await services.knowledge.delete_file(ws, info.id)
             await asyncio.sleep(0.5)
             await services.worker.stop()
@@ -107,11 +114,7 @@ def test_labels_edited_during_ingest_reach_every_chunk(tmp_path, embedder):
                 ws, kb, filename="long.pdf", source=io.BytesIO(long_doc), tags=["draft"], metadata={"stage": "draft"}
             )
             services.worker.start()
-            for _ in range(600):
-                current = await services.knowledge.get_file(ws, info.id)
-                if current.status == "processing" and current.chunks_total:
-                    break
-                await asyncio.sleep(0.02)
+            current = await until_embedding(services, ws, info.id)
             assert current.chunks_done < current.chunks_total  # the edit lands while batches are still embedded
             await services.knowledge.update_file(ws, info.id, kb, tags=["final"], metadata={"stage": "final"})
             await services.worker.drain(timeout_s=120)
@@ -142,11 +145,7 @@ def test_files_that_upload_while_the_embedder_has_work_ahead_are_claimed_togethe
             long_doc = "\n\n".join(f"## Part {n}\n\n{' '.join(HANDBOOK_PAGES) * 6}" for n in range(60))
             info = await services.knowledge.add_file(ws, kb, filename="long.md", source=io.BytesIO(long_doc.encode()))
             services.worker.start()
-            for _ in range(600):
-                current = await services.knowledge.get_file(ws, info.id)
-                if current.status == "processing" and current.chunks_total:
-                    break
-                await asyncio.sleep(0.02)
+            current = await until_embedding(services, ws, info.id)
             assert current.chunks_total >= 2 * AHEAD_CHUNKS  # long enough to keep the claims waiting
             small = [
                 await services.knowledge.add_file(
