@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import secrets
 import sys
 import tempfile
@@ -30,13 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._results import add_out_argument, finish, run_info, write  # noqa: E402
+from benchmarks.http_search import cpu_seconds  # noqa: E402
 from benchmarks.ingest import scifact_docs  # noqa: E402
-
-
-def process_cpu_s(pid: int) -> float:
-    """User plus system CPU seconds of process ``pid`` so far (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def upload_all(
@@ -55,10 +49,10 @@ async def upload_all(
                 response = await http.post(f"/api/v1/knowledge-bases/{kb}/files", files=files)
                 response.raise_for_status()
 
-        started, server_cpu, own_cpu = time.perf_counter(), process_cpu_s(pid), time.process_time()
+        started, server_cpu, own_cpu = time.perf_counter(), cpu_seconds(pid), cpu_seconds()
         await asyncio.gather(*(client() for _ in range(clients)))
-        uploaded, server_cpu_uploading = time.perf_counter() - started, process_cpu_s(pid) - server_cpu
-        client_cpu = time.process_time() - own_cpu
+        uploaded, server_cpu_uploading = time.perf_counter() - started, cpu_seconds(pid) - server_cpu
+        client_cpu = cpu_seconds() - own_cpu
         ready = {"status": "ready", "limit": 1}
         while True:
             page = (await http.get(f"/api/v1/knowledge-bases/{kb}/files", params=ready)).json()
@@ -66,22 +60,23 @@ async def upload_all(
                 break
             await asyncio.sleep(0.2)
         wall = time.perf_counter() - started
-        files = (await http.get(f"/api/v1/knowledge-bases/{kb}/files", params={"limit": 100})).json()
-        chunks = await _chunks(http, kb, files["pagination"]["total_pages"])
+        chunks = await _chunks(http, kb)
     return {
         "files": len(docs), "chunks": chunks, "clients": clients, "per_request": per_request,
         "wall_s": round(wall, 2), "uploads_done_s": round(uploaded, 2), "chunks_per_s": round(chunks / wall, 2),
         "server_cpu_s_uploading": round(server_cpu_uploading, 2),
-        "server_cpu_s_after": round(process_cpu_s(pid) - server_cpu - server_cpu_uploading, 2),
+        "server_cpu_s_after": round(cpu_seconds(pid) - server_cpu - server_cpu_uploading, 2),
         "client_cpu_s": round(client_cpu, 2),
     }  # fmt: skip
 
 
-async def _chunks(http: httpx.AsyncClient, kb: str, pages: int) -> int:
-    total = 0
-    for page in range(1, pages + 1):
+async def _chunks(http: httpx.AsyncClient, kb: str) -> int:
+    """Chunks of every file in ``kb``, read page by page from the file list."""
+    total, page, pages = 0, 1, 1
+    while page <= pages:
         listing = (await http.get(f"/api/v1/knowledge-bases/{kb}/files", params={"limit": 100, "page": page})).json()
         total += sum(item["chunks_total"] for item in listing["data"])
+        pages, page = listing["pagination"]["total_pages"], page + 1
     return total
 
 
