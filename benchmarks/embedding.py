@@ -4,7 +4,9 @@ Usage (from the repository root):
     .venv/bin/python -m benchmarks.embedding [--runs 5] [--chunks 128] [--backends torch-fp32-2t,onnx-int8-2t]
 
 Backends: torch-fp32-{1,2}t (sentence-transformers, the default embedder), onnx-fp32-2t (the same export
-without quantisation, to separate the graph-fusion gain from the int8 gain), onnx-int8-{1,2}t.
+without quantisation, to separate the graph-fusion gain from the int8 gain), onnx-int8-{1,2}t, and
+onnx-int8-fusedln-{1,2}t (the int8 export with onnxruntime's SkipLayerNormalization kept, as recipe 2 shipped it,
+to measure what ``onnx_rewrites`` buys).
 Every round runs every backend once (interleaved, so background load hits all of them alike); the result
 is the median over rounds, and each round records the 1-minute load average (this machine is shared);
 ``chunk_cpu_ms`` (process CPU time per chunk) is the number to trust for 1-thread backends under load.
@@ -29,7 +31,10 @@ import engine  # noqa: F401  (offline env + BLAS threads before numpy/torch)
 
 DATA = Path(os.environ.get("SCIFACT_DIR", "/work/shared/data/scifact"))
 CACHE = Path(os.environ.get("EMBED_BENCH_CACHE", "/tmp/ragline-embed-bench"))
-ALL_BACKENDS = ("torch-fp32-1t", "torch-fp32-2t", "onnx-fp32-2t", "onnx-int8-1t", "onnx-int8-2t")
+ALL_BACKENDS = (
+    "torch-fp32-1t", "torch-fp32-2t", "onnx-fp32-2t", "onnx-int8-1t", "onnx-int8-2t", "onnx-int8-fusedln-1t",
+    "onnx-int8-fusedln-2t",
+)  # fmt: skip
 CHUNK_WORDPIECES = 200
 
 
@@ -74,11 +79,12 @@ def build_backend(name: str) -> tuple[Any, Callable[[], None]]:
     from engine.embedders.sentence_transformer import bundled_model_path
 
     onnx_file = None
-    if "fp32" in name:
-        onnx_file = CACHE / "fp32-fused.onnx"
+    if "fp32" in name or "fusedln" in name:
+        int8 = "fp32" not in name
+        onnx_file = CACHE / ("int8-fusedln.onnx" if int8 else "fp32-fused.onnx")
         if not onnx_file.exists():
             CACHE.mkdir(parents=True, exist_ok=True)
-            export_model(bundled_model_path(), onnx_file, int8=False)
+            export_model(bundled_model_path(), onnx_file, int8=int8, fused_layer_norm=int8)
     return OnnxInt8Embedder(CACHE / "int8", threads=threads, onnx_file=onnx_file), lambda: None
 
 

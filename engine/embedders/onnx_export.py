@@ -16,8 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from engine.embedders.onnx_rewrites import unfuse_skip_layer_norms
+
 # Bump when the export recipe changes: the cache key includes it, so old exports are not reused.
-RECIPE_VERSION = "2"
+RECIPE_VERSION = "3"  # 3: SkipLayerNormalization unfused (onnx_rewrites)
 MODEL_FILE = "model.onnx"
 META_FILE = "meta.json"
 # MiniLM-L6 geometry, needed by onnxruntime's fusion passes.
@@ -151,13 +153,14 @@ def _quiet_libraries() -> Iterator[None]:
             root.removeHandler(stand_in)
 
 
-def export_model(model_dir: Path, target: Path, *, int8: bool = True) -> None:
-    """Export ``model_dir`` to one ONNX file: fp32 trace -> BERT fusions -> (optionally) int8 per-channel.
+def export_model(model_dir: Path, target: Path, *, int8: bool = True, fused_layer_norm: bool = False) -> None:
+    """Export ``model_dir`` to one ONNX file: fp32 trace -> BERT fusions, less the slow one -> (optionally) int8.
 
     Args:
         model_dir: sentence-transformers directory with ``model.safetensors``.
         target: the ONNX file to write (intermediate files go next to it and are removed).
         int8: quantise the weights (the fused fp32 model is kept for comparisons when False).
+        fused_layer_norm: keep onnxruntime's SkipLayerNormalization (recipe 2), for comparisons.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers.optimizer import optimize_model
@@ -168,6 +171,8 @@ def export_model(model_dir: Path, target: Path, *, int8: bool = True) -> None:
         _export_fp32(model_dir, raw)
     optimized = optimize_model(str(raw), model_type="bert", num_heads=_NUM_HEADS, hidden_size=_HIDDEN, opt_level=1)
     raw.unlink()
+    if not fused_layer_norm:
+        unfuse_skip_layer_norms(optimized.model)
     if not int8:
         optimized.save_model_to_file(str(target))
         return

@@ -3,9 +3,9 @@
 Why: torch fp32 embeds ~38 chunks/s on 2 cores and ingest waits on it. ``sentence-transformers[onnx]``
 cannot be installed here (optimum pins an old transformers), so the model is exported once (``onnx_export``), on
 first use, from the bundled safetensors into ``cache_dir``: ``torch.onnx.export(dynamo=False)`` of BertModel +
-mean-pool + L2-normalise, onnxruntime's BERT fusions (Attention, SkipLayerNorm, BiasGelu), then dynamic
-int8 quantisation with per-channel weight scales (per-tensor scales lose too much: cosine 0.95). The first layer's
-FFN down-projection stays fp32 (see ``onnx_export._fp32_nodes``).
+mean-pool + L2-normalise, onnxruntime's BERT fusions (Attention, BiasGelu; SkipLayerNorm undone again, see
+``onnx_rewrites``), then dynamic int8 quantisation with per-channel weight scales (per-tensor scales lose too
+much: cosine 0.95). The first layer's FFN down-projection stays fp32 (see ``onnx_export._fp32_nodes``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import anyio.to_thread
 
 from engine.embedders.onnx_export import ensure_exported
 from engine.embedders.onnx_export import export_model as export_model  # re-exported: benchmarks/ import it from here
+from engine.embedders.onnx_rewrites import DISABLED_FUSIONS
 from engine.embedders.sentence_transformer import bundled_model_path
 
 _MAX_TOKENS = 256
@@ -248,4 +249,6 @@ def _load_session(model_file: Path, threads: int) -> Any:
     # on a loaded 2-core box that cost 4x query latency (p50 37-49 ms vs 9 ms) for no throughput gain.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # quiet: the quantised graph triggers harmless shape-merge warnings
-    return onnxruntime.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+    return onnxruntime.InferenceSession(
+        str(model_file), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(DISABLED_FUSIONS)
+    )
