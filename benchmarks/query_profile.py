@@ -5,7 +5,8 @@ benchmark's settings) and, separately, each stage the retriever runs: text norma
 vector, the query embedding (in the calling thread, and through the embedder's async path), the store call
 as the retriever makes it (thread hop included) and, for the embedded shard, the parts of that call: the
 Rust query without payloads, mapping points to files and grouping, reading and decoding the returned
-payloads. Stages are timed one query at a time in rotation, so load changes hit all of them alike.
+payloads, or instead taking them from the store's chunk cache (where the second pass finds them). Stages are
+timed one query at a time in rotation, so load changes hit all of them alike.
 
     .venv/bin/python benchmarks/query_profile.py [--mode hybrid] [--queries 300] [--data-dir DIR]
 
@@ -35,6 +36,7 @@ from benchmarks._scifact import MANIFEST, load
 from engine.retrieval import FUSION_DEPTH, GROUP_OVERFETCH, SearchRequest, normalize_text
 from engine.settings import Settings
 from engine.stores._common import chunks_from_payloads, filter_conditions
+from engine.stores.edge_files import point_key
 from engine.types import SearchFilters, VectorQuery
 
 
@@ -99,8 +101,10 @@ async def profile(args: argparse.Namespace) -> dict[str, Any]:
                 if shard is not None and conditions is not None:
                     hits = timed("  shard.query, no payload", lambda q=query: _ranked(store, q, conditions))
                     best = timed("  map to files + group", lambda h=hits: _group(store, h, args.top_k))
-                    records = timed("  retrieve payloads", lambda b=best: shard.retrieve(b, True, False))
-                    timed("  decode payloads", lambda r=records: chunks_from_payloads([x.payload for x in r]))
+                    records = timed("  retrieve payloads (not cached)", lambda b=best: shard.retrieve(b, True, False))
+                    timed("  decode payloads (not cached)", lambda r=records: _decode(r))
+                    keys = [point_key(point_id) for point_id in best]
+                    timed("  the same chunks from the chunk cache", lambda k=keys: store._chunks.get(k, store._writes))
                     from engine.stores.edge_requests import query_request as _query_request
 
                     request_p = _query_request(msgspec.structs.replace(query, group_by="chunk", limit=candidates),
@@ -116,6 +120,10 @@ async def profile(args: argparse.Namespace) -> dict[str, Any]:
 def _ranked(store: Any, query: VectorQuery, conditions: Any) -> list[Any]:
     """The ranking call as the store makes it (its filter and IDF shortcuts included), without payloads."""
     return store._query_sync(query, conditions, with_payload=False)  # type: ignore[no-any-return]
+
+
+def _decode(records: list[Any]) -> list[Any]:
+    return chunks_from_payloads([record.payload for record in records])
 
 
 def _group(store: Any, hits: list[Any], limit: int) -> list[Any]:

@@ -5,8 +5,8 @@ filter). Edge calls are synchronous and release the GIL while they search, so th
 writes are serialised by one lock. ``optimize()`` (HNSW build) holds the GIL for seconds to minutes, so this
 process calls it only for ``ragline optimize`` (offline); once ``index_threshold`` dense vectors are outside
 HNSW, a child process builds it on a copy and the store swaps the copy in (``engine.stores.edge_index``).
-Until then search is an exact scan. Grouped searches read payloads only for what they return
-(``engine.stores.edge_files``).
+Until then search is an exact scan. Searches read payloads only for what they return
+(``engine.stores.edge_files``), and keep those until the next write (``engine.stores.edge_chunks``).
 
 Per-workspace BM25 IDF makes Qdrant count document frequencies under the workspace filter on every query
 (5x the cost of a sparse search at 11k chunks, 40x at 100k). When the shard holds nothing but published
@@ -46,6 +46,7 @@ from engine.stores._common import (
     label_payload,
     workspace_conditions,
 )
+from engine.stores.edge_chunks import ChunkCache
 from engine.stores.edge_files import FileMap, point_key
 from engine.stores.edge_index import (
     INDEX_THRESHOLD,
@@ -108,6 +109,7 @@ class EdgeVectorStore(BackgroundIndexing):
         self._coverage_recheck_at = 0.0
         self._alone_cache: tuple[int, str, bool] = (-1, "", False)  # (write count, workspace, alone in the shard)
         self._files = FileMap()
+        self._chunks = ChunkCache()
         self._gate = ReadGate()  # a background index swap waits for searches in flight
         self.index_threshold = index_threshold
         self._build: BuildProcess | None = None
@@ -163,22 +165,38 @@ class EdgeVectorStore(BackgroundIndexing):
     def search_sync(self, query: VectorQuery, conditions: list[Condition]) -> list[ScoredChunk]:
         """``search`` in the calling thread (blocking), after its checks.
 
-        Grouped by file, the ranking is read without payloads (a payload costs ~10x its score), files come from
-        the in-memory ``FileMap``, and only the returned chunks' payloads are fetched.
+        The ranking is read without payloads (a payload costs ~10x its score); grouped by file, files come from
+        the in-memory ``FileMap``. Only the returned chunks are then read, from the ``ChunkCache`` where it
+        has them and from the shard otherwise.
         """
-        if query.group_by != "file":
-            hits = self._query_sync(query, conditions, with_payload=True)
-            chunks = chunks_from_payloads([hit.payload for hit in hits])
-            return [ScoredChunk(chunk=chunk, score=hit.score) for chunk, hit in zip(chunks, hits, strict=True)]
-        if not self._files.loaded:
+        writes = self._writes
+        if query.group_by == "file" and not self._files.loaded:
             self._files.load(self._shard)
         hits = self._query_sync(query, conditions, with_payload=False)
-        best = self._files.first_per_file(self._shard, hits, query.limit)
-        records = self._shard.retrieve([point_id for _, point_id, _ in best], True, False)
-        payloads = {point_key(record.id): record.payload for record in records}
-        found = [(hit, payloads[key]) for hit, _, key in best if key in payloads]  # gone since the query: skipped
-        chunks = chunks_from_payloads([payload for _, payload in found])
-        return [ScoredChunk(chunk=chunk, score=hit.score) for chunk, (hit, _) in zip(chunks, found, strict=True)]
+        if query.group_by == "file":
+            returned = self._files.first_per_file(self._shard, hits, query.limit)
+        else:
+            returned = [(hit, hit.id, point_key(hit.id)) for hit in hits]
+        chunks = self._chunks_of(returned, writes)
+        scored = [(chunks.get(key), hit.score) for hit, _, key in returned]
+        return [ScoredChunk(chunk=chunk, score=score) for chunk, score in scored if chunk is not None]  # None: gone
+
+    def _chunks_of(
+        self, returned: Sequence[tuple[qe.ScoredPoint, Any, int | str]], writes: int
+    ) -> dict[int | str, ChunkRecord]:
+        """The chunks of ``returned`` hits by point key; cached ones first, the rest read and cached."""
+        keys = [key for _, _, key in returned]
+        cached = self._chunks.get(keys, writes)
+        found = {key: chunk for key, chunk in zip(keys, cached, strict=True) if chunk is not None}
+        missing = [point_id for (_, point_id, _), chunk in zip(returned, cached, strict=True) if chunk is None]
+        if missing:
+            records = self._shard.retrieve(missing, True, False)
+            decoded = chunks_from_payloads([record.payload for record in records])
+            read = list(zip([point_key(record.id) for record in records], decoded, strict=True))
+            if self._writes == writes:  # no write overlapped the read: the payloads are the current ones
+                self._chunks.put(read, writes)
+            found.update(read)
+        return found
 
     def _query_sync(
         self, query: VectorQuery, conditions: list[Condition], *, with_payload: bool

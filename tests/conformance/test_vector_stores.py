@@ -390,6 +390,37 @@ async def test_delete_file_removes_one_file_of_one_workspace(
     )
 
 
+@pytest.mark.parametrize("group_by", ["chunk", "file"])
+async def test_a_search_after_a_write_returns_what_the_write_left(
+    fresh_store: VectorStore, corpus: list[VectorPoint], group_by: str
+) -> None:
+    """Chunks a search returned are not served again once a write changed them (the edge store keeps them)."""
+    target = point_with(corpus, "espresso")
+    search = msgspec.structs.replace(
+        query("dense", SearchFilters(workspace_id=WS_A), dense=target.dense), group_by=group_by, candidates=50
+    )
+
+    async def target_hit() -> ChunkRecord | None:
+        return next((h.chunk for h in await fresh_store.search(search) if h.chunk.id == target.chunk.id), None)
+
+    first = await target_hit()
+    assert first is not None and first.text == target.chunk.text and await target_hit() == first
+    await fresh_store.relabel_file(WS_A, target.chunk.file_id, tags=["after"], metadata={"stage": "relabelled"})
+    relabelled = await target_hit()
+    assert relabelled is not None and relabelled.tags == ("after",) and relabelled.metadata == {"stage": "relabelled"}
+
+    same_file = [p for p in corpus if p.chunk.file_id == target.chunk.file_id]
+    edits = [msgspec.structs.replace(p.chunk, text=f"{p.chunk.text} v2") for p in same_file]
+    await fresh_store.upsert([msgspec.structs.replace(p, chunk=e) for p, e in zip(same_file, edits, strict=True)])
+    assert await target_hit() is None  # re-upserted: hidden until published again
+    await fresh_store.publish_files(WS_A, [target.chunk.file_id])
+    edited = await target_hit()
+    assert edited is not None and edited.text == f"{target.chunk.text} v2" and edited.tags == target.chunk.tags
+
+    await fresh_store.delete_file(WS_A, target.chunk.file_id)
+    assert target.chunk.file_id not in {h.chunk.file_id for h in await fresh_store.search(search)}
+
+
 async def test_purge_files_removes_orphans_in_any_workspace(
     fresh_store: VectorStore, corpus: list[VectorPoint]
 ) -> None:

@@ -1,0 +1,74 @@
+"""Chunks that searches returned, kept decoded in memory until the shard's next write.
+
+Why: a search ranks without payloads and then reads the returned chunks' payloads from the shard: for a
+BM25 search of SciFact (11k chunks, 100 files returned) 0.6 ms to read them and 0.35 ms to decode them, 40 % of
+the search. Searches keep returning the same chunks (the popular documents of a knowledge base, a chat's
+follow-up questions, an evaluation's or a benchmark's fixed query set); kept, they cost a dict lookup.
+
+Every write to the shard (upsert, publish, relabel, delete) empties the cache, so an entry is always the shard's
+current payload, and a deleted chunk's text is gone from memory with it. The store's write counter, kept like a
+seqlock, tells whether a write overlapped the read that would fill it (then nothing is kept). Bounded by the text
+it holds (``MAX_TEXT_CHARS``); past it, the entries read longest ago go first.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+
+from engine.types import ChunkRecord
+
+# ~1.4 KB of memory per 1,000-character chunk all told (the record, its strings, the key): 8 M characters of
+# text hold every chunk of an 11k-chunk knowledge base in ~15 MB.
+MAX_TEXT_CHARS = 8_000_000
+
+
+class ChunkCache:
+    """Decoded chunks by point key (``edge_files.point_key``), valid for one write count of the shard.
+
+    Searches run in several worker threads at once: one lock guards the entries (microseconds per search).
+    """
+
+    def __init__(self, max_text_chars: int = MAX_TEXT_CHARS) -> None:
+        self.max_text_chars = max_text_chars
+        self._lock = threading.Lock()
+        self._writes = 0
+        self._chunks: dict[int | str, ChunkRecord] = {}
+        self._text_chars = 0
+
+    def get(self, keys: Sequence[int | str], writes: int) -> list[ChunkRecord | None]:
+        """The cached chunk for each key (``None`` where not cached), as of the shard's write count ``writes``."""
+        with self._lock:
+            if not self._current(writes):
+                return [None] * len(keys)
+            chunks = self._chunks
+            return [chunks.get(key) for key in keys]
+
+    def put(self, entries: Iterable[tuple[int | str, ChunkRecord]], writes: int) -> None:
+        """Keep chunks read from the shard while its write count stayed ``writes``."""
+        with self._lock:
+            if not self._current(writes):
+                return
+            chunks = self._chunks
+            for key, chunk in entries:
+                if key not in chunks:
+                    chunks[key] = chunk
+                    self._text_chars += len(chunk.text)
+            while self._text_chars > self.max_text_chars and chunks:
+                oldest = next(iter(chunks))  # dicts keep insertion order: the entry read longest ago
+                self._text_chars -= len(chunks.pop(oldest).text)
+
+    def __len__(self) -> int:
+        return len(self._chunks)
+
+    def _current(self, writes: int) -> bool:
+        """Whether entries for write count ``writes`` may be used; a later count than the entries' empties them.
+
+        An odd count (a write being applied) or an earlier one (a search that started before the last write)
+        neither reads nor fills the cache.
+        """
+        if writes > self._writes:
+            self._chunks = {}
+            self._text_chars = 0
+            self._writes = writes
+        return writes == self._writes and writes % 2 == 0
