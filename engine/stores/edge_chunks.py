@@ -7,8 +7,9 @@ follow-up questions, an evaluation's or a benchmark's fixed query set); kept, th
 
 Every write to the shard (upsert, publish, relabel, delete) empties the cache, so an entry is always the shard's
 current payload, and a deleted chunk's text is gone from memory with it. The store's write counter, kept like a
-seqlock, tells whether a write overlapped the read that would fill it (then nothing is kept). Bounded by the text
-it holds (``MAX_TEXT_CHARS``); past it, the entries read longest ago go first.
+seqlock, tells whether a write overlapped the read that would fill it (then nothing is kept). Bounded by the
+characters it holds (``MAX_CHARS``: text, headings, tags, metadata, ids); past it, the entries read longest ago go
+first.
 """
 
 from __future__ import annotations
@@ -18,9 +19,21 @@ from collections.abc import Iterable, Sequence
 
 from engine.types import ChunkRecord
 
-# ~1.4 KB of memory per 1,000-character chunk all told (the record, its strings, the key): 8 M characters of
-# text hold every chunk of an 11k-chunk knowledge base in ~15 MB.
-MAX_TEXT_CHARS = 8_000_000
+# SciFact's chunks (~730 characters of text) count ~1,000 characters each and take ~1.9 KB of memory all told
+# (measured on a full cache: 9,859 chunks, 19.2 MB): 10 M characters hold about the ~10k chunks its 300 test
+# queries return, in ~19 MB.
+MAX_CHARS = 10_000_000
+# the ids, names and numbers every record carries (four 36-character ids and a file name)
+_RECORD_CHARS = 200
+
+
+def footprint(chunk: ChunkRecord) -> int:
+    """Characters a cached chunk holds: its text, and the metadata, tags and headings that can be large too
+    (metadata allows 32 keys of 32 strings of 256 characters: a file's chunks each carry their own copy)."""
+    size = _RECORD_CHARS + len(chunk.text) + sum(map(len, chunk.heading_path)) + sum(map(len, chunk.tags))
+    for key, value in chunk.metadata.items():
+        size += len(key) + (sum(map(len, value)) if isinstance(value, list) else len(str(value)))
+    return size
 
 
 class ChunkCache:
@@ -29,12 +42,12 @@ class ChunkCache:
     Searches run in several worker threads at once: one lock guards the entries (microseconds per search).
     """
 
-    def __init__(self, max_text_chars: int = MAX_TEXT_CHARS) -> None:
-        self.max_text_chars = max_text_chars
+    def __init__(self, max_chars: int = MAX_CHARS) -> None:
+        self.max_chars = max_chars
         self._lock = threading.Lock()
         self._writes = 0
-        self._chunks: dict[int | str, ChunkRecord] = {}
-        self._text_chars = 0
+        self._chunks: dict[int | str, tuple[ChunkRecord, int]] = {}  # key -> (chunk, its footprint)
+        self.chars = 0
 
     def get(self, keys: Sequence[int | str], writes: int) -> list[ChunkRecord | None]:
         """The cached chunk for each key (``None`` where not cached), as of the shard's write count ``writes``."""
@@ -42,7 +55,7 @@ class ChunkCache:
             if not self._current(writes):
                 return [None] * len(keys)
             chunks = self._chunks
-            return [chunks.get(key) for key in keys]
+            return [entry[0] if (entry := chunks.get(key)) is not None else None for key in keys]
 
     def put(self, entries: Iterable[tuple[int | str, ChunkRecord]], writes: int) -> None:
         """Keep chunks read from the shard while its write count stayed ``writes``."""
@@ -52,11 +65,12 @@ class ChunkCache:
             chunks = self._chunks
             for key, chunk in entries:
                 if key not in chunks:
-                    chunks[key] = chunk
-                    self._text_chars += len(chunk.text)
-            while self._text_chars > self.max_text_chars and chunks:
+                    size = footprint(chunk)
+                    chunks[key] = (chunk, size)
+                    self.chars += size
+            while self.chars > self.max_chars and chunks:
                 oldest = next(iter(chunks))  # dicts keep insertion order: the entry read longest ago
-                self._text_chars -= len(chunks.pop(oldest).text)
+                self.chars -= chunks.pop(oldest)[1]
 
     def __len__(self) -> int:
         return len(self._chunks)
@@ -69,6 +83,6 @@ class ChunkCache:
         """
         if writes > self._writes:
             self._chunks = {}
-            self._text_chars = 0
+            self.chars = 0
             self._writes = writes
         return writes == self._writes and writes % 2 == 0

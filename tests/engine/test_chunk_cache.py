@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from engine.stores.edge_chunks import ChunkCache
+import msgspec
+
+from engine.stores.edge_chunks import ChunkCache, footprint
 from engine.types import ChunkRecord
 
 
@@ -32,13 +34,23 @@ def test_a_read_that_started_before_the_last_write_is_not_kept() -> None:
     assert cache.get([1, 2], writes=6) == [chunk(1), None]
 
 
-def test_past_its_text_budget_the_cache_drops_what_it_read_longest_ago() -> None:
-    cache = ChunkCache(max_text_chars=300)
+def test_past_its_budget_the_cache_drops_what_it_read_longest_ago() -> None:
+    cache = ChunkCache(max_chars=3 * footprint(chunk(0)))
     cache.put([(n, chunk(n)) for n in range(3)], writes=0)
     cache.get([0], writes=0)
     cache.put([(3, chunk(3)), (1, chunk(1))], writes=0)  # 1 is there already: neither added nor counted twice
     assert cache.get([0, 1, 2, 3], writes=0) == [None, chunk(1), chunk(2), chunk(3)]
+    assert cache.chars == 3 * footprint(chunk(0))
     cache.put([(4, chunk(4, "y" * 1000))], writes=0)  # larger than the whole budget: nothing stays
-    assert len(cache) == 0
+    assert len(cache) == 0 and cache.chars == 0
     cache.put([(5, chunk(5))], writes=0)
     assert cache.get([5], writes=0) == [chunk(5)]
+
+
+def test_metadata_counts_against_the_budget_like_text() -> None:
+    plain = chunk(0)
+    labelled = msgspec.structs.replace(plain, metadata={"regions": ["x" * 256] * 32}, tags=("t" * 50,))
+    assert footprint(labelled) == footprint(plain) + len("regions") + 256 * 32 + 50
+    cache = ChunkCache(max_chars=footprint(labelled) + footprint(plain) - 1)
+    cache.put([(0, plain), (1, labelled)], writes=0)
+    assert cache.get([0, 1], writes=0) == [None, labelled]
