@@ -37,6 +37,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ingest_workers: int = 1
     ingest_max_attempts: int = 3
     search_max_top_k: int = 100
+    # memory for the chunks searches return, kept until the next write (embedded store; 0: none): ~16k chunks of
+    # ~730 characters in 32 MB, SciFact's whole corpus (engine.stores.edge_chunks)
+    search_cache_mb: int = 32
     # BM25 IDF per workspace keeps tenants' term statistics apart. The embedded store serves it from shard-wide
     # statistics while one workspace is alone there; with a second tenant, "global" is ~25x faster at 100k chunks.
     bm25_idf_scope: str = "workspace"

@@ -29,8 +29,12 @@ def create_vector_store(settings: Settings, dim: int) -> VectorStore:
             idf_scope=_idf_scope(settings),
         )
     from engine.stores.edge import EdgeVectorStore
+    from engine.stores.edge_chunks import CHARS_PER_MB
 
-    return EdgeVectorStore(settings.qdrant_path, dim, idf_scope=_idf_scope(settings))
+    if settings.search_cache_mb < 0:
+        raise ValueError("RAGLINE_SEARCH_CACHE_MB must be 0 or more")
+    cache_chars = settings.search_cache_mb * CHARS_PER_MB
+    return EdgeVectorStore(settings.qdrant_path, dim, idf_scope=_idf_scope(settings), chunk_cache_chars=cache_chars)
 
 
 def _idf_scope(settings: Settings) -> Literal["workspace", "global"]:

@@ -46,7 +46,7 @@ from engine.stores._common import (
     label_payload,
     workspace_conditions,
 )
-from engine.stores.edge_chunks import ChunkCache
+from engine.stores.edge_chunks import MAX_CHARS, ChunkCache
 from engine.stores.edge_files import FileMap, point_key
 from engine.stores.edge_index import (
     INDEX_THRESHOLD,
@@ -81,6 +81,7 @@ class EdgeVectorStore(BackgroundIndexing):
             is alone in the shard (the shard-wide IDF shortcut); 0 checks on the first search after every write.
         index_threshold: Dense vectors outside HNSW that start a background build (``engine.stores.edge_index``);
             ``None``: never (``optimize`` still builds on request).
+        chunk_cache_chars: Bound of the cache of returned chunks (``engine.stores.edge_chunks``); 0: no cache.
 
     Raises:
         Conflict: Another process (or another store in this process) has the shard open.
@@ -95,6 +96,7 @@ class EdgeVectorStore(BackgroundIndexing):
         idf_scope: IdfScope = "workspace",
         idf_recheck_s: float = 1.0,
         index_threshold: int | None = INDEX_THRESHOLD,
+        chunk_cache_chars: int = MAX_CHARS,
     ) -> None:
         self.path = Path(path)
         self.dim = dim
@@ -109,7 +111,7 @@ class EdgeVectorStore(BackgroundIndexing):
         self._coverage_recheck_at = 0.0
         self._alone_cache: tuple[int, str, bool] = (-1, "", False)  # (write count, workspace, alone in the shard)
         self._files = FileMap()
-        self._chunks = ChunkCache()
+        self._chunks = ChunkCache(chunk_cache_chars)
         self._gate = ReadGate()  # a background index swap waits for searches in flight
         self.index_threshold = index_threshold
         self._build: BuildProcess | None = None

@@ -8,8 +8,10 @@ follow-up questions, an evaluation's or a benchmark's fixed query set); kept, th
 Every write to the shard (upsert, publish, relabel, delete) empties the cache, so an entry is always the shard's
 current payload, and a deleted chunk's text is gone from memory with it. The store's write counter, kept like a
 seqlock, tells whether a write overlapped the read that would fill it (then nothing is kept). Bounded by the
-characters it holds (``MAX_CHARS``: text, headings, tags, metadata, ids); past it, the entries read longest ago go
-first.
+characters it holds (``RAGLINE_SEARCH_CACHE_MB``, counted over text, headings, tags, metadata and ids); past it,
+the entries read longest ago go first. The bound should hold every chunk a knowledge base's searches keep
+returning: entries dropped in read order under a cyclic query set larger than the cache are all misses (a
+10 M-character cache, smaller than SciFact's returned chunks in three modes, cut BM25 hits from most to few).
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from collections.abc import Iterable, Sequence
 
 from engine.types import ChunkRecord
 
-# SciFact's chunks (~730 characters of text) count ~1,000 characters each and take ~1.9 KB of memory all told
-# (measured on a full cache: 9,859 chunks, 19.2 MB): 10 M characters hold about the ~10k chunks its 300 test
-# queries return, in ~19 MB.
-MAX_CHARS = 10_000_000
+# Characters counted per MB of memory: SciFact's chunks (~730 characters of text) count ~1,000 each and take
+# ~1.9 KB all told (measured on a full cache: 9,859 chunks, 19.2 MB for 10 M characters).
+CHARS_PER_MB = 500_000
+MAX_CHARS = 32 * CHARS_PER_MB  # the default RAGLINE_SEARCH_CACHE_MB
 # the ids, names and numbers every record carries (four 36-character ids and a file name)
 _RECORD_CHARS = 200
 
@@ -59,6 +61,8 @@ class ChunkCache:
 
     def put(self, entries: Iterable[tuple[int | str, ChunkRecord]], writes: int) -> None:
         """Keep chunks read from the shard while its write count stayed ``writes``."""
+        if self.max_chars <= 0:
+            return
         with self._lock:
             if not self._current(writes):
                 return

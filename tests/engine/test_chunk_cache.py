@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import msgspec
+from pathlib import Path
 
+import msgspec
+import pytest
+
+from engine.settings import Settings
+from engine.stores import create_vector_store
 from engine.stores.edge_chunks import ChunkCache, footprint
 from engine.types import ChunkRecord
 
@@ -54,3 +59,16 @@ def test_metadata_counts_against_the_budget_like_text() -> None:
     cache = ChunkCache(max_chars=footprint(labelled) + footprint(plain) - 1)
     cache.put([(0, plain), (1, labelled)], writes=0)
     assert cache.get([0, 1], writes=0) == [None, labelled]
+
+
+def test_a_zero_budget_keeps_nothing() -> None:
+    cache = ChunkCache(max_chars=0)
+    cache.put([(0, chunk(0))], writes=0)
+    assert cache.get([0], writes=0) == [None] and len(cache) == 0
+
+
+def test_the_budget_comes_from_the_settings_and_must_not_be_negative(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="RAGLINE_SEARCH_CACHE_MB"):
+        create_vector_store(Settings.from_env({"RAGLINE_SEARCH_CACHE_MB": "-1"}, data_dir=tmp_path), dim=4)
+    assert Settings.from_env({}).search_cache_mb == 32
+    assert Settings.from_env({"RAGLINE_SEARCH_CACHE_MB": "0"}).search_cache_mb == 0
