@@ -75,17 +75,26 @@ def build_backend(name: str) -> tuple[Any, Callable[[], None]]:
 
         # torch's thread count is process-wide: set it before every measurement of this backend
         return SentenceTransformerEmbedder(threads=threads), lambda: torch.set_num_threads(threads)
-    from engine.embedders.onnx_int8 import OnnxInt8Embedder, export_model
-    from engine.embedders.sentence_transformer import bundled_model_path
+    from engine.embedders.onnx_int8 import OnnxInt8Embedder
 
     onnx_file = None
-    if "fp32" in name or "fusedln" in name:
-        int8 = "fp32" not in name
-        onnx_file = CACHE / ("int8-fusedln.onnx" if int8 else "fp32-fused.onnx")
-        if not onnx_file.exists():
-            CACHE.mkdir(parents=True, exist_ok=True)
-            export_model(bundled_model_path(), onnx_file, int8=int8, fused_layer_norm=int8)
+    if "fp32" in name:
+        onnx_file = comparison_export("fp32-fused", int8=False)
+    elif "fusedln" in name:
+        onnx_file = comparison_export("int8-fusedln", int8=True, fused_layer_norm=True)
     return OnnxInt8Embedder(CACHE / "int8", threads=threads, onnx_file=onnx_file), lambda: None
+
+
+def comparison_export(name: str, *, int8: bool, fused_layer_norm: bool = False) -> Path:
+    """An export variant for comparisons, made once into ``CACHE`` per export recipe (never a stale one)."""
+    from engine.embedders.onnx_export import RECIPE_VERSION, export_model
+    from engine.embedders.sentence_transformer import bundled_model_path
+
+    path = CACHE / f"{name}-recipe{RECIPE_VERSION}.onnx"
+    if not path.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        export_model(bundled_model_path(), path, int8=int8, fused_layer_norm=fused_layer_norm)
+    return path
 
 
 def measure(embedder: Any, chunks: list[str], queries: list[str], latency_queries: int) -> dict[str, float]:

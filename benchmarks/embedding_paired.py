@@ -27,17 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import engine  # noqa: F401,I001  (offline environment and thread limits before numpy)
 
 from benchmarks._results import add_out_argument, finish, run_info, write
-from benchmarks.embedding import CACHE, chunk_texts, test_queries
-from engine.embedders.onnx_int8 import OnnxInt8Embedder, _load_session, _load_tokenizer, export_model
+from benchmarks.embedding import CACHE, chunk_texts, comparison_export, test_queries
+from engine.embedders.onnx_int8 import OnnxInt8Embedder, _load_session, _load_tokenizer
 from engine.embedders.sentence_transformer import bundled_model_path
-
-
-def default_files() -> tuple[Path, Path]:
-    fused = CACHE / "int8-fusedln.onnx"
-    if not fused.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        export_model(bundled_model_path(), fused, fused_layer_norm=True)
-    return fused, OnnxInt8Embedder(CACHE / "int8").model_file
 
 
 def paired(a: Any, b: Any, inputs: list[list[int]], reps: int) -> dict[str, float]:
@@ -50,14 +42,14 @@ def paired(a: Any, b: Any, inputs: list[list[int]], reps: int) -> dict[str, floa
         return time.perf_counter() - started
 
     for ids in inputs[:5]:  # warm both
-        run(a, ids), run(b, ids)
-    times_a, times_b = [], []
+        run(a, ids)
+        run(b, ids)
+    times: dict[Any, list[float]] = {a: [], b: []}
     for _ in range(reps):
         for index, ids in enumerate(inputs):
-            if index % 2:
-                times_a.append(run(a, ids)), times_b.append(run(b, ids))
-            else:
-                times_b.append(run(b, ids)), times_a.append(run(a, ids))
+            for session in (a, b) if index % 2 else (b, a):
+                times[session].append(run(session, ids))
+    times_a, times_b = times[a], times[b]
     return {
         "a_p50_ms": round(statistics.median(times_a) * 1000, 3),
         "b_p50_ms": round(statistics.median(times_b) * 1000, 3),
@@ -73,8 +65,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     add_out_argument(parser)
     args = parser.parse_args()
-    default_a, default_b = default_files() if args.a is None or args.b is None else (args.a, args.b)
-    file_a, file_b = args.a or default_a, args.b or default_b
+    file_a = args.a or comparison_export("int8-fusedln", int8=True, fused_layer_norm=True)
+    file_b = args.b or OnnxInt8Embedder(CACHE / "int8").model_file
     tokenizer = _load_tokenizer(bundled_model_path())
     texts = {"chunk_200": chunk_texts(args.chunks), "query": test_queries()}
     inputs = {kind: [e.ids for e in tokenizer.encode_batch(batch)] for kind, batch in texts.items()}

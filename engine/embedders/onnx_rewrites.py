@@ -4,8 +4,9 @@
 loop per token on CPU: 2.5-3 µs per 384-wide token on a 2-core AVX-512 Xeon, 60 µs for a 22-token query and
 600 µs for a 200-token chunk, twelve times per text. The standard ``LayerNormalization`` kernel is no faster. The
 same arithmetic spelt as elementwise ops (Add, ReduceMean, Sub, Mul, Sqrt, Div), which onnxruntime vectorises,
-takes 27 and 143 µs (``onnxruntime`` 1.32, one thread). onnxruntime's own fusion passes match neither form
-(``LayerNormFusion`` expects ``Pow``), and ``DISABLED_FUSIONS`` keeps it that way should a later release learn to.
+takes 27 and 143 µs (``onnxruntime`` 1.32, one thread). onnxruntime 1.32's session-level fusions leave the
+elementwise form alone (checked: the session's optimised graph has no layer-norm node), and ``DISABLED_FUSIONS``
+keeps it that way should a later release learn to fuse it back.
 """
 
 from __future__ import annotations
