@@ -8,7 +8,8 @@ corpus, e.g. retrieval_quality.py's 11k-chunk SciFact store, with a token minted
 then runs SciFact test queries from concurrent clients for a fixed time per mode, while one more client asks
 ``GET /health`` every 50 ms. Prints one JSON object and a short table, and writes the object to
 ``--out``/http_search.json. Clients and server share the machine's cores: each mode also reports the CPU time
-the server and the load generator spent per request.
+the server and the load generator spent per request, the server's event-loop thread's share of it (one core at
+most: the part no second core helps), and the machine's steal time (a busy host slows every number here).
 """
 
 from __future__ import annotations
@@ -40,8 +41,23 @@ def cpu_seconds(pid: int | None = None) -> float:
     if pid is None:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return usage.ru_utime + usage.ru_stime
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return _stat_cpu_seconds(Path(f"/proc/{pid}/stat"))
+
+
+def event_loop_cpu_seconds(pid: int) -> float:
+    """CPU time of a process's main thread, where its event loop runs (one core at most, whatever the machine)."""
+    return _stat_cpu_seconds(Path(f"/proc/{pid}/task/{pid}/stat"))
+
+
+def _stat_cpu_seconds(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """The machine's (steal, total) CPU ticks: steal is time the hypervisor gave our vCPUs to someone else."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[7], sum(fields[:8])
 
 
 def load_docs(limit: int) -> list[tuple[str, str]]:
@@ -169,26 +185,34 @@ def main() -> None:
             }  # fmt: skip
             for mode in args.modes.split(","):
                 asyncio.run(load(server.base_url, token, mode, queries, args.clients, 3))  # warm-up
-                server_cpu, client_cpu = cpu_seconds(server.process.pid), cpu_seconds()
+                pid = server.process.pid
+                server_cpu, loop_cpu, client_cpu = cpu_seconds(pid), event_loop_cpu_seconds(pid), cpu_seconds()
+                steal, ticks = cpu_ticks()
                 results[mode] = measured = asyncio.run(
                     load(server.base_url, token, mode, queries, args.clients, args.seconds)
                 )
                 # the load generator shares the cores with the server: how much each took, per request
                 requests = max(1, measured["requests"])
                 measured["server_cpu_ms_per_request"] = round(
-                    (cpu_seconds(server.process.pid) - server_cpu) * 1000 / requests, 2
+                    (cpu_seconds(pid) - server_cpu) * 1000 / requests, 2
                 )
+                measured["server_event_loop_cpu_ms_per_request"] = round(
+                    (event_loop_cpu_seconds(pid) - loop_cpu) * 1000 / requests, 2
+                )
+                steal_end, ticks_end = cpu_ticks()
+                measured["steal_pct"] = round(100 * (steal_end - steal) / max(1, ticks_end - ticks), 1)
                 measured["client_cpu_ms_per_request"] = round((cpu_seconds() - client_cpu) * 1000 / requests, 2)
         finally:
             stop_server(server)
     results["run"] = finish(run)
     print(json.dumps(results))
     print(f"\n{'mode':<8}{'qps':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}{'health p99':>11}"
-          f"{'server cpu ms/req':>19}{'client cpu ms/req':>19}")
+          f"{'server cpu ms/req':>19}{'event loop ms/req':>19}{'client cpu ms/req':>19}{'steal %':>9}")
     for mode in args.modes.split(","):
         r = results[mode]
         print(f"{mode:<8}{r['qps']:>8}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p99_ms']:>9}{r['errors']:>8}"
-              f"{r['health_p99_ms']:>11}{r['server_cpu_ms_per_request']:>19}{r['client_cpu_ms_per_request']:>19}")
+              f"{r['health_p99_ms']:>11}{r['server_cpu_ms_per_request']:>19}"
+              f"{r['server_event_loop_cpu_ms_per_request']:>19}{r['client_cpu_ms_per_request']:>19}{r['steal_pct']:>9}")
     write(args.out, "http_search", results)
 
 
