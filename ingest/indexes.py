@@ -62,10 +62,12 @@ class SqlIndexDirectory:
         self.embedders = embedders
         self.ttl_s = ttl_s
         self._cache: dict[str, _Cached] = {}
+        self._generation = 0  # bumped by every invalidate: a reading begun before one is not cached
         self._indexes: dict[str, Index] = {}  # collection name -> index (rows of a name never change)
 
     def invalidate(self, workspace_id: str | None = None) -> None:
         """Forget cached routes (after this process changed a pointer)."""
+        self._generation += 1
         if workspace_id is None:
             self._cache.clear()
         else:
@@ -75,6 +77,7 @@ class SqlIndexDirectory:
         cached = self._cache.get(workspace_id)
         if cached is not None and time.monotonic() - cached.at < self.ttl_s:
             return cached.routes
+        generation = self._generation
         async with self.sessions() as session:
             live = list(await session.scalars(
                 select(KbCollection).where(KbCollection.workspace_id == workspace_id, KbCollection.state == "live")
@@ -86,7 +89,8 @@ class SqlIndexDirectory:
                 ))  # fmt: skip
         dedicated = {row.kb_id: await self.index(row) for row in live}
         routes = WorkspaceRoutes(kb_ids=kb_ids, dedicated=dedicated)
-        self._cache[workspace_id] = _Cached(routes, time.monotonic())
+        if generation == self._generation:  # else a pointer changed while this read ran: it may be stale
+            self._cache[workspace_id] = _Cached(routes, time.monotonic())
         return routes
 
     async def index(self, row: KbCollection) -> Index:
