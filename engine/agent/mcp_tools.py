@@ -11,6 +11,7 @@ a blocked destination) goes back to the model as a tool error, never up the stac
 ``MAX_RESULT_CHARS``. Every HTTP request (redirects included) is checked by the SSRF guard (``engine.net``) and
 sent to the checked address, so DNS is not asked twice; Host and TLS SNI keep the name. Environment proxies are
 ignored, and the SDK's and httpx2's loggers stay at WARNING (at DEBUG they log requests, headers included).
+The SDK is imported on first use: importing it costs ~0.8 s, which every server and CLI start would pay otherwise.
 """
 
 from __future__ import annotations
@@ -21,20 +22,20 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx2
-import mcp_types
 import msgspec
-from mcp.client.session import ClientSession
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.exceptions import MCPError
 
 from engine.errors import BlockedDestination
 from engine.llm import ModelEvent, ModelRequest, ReasoningDelta
 from engine.net import IPNetwork, Target, resolve_url_async
 from engine.ports import ModelClient, Tool, ToolContext, ToolResult
+
+if TYPE_CHECKING:
+    import mcp_types
+    from mcp.client.session import ClientSession
 
 log = logging.getLogger(__name__)
 for _name in ("mcp", "httpx2", "httpcore2"):
@@ -106,6 +107,9 @@ class GuardedTransport(httpx2.AsyncBaseTransport):
 @contextlib.asynccontextmanager
 async def _session(config: McpServerConfig, allowed: Sequence[IPNetwork]) -> AsyncIterator[ClientSession]:
     """An initialized session with the server (closed, with its HTTP client, on leaving)."""
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
     client = httpx2.AsyncClient(
         headers=dict(config.headers), timeout=httpx2.Timeout(config.timeout_s), transport=GuardedTransport(allowed),
         trust_env=False, follow_redirects=False,
@@ -127,6 +131,8 @@ def describe_failure(exc: BaseException) -> str:
         return "timed out"
     if isinstance(exc, BlockedDestination):
         return f"blocked: {exc.message}"
+    from mcp.shared.exceptions import MCPError
+
     if isinstance(exc, MCPError):
         return f"MCP error {exc.code}: {exc.message}"[:300]
     if isinstance(exc, httpx2.HTTPStatusError):
@@ -147,6 +153,8 @@ def _schema(remote: mcp_types.Tool) -> dict[str, Any]:
 
 def result_text(result: mcp_types.CallToolResult) -> str:
     """The result as text: text blocks as written, other blocks named, structured content as JSON if alone."""
+    import mcp_types
+
     parts: list[str] = []
     for block in result.content:
         if isinstance(block, mcp_types.TextContent):
@@ -180,6 +188,8 @@ class McpTool:
         self._allowed = tuple(allowed)
 
     async def __call__(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+        import mcp_types
+
         timeout = self.config.timeout_s
         try:
             with anyio.fail_after(timeout):
@@ -204,6 +214,8 @@ class McpTool:
 
 async def list_tools(config: McpServerConfig, allowed: Sequence[IPNetwork] = ()) -> list[mcp_types.Tool]:
     """Every tool the server lists (all pages), within ``DISCOVERY_TIMEOUT_S`` or its timeout if shorter."""
+    import mcp_types
+
     tools: list[mcp_types.Tool] = []
     with anyio.fail_after(min(config.timeout_s, DISCOVERY_TIMEOUT_S)):
         async with _session(config, allowed) as session:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
@@ -13,7 +15,9 @@ from engine.ports import VectorStore
 from engine.settings import Settings
 from engine.stores._common import IdfScope
 from engine.stores.edge import EdgeVectorStore
-from engine.stores.qdrant_server import QdrantServerVectorStore
+
+if TYPE_CHECKING:  # qdrant_client costs ~1 s of every start; the embedded default never needs it
+    from engine.stores.qdrant_server import QdrantServerVectorStore
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -80,7 +84,8 @@ class QdrantCollections:
 
 def collections_for(store: VectorStore, settings: Settings) -> EdgeCollections | QdrantCollections:
     """The collections beside the default store: on its Qdrant server, else shards under the data directory."""
-    if isinstance(store, QdrantServerVectorStore):
+    server = sys.modules.get("engine.stores.qdrant_server")  # not imported: no store can be a server's
+    if server is not None and isinstance(store, server.QdrantServerVectorStore):
         return QdrantCollections(store)
     from engine.stores import _idf_scope
 
