@@ -21,6 +21,7 @@ from api.services.identity import TOKEN_PREFIX
 from engine.ports import ModelProvider
 from engine.settings import Settings
 from tests.helpers import postgres
+from tests.helpers.schema_template import copy_sqlite_template
 
 
 class Api:
@@ -69,10 +70,15 @@ class Api:
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings for an app on ``data_dir`` whose metadata database is already migrated (a copy of a template:
+    ``tests/helpers/schema_template.py``), on PostgreSQL when ``RAGLINE_TEST_DATABASE_URL`` is set."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     if postgres.SERVER_URL and "database_url" not in overrides:
-        overrides["database_url"] = postgres.fresh_database()
-    return Settings.from_env({}, data_dir=data_dir, torch_threads=1, bootstrap_token=token, **overrides)
+        overrides["database_url"] = postgres.fresh_database(migrated=True)
+    settings = Settings.from_env({}, data_dir=data_dir, torch_threads=1, bootstrap_token=token, **overrides)
+    if not settings.database_url:
+        copy_sqlite_template(data_dir / "ragline.db")
+    return settings
 
 
 @pytest.fixture

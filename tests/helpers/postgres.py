@@ -10,41 +10,33 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import threading
 
 from sqlalchemy.engine import make_url
+
+from tests.helpers.schema_template import in_a_thread, postgres_template
 
 SERVER_URL = os.environ.get("RAGLINE_TEST_DATABASE_URL", "")
 
 
-def fresh_database(server_url: str = SERVER_URL) -> str:
-    """Create an empty database on the server and return its SQLAlchemy URL."""
+def fresh_database(server_url: str = SERVER_URL, *, migrated: bool = False) -> str:
+    """Create a database on the server and return its SQLAlchemy URL: empty, or ``migrated`` (a copy of a
+    template the real migrations made, ``tests/helpers/schema_template.py``)."""
     import asyncpg
 
     url = make_url(server_url)
+
+    def create(name: str, template: str | None) -> None:
+        async def run() -> None:
+            connection = await asyncpg.connect(
+                host=url.host, port=url.port, user=url.username, password=url.password, database=url.database
+            )
+            try:
+                await connection.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+            finally:
+                await connection.close()
+
+        in_a_thread(lambda: asyncio.run(run()))
+
     name = f"ragline_test_{secrets.token_hex(6)}"
-
-    async def create() -> None:
-        connection = await asyncpg.connect(
-            host=url.host, port=url.port, user=url.username, password=url.password, database=url.database
-        )
-        try:
-            await connection.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await connection.close()
-
-    # a thread of its own: callers may already run inside an event loop
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            asyncio.run(create())
-        except BaseException as exc:  # re-raised in the caller's thread
-            failure.append(exc)
-
-    worker = threading.Thread(target=run)
-    worker.start()
-    worker.join()
-    if failure:
-        raise failure[0]
+    create(name, postgres_template(server_url, create) if migrated else None)
     return url.set(database=name).render_as_string(hide_password=False)

@@ -47,7 +47,6 @@ class HeldSessions:
 
 async def _swap_during_a_reading(tmp_path: Path, embedder: Any) -> tuple[Any, Any]:
     settings = make_settings(tmp_path / "data")
-    settings.data_dir.mkdir(parents=True)
     engine = create_engine(settings.resolved_database_url)
     await migrate(engine)
     sessions = session_factory(engine)
