@@ -26,7 +26,7 @@ from litestar.plugins import InitPluginProtocol
 from api.auth import PUBLIC, access_guard, provide_principal
 from api.container import Services, build_services
 from api.errors import EXCEPTION_HANDLERS
-from api.mcp_server import McpEndpoint
+from api.mcp_endpoint import McpEndpoint
 from api.request_context import RequestIdMiddleware, add_request_id_header, logging_config
 from api.routes.agents import AgentController
 from api.routes.automations import AutomationController
@@ -101,7 +101,7 @@ class RaglineCore(InitPluginProtocol):
         app_config.before_send.append(emit_after_write)  # a published prompt, a revoked token … into the event log
         app_config.logging_config = logging_config(settings.log_level)
         app_config.lifespan.append(self._lifespan)
-        app_config.lifespan.append(self.mcp.lifespan)  # the MCP session manager's task group, with the app
+        app_config.lifespan.append(self.mcp.lifespan)  # the task group the MCP session manager runs in, with the app
         app_config.request_max_body_size = JSON_BODY_LIMIT
         if settings.cors_origins:
             app_config.cors_config = CORSConfig(allow_origins=list(settings.cors_origins))

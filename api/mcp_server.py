@@ -1,15 +1,16 @@
 """Ragline as an MCP server: ``search``, ``list_files`` and ``ask`` for any MCP client, at ``/mcp``.
 
 Streamable HTTP (the ``mcp`` SDK's ``MCPServer`` and ``StreamableHTTPSessionManager``) mounted in the Litestar app
-(``@asgi(path="/mcp", is_mount=True)``). Every HTTP request to it passes the app's own guard first, like any route:
-a Ragline token (``Authorization: Bearer rl_…``, ``X-API-Key`` or ``X-API-Token``) of any member, the workspace
-from the token (``X-Workspace-ID`` selects another of the caller's), the per-token rate limit; no token: 401 with
-the error envelope. The resolved ``Principal`` travels in the ASGI scope to the tools, which see exactly what the
-REST API would show that token: its workspace, and only the knowledge bases a limited token may read.
+(``@asgi(path="/mcp", is_mount=True)`` in ``api.mcp_endpoint``, which imports this module on the first request).
+Every HTTP request to it passes the app's own guard first, like any route: a Ragline token (``Authorization:
+Bearer rl_…``, ``X-API-Key`` or ``X-API-Token``) of any member, the workspace from the token (``X-Workspace-ID``
+selects another of the caller's), the per-token rate limit; no token: 401 with the error envelope. The resolved
+``Principal`` travels in the ASGI scope to the tools, which see exactly what the REST API would show that token:
+its workspace, and only the knowledge bases a limited token may read.
 
 The transport is stateless (every POST is a whole exchange, answered as JSON): no MCP session outlives a request,
 so none can be picked up with another token, and nothing is kept between requests. The session manager's task
-group starts and stops with the app (``McpEndpoint.lifespan``).
+group starts with the first request and stops with the app (``api.mcp_endpoint.McpEndpoint``).
 
 ``ask`` is a run like any other: ``RunService.start`` with kind ``chat`` (the built-in assistant), recorded and
 listed at ``/executions``.
@@ -17,15 +18,10 @@ listed at ``/executions``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from litestar import Litestar
-from litestar.handlers import asgi
-from litestar.handlers.asgi_handlers import ASGIRouteHandler
-from litestar.types import Receive, Scope, Send
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -33,7 +29,6 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import CallToolResult, TextContent
 from pydantic import Field
 
-from api.auth import VIEWER
 from api.container import Services
 from api.services.identity import Principal
 from api.services.runs import RunStart
@@ -47,7 +42,6 @@ log = logging.getLogger("ragline")
 for _name in ("mcp", "httpx2", "httpcore2"):  # at INFO the SDK logs every request and session
     logging.getLogger(_name).setLevel(max(logging.getLogger(_name).level, logging.WARNING))
 
-MCP_PATH = "/mcp"
 PRINCIPAL_KEY = "principal"  # where the guard leaves the caller in scope["state"]
 MAX_KBS = 1000
 MAX_FILES_PER_KB = 200
@@ -200,37 +194,12 @@ def build_server(services: Services) -> MCPServer:
     return server
 
 
-class McpEndpoint:
-    """The ``/mcp`` mount and the lifespan of its session manager (a new one each time the app starts)."""
-
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self._manager: StreamableHTTPSessionManager | None = None
-
-    @contextlib.asynccontextmanager
-    async def lifespan(self, app: Litestar) -> AsyncIterator[None]:
-        server = build_server(self.services)
-        # no DNS-rebinding host check: a browser page cannot send a Ragline token, every request needs one
-        server.streamable_http_app(
-            stateless_http=True, json_response=True,
-            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
-        )  # fmt: skip
-        manager = server.session_manager
-        async with manager.run():
-            self._manager = manager
-            try:
-                yield
-            finally:
-                self._manager = None
-
-    def handler(self) -> ASGIRouteHandler:
-        endpoint = self
-
-        @asgi(path=MCP_PATH, is_mount=True, opt=VIEWER, copy_scope=True)
-        async def mcp(scope: Scope, receive: Receive, send: Send) -> None:
-            manager = endpoint._manager
-            if manager is None:  # pragma: no cover - requests arrive only while the app runs
-                raise RuntimeError("the MCP endpoint is not running")
-            await manager.handle_request(scope, receive, send)  # type: ignore[arg-type]
-
-        return mcp
+def session_manager(services: Services) -> StreamableHTTPSessionManager:
+    """A new session manager for the server over ``services`` (``api.mcp_endpoint`` runs it)."""
+    server = build_server(services)
+    # no DNS-rebinding host check: a browser page cannot send a Ragline token, every request needs one
+    server.streamable_http_app(
+        stateless_http=True, json_response=True,
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )  # fmt: skip
+    return server.session_manager
