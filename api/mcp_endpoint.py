@@ -42,7 +42,7 @@ class McpEndpoint:
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Litestar) -> AsyncIterator[None]:
         async with anyio.create_task_group() as tasks:
-            self._tasks = tasks
+            self._tasks, self._starting = tasks, anyio.Lock()  # this start's own: the app may start again later
             try:
                 yield
             finally:
