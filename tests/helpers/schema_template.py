@@ -10,6 +10,7 @@ PostgreSQL it is ``CREATE DATABASE ... TEMPLATE``, which copies the template's f
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import secrets
 import shutil
@@ -59,7 +60,9 @@ def copy_sqlite_template(database: Path) -> None:
     global _sqlite_template
     with _lock:
         if _sqlite_template is None:
-            made = Path(tempfile.mkdtemp(prefix="ragline-schema-")) / "ragline.db"
+            folder = tempfile.mkdtemp(prefix="ragline-schema-")
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            made = Path(folder) / "ragline.db"
             in_a_thread(lambda: asyncio.run(_migrated(f"sqlite+aiosqlite:///{made}")))
             with sqlite3.connect(made) as connection:  # everything in the main file: it is copied alone
                 connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
