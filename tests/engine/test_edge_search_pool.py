@@ -10,12 +10,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = """
-import glob, sys
+import glob, sys, time
 from pathlib import Path
 from engine.stores.edge_requests import SEARCH_THREADS, open_shard
+
+def pool():
+    return sum(1 for comm in glob.glob("/proc/self/task/*/comm") if open(comm).read().startswith("edge-search"))
+
 shard = open_shard(Path(sys.argv[1]), 8)
-pool = sum(1 for comm in glob.glob("/proc/self/task/*/comm") if open(comm).read().startswith("edge-search"))
-print(SEARCH_THREADS, pool)
+# a thread names itself once it runs: read until the count has held for half a second (at most 20 s)
+seen, since, deadline = pool(), time.monotonic(), time.monotonic() + 20
+while time.monotonic() - since < 0.5 and time.monotonic() < deadline:
+    time.sleep(0.05)
+    if (now := pool()) != seen:
+        seen, since = now, time.monotonic()
+print(SEARCH_THREADS, seen)
 """
 
 
