@@ -52,12 +52,13 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
 	@touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP) ## retrieval quality/latency, ingest and agent overhead benchmarks, then the README's figures
+bench: $(BENCH_STAMP) ## retrieval quality/latency, ingest, agent overhead and start-up benchmarks, then the README's figures
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/retrieval_quality.py
 	$(BIN)/python benchmarks/retrieval_latency.py
 	$(BIN)/python benchmarks/agent_overhead.py
 	$(BIN)/python benchmarks/workflow_overhead.py
+	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/plots.py
 
 # LlamaIndex in a virtual environment of its own (outside the repository), never a Ragline dependency
