@@ -11,16 +11,19 @@ a blocked destination) goes back to the model as a tool error, never up the stac
 ``MAX_RESULT_CHARS``. Every HTTP request (redirects included) is checked by the SSRF guard (``engine.net``) and
 sent to the checked address, so DNS is not asked twice; Host and TLS SNI keep the name. Environment proxies are
 ignored, and the SDK's and httpx2's loggers stay at WARNING (at DEBUG they log requests, headers included).
-The SDK is imported on first use: importing it costs ~0.8 s, which every server and CLI start would pay otherwise.
+The SDK is imported on first use, in a worker thread: importing it costs ~0.8 s, which every server and CLI start
+would pay otherwise, and which the event loop would stand still for if it imported it itself.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import json
 import logging
 import re
+import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -104,9 +107,16 @@ class GuardedTransport(httpx2.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+def _import_sdk() -> None:
+    for module in ("mcp_types", "mcp.shared.exceptions", "mcp.client.session", "mcp.client.streamable_http"):
+        importlib.import_module(module)
+
+
 @contextlib.asynccontextmanager
 async def _session(config: McpServerConfig, allowed: Sequence[IPNetwork]) -> AsyncIterator[ClientSession]:
     """An initialized session with the server (closed, with its HTTP client, on leaving)."""
+    if "mcp.client.streamable_http" not in sys.modules:
+        await anyio.to_thread.run_sync(_import_sdk)
     from mcp.client.session import ClientSession
     from mcp.client.streamable_http import streamable_http_client
 
