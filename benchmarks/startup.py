@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._results import add_out_argument, finish, run_info, write  # noqa: E402
+from tests.e2e.conftest import free_port  # noqa: E402
 
 NOTE = "# Office hours\n\nThe office closes at six on Fridays and opens at eight on Mondays.\n"
 
@@ -38,15 +38,9 @@ def _env(data_dir: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "RAGLINE_DATA_DIR": str(data_dir), "RAGLINE_TORCH_THREADS": "1", **extra}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def server_start_s(root: Path, data_dir: Path) -> float:
     """Seconds from spawning ``ragline serve`` until ``/health`` answers 200 (the server is stopped after)."""
-    port = _free_port()
+    port = free_port()
     env = _env(data_dir, RAGLINE_PORT=str(port), RAGLINE_BOOTSTRAP_TOKEN="rl_" + secrets.token_urlsafe(32))
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "api.cli", "serve"], cwd=root, env=env,
@@ -92,11 +86,10 @@ def main() -> None:
     args = parser.parse_args()
     roots = [path.resolve() for path in args.root or [ROOT]]
     info = run_info()
-    with tempfile.TemporaryDirectory() as tmp:  # the ONNX export, once, outside the clock
-        cli_s(roots[0], Path(tmp) / "data", "token", "create")
-        subprocess.run([sys.executable, "-c", "from engine.embedders import create_embedder; from engine.settings "
-                        "import Settings; create_embedder(Settings.from_env()).warm_up()"],
-                       cwd=roots[0], check=True, capture_output=True, timeout=600)  # fmt: skip
+    # the model's ONNX export (once per machine) outside the clock
+    subprocess.run([sys.executable, "-c", "from engine.embedders import create_embedder; from engine.settings "
+                    "import Settings; create_embedder(Settings.from_env()).warm_up()"],
+                   cwd=roots[0], check=True, capture_output=True, timeout=600)  # fmt: skip
     samples: dict[str, list[dict[str, float]]] = {str(root): [] for root in roots}
     for _ in range(args.rounds):
         for root in roots:
