@@ -1,9 +1,10 @@
 """``VectorStore`` on qdrant-edge: Qdrant's Rust segment engine running in this process.
 
 One shard holds every workspace (``workspace_id`` is a tenant-indexed payload field and a mandatory
-filter). Edge calls are synchronous and release the GIL while they search, so they run in worker threads;
-writes are serialised by one lock. ``optimize()`` (HNSW build) holds the GIL for seconds to minutes, so this
-process calls it only for ``ragline optimize`` (offline); once ``index_threshold`` dense vectors are outside
+filter). Edge calls are synchronous and hold the GIL while they run (qdrant-edge 0.9.0), so short reads
+run in the calling thread (``_read``); writes run in worker threads, serialised by one lock. ``optimize()``
+(HNSW build) holds the GIL for seconds to minutes, so this process calls it only for ``ragline optimize``
+(offline); once ``index_threshold`` dense vectors are outside
 HNSW, a child process builds it on a copy and the store swaps the copy in (``engine.stores.edge_index``).
 Until then search is an exact scan. Searches read payloads only for what they return
 (``engine.stores.edge_files``), and keep those until the next write (``engine.stores.edge_chunks``).
@@ -162,7 +163,9 @@ class EdgeVectorStore(BackgroundIndexing):
         conditions = filter_conditions(query.filters)
         if conditions is None or (query.mode == "sparse" and query.sparse is not None and not query.sparse.indices):
             return []
-        return await self._read(self.search_sync, query, conditions)
+        # the first grouped search learns every point's file (a scroll of the whole shard): not on the event loop
+        first_grouped = query.group_by == "file" and not self._files.loaded
+        return await self._read(self.search_sync, query, conditions, inline=not first_grouped)
 
     def search_sync(self, query: VectorQuery, conditions: list[Condition]) -> list[ScoredChunk]:
         """``search`` in the calling thread (blocking), after its checks.
@@ -289,7 +292,7 @@ class EdgeVectorStore(BackgroundIndexing):
 
     async def file_ids(self) -> set[str]:
         """Every file id with at least one point, published or not, across all workspaces."""
-        return await self._read(self._file_ids_sync)
+        return await self._read(self._file_ids_sync, inline=False)  # a facet over every point
 
     async def close(self) -> None:
         """Flush segments and release the shard (and its WAL lock). Safe to call twice."""
@@ -340,9 +343,20 @@ class EdgeVectorStore(BackgroundIndexing):
         facets = self._shard.facet(qe.FacetRequest(key="file_id", limit=total, exact=True))
         return {str(hit.value) for hit in facets.hits if hit.count > 0}
 
-    async def _read(self, call: Callable[..., T], *args: Any) -> T:
-        """Run ``call`` in a worker thread; it must look ``self._shard`` up when it runs (a swap replaces it)."""
+    async def _read(self, call: Callable[..., T], *args: Any, inline: bool = True) -> T:
+        """Run ``call``, which must look ``self._shard`` up when it runs (a swap replaces it).
+
+        In the calling thread (the event loop's) when ``inline`` and no index swap holds the gate: qdrant-edge
+        0.9.0 holds the GIL for the whole of each call (a thread that ticks every 0.5 ms stood still while a
+        15 ms query ran), so a worker thread bought a search no overlap with the event loop, only two thread
+        hops. Reads that wait for a swap, or may run long (``inline=False``), still go to a worker thread.
+        """
         self._require_open()
+        if inline:
+            with self._gate.read_now() as entered:
+                if entered:
+                    self._require_open()
+                    return translate_errors(call, *args)
         return await anyio.to_thread.run_sync(self._read_sync, call, *args)
 
     def _read_sync(self, call: Callable[..., T], *args: Any) -> T:

@@ -89,6 +89,22 @@ class ReadGate:
                     self._cond.notify_all()
 
     @contextlib.contextmanager
+    def read_now(self) -> Iterator[bool]:
+        """Enter as a reader only if no swap holds or waits for the gate; yields whether it entered."""
+        with self._cond:
+            entered = not self._swapping
+            if entered:
+                self._readers += 1
+        try:
+            yield entered
+        finally:
+            if entered:
+                with self._cond:
+                    self._readers -= 1
+                    if not self._readers:
+                        self._cond.notify_all()
+
+    @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
         with self._cond:
             while self._swapping:
