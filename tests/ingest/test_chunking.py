@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import statistics
 import time
 from collections.abc import Callable
 
@@ -296,14 +295,9 @@ def test_chunking_time_grows_linearly_on_pathological_input(name: str, embedder,
         doc = make(n)
         window = CountingWindow(embedder)
         encoded[0] = 0
+        started = time.perf_counter()  # one run: the counters cost next to nothing, and only the bound is checked
         chunk_document(doc, window=window, max_chunks=10**7)
-        work = (window.chars, encoded[0])
-        times = []
-        for _ in range(3):
-            started = time.perf_counter()
-            chunk_document(doc, window=embedder, max_chunks=10**7)
-            times.append(time.perf_counter() - started)
-        return *work, statistics.median(times)
+        return window.chars, encoded[0], time.perf_counter() - started
 
     counted_1, encoded_1, seconds_1 = measure(size)
     counted_2, encoded_2, seconds_2 = measure(2 * size)
