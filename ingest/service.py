@@ -172,36 +172,32 @@ class KnowledgeService:
         name = sanitize_filename(filename)
         clean_tags = _clean_tags(tags)
         meta = clean_metadata(metadata)
-        async with self.sessions() as session:
-            await self._kb(session, workspace_id, kb_id)
-        sha, size = await anyio.to_thread.run_sync(
-            lambda: self.blobs.put_stream(source, max_bytes=self.max_upload_bytes)
-        )
+        # One thread hop and one session per upload: the original is stored first, and the knowledge base is checked
+        # in the session that records the file (1,000 small uploads, three alternating rounds: 4.5-5.4 -> 3.8-4.8 ms
+        # of CPU each). An upload to an unknown base is thus written, then dropped.
+        stored: list[str] = []  # the original's digest once it is on disk
         try:
-            if size == 0:
-                raise InvalidInput("the file is empty")
-            head = await anyio.to_thread.run_sync(self._read_for_sniffing, sha)
-            file_type = detect_file_type(head, name)
-        except Exception:
-            await self._drop_blob_if_unreferenced(sha)
-            raise
-        mime = mimetypes.guess_type(f"x.{file_type}")[0] or declared_mime or "application/octet-stream"
-        row = File(
-            id=new_id("file"),
-            workspace_id=workspace_id,
-            kb_id=kb_id,
-            name=name,
-            size=size,
-            sha256=sha,
-            mime=mime,
-            file_type=file_type,
-            tags=clean_tags,
-            meta=meta,
-            status="queued",
-            warnings=[],
-        )
-        try:
+            sha, size, head = await anyio.to_thread.run_sync(self._keep_original, source, stored)
             async with self.sessions() as session:
+                await self._kb(session, workspace_id, kb_id)  # an unknown base first, whatever the file is
+                if size == 0:
+                    raise InvalidInput("the file is empty")
+                file_type = detect_file_type(head, name)
+                mime = mimetypes.guess_type(f"x.{file_type}")[0] or declared_mime or "application/octet-stream"
+                row = File(
+                    id=new_id("file"),
+                    workspace_id=workspace_id,
+                    kb_id=kb_id,
+                    name=name,
+                    size=size,
+                    sha256=sha,
+                    mime=mime,
+                    file_type=file_type,
+                    tags=clean_tags,
+                    meta=meta,
+                    status="queued",
+                    warnings=[],
+                )
                 existing = await self._file_by_sha(session, kb_id, sha)
                 if existing is not None:
                     return FileInfo.of(existing, duplicate=True)
@@ -215,13 +211,21 @@ class KnowledgeService:
                         raise
                     return FileInfo.of(existing, duplicate=True)
         except Exception:
-            # not recorded (database locked, unreachable or full): keep no original nobody refers to; if the
-            # database cannot even say that, the original stays for a later upload of the same bytes to reuse
-            with contextlib.suppress(Exception):
-                await self._drop_blob_if_unreferenced(sha)
+            # not recorded (no such base, a file that cannot be ingested, a database locked, unreachable or full):
+            # keep no original nobody refers to; if the database cannot even say that, the original stays for a
+            # later upload of the same bytes to reuse
+            if stored:
+                with contextlib.suppress(Exception):
+                    await self._drop_blob_if_unreferenced(stored[0])
             raise
         self.notify()
         return FileInfo.of(row)
+
+    def _keep_original(self, source: BinaryIO, stored: list[str]) -> tuple[str, int, bytes]:
+        """Store the upload (its digest goes to ``stored``); returns digest, size and the bytes that tell its type."""
+        sha, size = self.blobs.put_stream(source, max_bytes=self.max_upload_bytes)
+        stored.append(sha)
+        return sha, size, self._read_for_sniffing(sha) if size else b""
 
     def _read_for_sniffing(self, sha: str) -> bytes:
         path = self.blobs.path_for(sha)
