@@ -1,24 +1,28 @@
-"""Where the embedded store's reads run: in the caller's thread, unless an index swap holds the gate.
+"""The embedded store around qdrant-edge's GIL: reads in the caller's thread, big deletes in slices.
 
 qdrant-edge holds the GIL for the whole of each call, so a worker thread gives a search no overlap with the event
-loop (``EdgeVectorStore._read``). These tests pin what that means for a server: a search still answers when every
-worker thread is taken, and a search that arrives during a swap waits for it without stopping the event loop.
+loop (``EdgeVectorStore._read``), and a delete of a large knowledge base would stop every request for its whole
+run (``EdgeVectorStore._delete_matching``). These tests pin what that means for a server: a search still answers
+when every worker thread is taken, a search that arrives during a swap waits for it without stopping the event
+loop, and a big delete is many small writes that together remove every point of the base and nothing else.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
+import msgspec
 import pytest
 
 from engine.stores.edge import EdgeVectorStore
 from engine.types import SearchFilters
 from tests.conformance.corpus import DIM
-from tests.conformance.test_edge_background_index import WS, add_file, nearest
+from tests.conformance.test_edge_background_index import WS, add_file, nearest, points
 
 pytestmark = pytest.mark.anyio
 
@@ -80,4 +84,24 @@ async def test_a_search_during_a_swap_waits_off_the_event_loop(tmp_path: Path) -
         assert answered == [stored[5].chunk.id]
     finally:
         release.set()
+        await store.close()
+
+
+async def test_a_big_delete_goes_in_slices_and_removes_the_base_and_nothing_else(tmp_path: Path) -> None:
+    store = EdgeVectorStore(tmp_path / "shard", DIM, index_threshold=None, delete_slice=40)
+    try:
+        for n in range(3):
+            await add_file(store, f"big-{n}", 70, seed=n)  # knowledge base "kb": 210 points
+        kept = [msgspec.structs.replace(p, chunk=msgspec.structs.replace(p.chunk, kb_id="other", id=str(uuid.uuid4())))
+                for p in points("kept", 30, seed=9)]  # fmt: skip
+        await store.upsert(kept)
+        await store.publish_files(WS, ["kept"])
+        writes = store._writes
+        await store.delete_kb(WS, "kb")
+        assert (store._writes - writes) // 2 == 6, "210 points in slices of 40: six delete writes"
+        assert await store.count(SearchFilters(workspace_id=WS)) == 30
+        assert await store.count(SearchFilters(workspace_id=WS, kb_ids=("kb",))) == 0
+        assert await store.file_ids() == {"kept"}
+        assert (await store.search(nearest(kept[4])))[0].chunk.id == kept[4].chunk.id
+    finally:
         await store.close()
