@@ -60,8 +60,10 @@ class FileMap:
         if shard.info().points_count > self.max_entries:
             return
         offset: Any = None
+        # Pages of 1,000: each scroll holds the GIL, and every request waits meanwhile. SciFact's 11.4k points took
+        # 109-113 ms either way; the longest call 96-100 ms with pages of 10,000 and 10 ms with pages of 1,000.
         while True:
-            records, offset = shard.scroll(qe.ScrollRequest(offset=offset, limit=10_000, with_payload=FILE_ID_ONLY))
+            records, offset = shard.scroll(qe.ScrollRequest(offset=offset, limit=1_000, with_payload=FILE_ID_ONLY))
             self.learn_records(records)
             if offset is None:
                 return
