@@ -2,8 +2,8 @@
 
 Builds one qdrant-edge shard per size with synthetic clustered 384-d vectors (a stand-in for MiniLM
 embeddings; uniform random vectors are HNSW's pathological case) and random Zipf-distributed sparse vectors,
-then times ``EdgeVectorStore.search`` (the call the app makes: Rust query and payload decoding, in the calling thread) for
-dense / sparse / hybrid queries, with only the mandatory workspace filter and with a 10 % kb filter.
+then times ``EdgeVectorStore.search`` (the call the app makes: Rust query and payload decoding, in the calling
+thread) for dense / sparse / hybrid queries, with only the mandatory workspace filter and with a 10 % kb filter.
 Per-workspace IDF is timed twice: with the workspace alone in the shard (the adapter then uses the
 shard-wide statistics, which are the same numbers) and after a second tenant's file is added
 (``idf=workspace+tenant``: document frequencies are counted under the workspace filter per query).
