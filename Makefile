@@ -60,6 +60,7 @@ bench: $(BENCH_STAMP) ## retrieval quality/latency, ingest, agent overhead and s
 	$(BIN)/python benchmarks/workflow_overhead.py
 	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/delete_stall.py
+	$(BIN)/python benchmarks/edge_gil.py
 	$(BIN)/python benchmarks/plots.py
 
 # LlamaIndex in a virtual environment of its own (outside the repository), never a Ragline dependency
