@@ -34,12 +34,15 @@ from engine.types import ChunkRecord, SparseVector, VectorPoint  # noqa: E402
 DIM = 384
 
 
-def chunk_points(start: int, count: int, rng: np.random.Generator) -> list[VectorPoint]:
+def chunk_points(
+    start: int, count: int, rng: np.random.Generator, *, kb_id: str = "big", files: str = "file"
+) -> list[VectorPoint]:
+    """Synthetic chunks ``start`` to ``start + count`` of one knowledge base, 50 per file (``<files>-<n // 50>``)."""
     points = []
     for n in range(start, start + count):
         vector = rng.normal(size=DIM)
         chunk = ChunkRecord(
-            id=str(uuid.uuid4()), workspace_id="ws", kb_id="big", file_id=f"file-{n // 50}", file_name="a.md",
+            id=str(uuid.uuid4()), workspace_id="ws", kb_id=kb_id, file_id=f"{files}-{n // 50}", file_name="a.md",
             file_type="md", ordinal=n % 50, text="word " * 150,
         )  # fmt: skip
         sparse = SparseVector(indices=[1, 2, 3], values=[1.0, 1.0, 1.0])

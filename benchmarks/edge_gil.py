@@ -19,7 +19,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,26 +31,15 @@ sys.path.insert(0, str(ROOT))
 import qdrant_edge as qe  # noqa: E402
 
 from benchmarks._results import add_out_argument, finish, run_info, write  # noqa: E402
+from benchmarks.delete_stall import DIM, chunk_points  # noqa: E402
 from engine.stores._common import DENSE_VECTOR  # noqa: E402
 from engine.stores.edge_requests import edge_point, ensure_payload_indexes, open_shard  # noqa: E402
-from engine.types import ChunkRecord, SparseVector, VectorPoint  # noqa: E402
 
-DIM = 384
 TICK_S = 0.0005
 
 
-def edge_points(count: int, file_id: str, rng: np.random.Generator) -> list[qe.Point]:
-    points = []
-    for n in range(count):
-        vector = rng.normal(size=DIM)
-        chunk = ChunkRecord(
-            id=str(uuid.uuid4()), workspace_id="ws", kb_id="kb", file_id=f"{file_id}-{n // 50}", file_name="a.md",
-            file_type="md", ordinal=n % 50, text="word " * 150,
-        )  # fmt: skip
-        sparse = SparseVector(indices=[1, 2, 3], values=[1.0, 1.0, 1.0])
-        dense = (vector / np.linalg.norm(vector)).tolist()
-        points.append(edge_point(VectorPoint(chunk=chunk, dense=dense, sparse=sparse)))
-    return points
+def edge_points(count: int, files: str, rng: np.random.Generator) -> list[qe.Point]:
+    return [edge_point(point) for point in chunk_points(0, count, rng, kb_id="kb", files=files)]
 
 
 class Ticker:
