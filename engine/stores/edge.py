@@ -2,8 +2,7 @@
 
 One shard holds every workspace (``workspace_id`` is a tenant-indexed payload field and a mandatory
 filter). Edge calls are synchronous and hold the GIL while they run (qdrant-edge 0.9.0: searches, counts,
-upserts, deletes and flushes alike), so short reads run in the calling thread (``_read``), writes run in worker
-threads, serialised by one lock, and big deletes go in slices (``_delete_matching``). ``optimize()``
+upserts, deletes and flushes alike); where they run is ``engine.stores.edge_access``. ``optimize()``
 (HNSW build) holds the GIL for seconds to minutes, so this process calls it only for ``ragline optimize``
 (offline); once ``index_threshold`` dense vectors are outside
 HNSW, a child process builds it on a copy and the store swaps the copy in (``engine.stores.edge_index``).
@@ -22,17 +21,15 @@ again with the filter.
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio.to_thread
 import qdrant_edge as qe
 
-from engine.errors import EngineError
 from engine.stores._common import (
     PUBLISHED,
     VISIBILITY_FIELD,
@@ -49,6 +46,7 @@ from engine.stores._common import (
     label_payload,
     workspace_conditions,
 )
+from engine.stores.edge_access import DELETE_SLICE, ShardAccess
 from engine.stores.edge_chunks import MAX_CHARS, ChunkCache
 from engine.stores.edge_files import FileMap, point_key
 from engine.stores.edge_index import (
@@ -66,16 +64,11 @@ from engine.stores.edge_requests import (
     ensure_payload_indexes,
     open_shard,
     query_request,
-    translate_errors,
 )
 from engine.types import ChunkRecord, MetadataValue, ScoredChunk, SearchFilters, VectorPoint, VectorQuery
 
-T = TypeVar("T")
 
-DELETE_SLICE = 500  # points per delete write (see ``_delete_matching``)
-
-
-class EdgeVectorStore(BackgroundIndexing):
+class EdgeVectorStore(ShardAccess, BackgroundIndexing):
     """Embedded vector store in one qdrant-edge shard directory.
 
     Args:
@@ -87,7 +80,7 @@ class EdgeVectorStore(BackgroundIndexing):
         index_threshold: Dense vectors outside HNSW that start a background build (``engine.stores.edge_index``);
             ``None``: never (``optimize`` still builds on request).
         chunk_cache_chars: Bound of the cache of returned chunks (``engine.stores.edge_chunks``); 0: no cache.
-        delete_slice: Most points one delete write removes (``_delete_matching``).
+        delete_slice: Most points one delete write removes (``edge_access.ShardAccess._delete_matching``).
 
     Raises:
         Conflict: Another process (or another store in this process) has the shard open.
@@ -295,19 +288,6 @@ class EdgeVectorStore(BackgroundIndexing):
         if file_ids:
             await self._delete_matching([MatchCondition("file_id", tuple(file_ids))])
 
-    async def _delete_matching(self, conditions: list[Condition]) -> None:
-        """Delete the points matching ``conditions``, ``delete_slice`` at a time, each slice its own write: a delete
-        holds the GIL throughout (~25 us a point, 0.2 s for 8,000), by slices of 500 at most 15 ms. A crash between
-        slices leaves points whose file rows are gone; the start-up sweep purges them (``purge_files``)."""
-        flt = edge_filter(conditions)
-        request = qe.ScrollRequest(limit=self.delete_slice, filter=flt, with_payload=False, with_vector=False)
-        while True:
-            records, _ = await self._read(lambda: self._shard.scroll(request))
-            if records:
-                await self._write(functools.partial(qe.UpdateOperation.delete_points, [r.id for r in records]))
-            if len(records) < self.delete_slice:  # as a single delete, points written after it are not its business
-                return
-
     async def file_ids(self) -> set[str]:
         """Every file id with at least one point, published or not, across all workspaces."""
         return await self._read(self._file_ids_sync, inline=False)  # a facet over every point
@@ -361,42 +341,5 @@ class EdgeVectorStore(BackgroundIndexing):
         facets = self._shard.facet(qe.FacetRequest(key="file_id", limit=total, exact=True))
         return {str(hit.value) for hit in facets.hits if hit.count > 0}
 
-    async def _read(self, call: Callable[..., T], *args: Any, inline: bool = True) -> T:
-        """Run ``call`` (it must look ``self._shard`` up when it runs: a swap replaces it) in the calling thread when
-        ``inline`` and no swap holds the gate: a thread ticking every 0.5 ms stood still while a 15 ms query ran, so
-        a worker thread bought no overlap, only two hops. Reads that wait for a swap, or may run long, still do."""
-        self._require_open()
-        if inline:
-            with self._gate.read_now() as entered:
-                if entered:
-                    self._require_open()
-                    return translate_errors(call, *args)
-        return await anyio.to_thread.run_sync(self._read_sync, call, *args)
-
-    def _read_sync(self, call: Callable[..., T], *args: Any) -> T:
-        with self._gate.read():
-            self._require_open()
-            return translate_errors(call, *args)
-
-    async def _write(self, operation: Callable[[], qe.UpdateOperation]) -> None:
-        self._require_open()
-        await anyio.to_thread.run_sync(self._write_sync, operation)
-
-    def _write_sync(self, operation: Callable[[], qe.UpdateOperation]) -> None:
-        update = translate_errors(operation)
-        with self._write_lock:
-            self._require_open()
-            self._writes += 1
-            try:
-                translate_errors(self._shard.update, update)
-                if self._replay is not None:
-                    self._replay.append(update)  # the build copy predates it: applied again after the swap
-            finally:
-                self._writes += 1
-
     def _reopen(self) -> qe.EdgeShard:
         return open_shard(self.path, self.dim)
-
-    def _require_open(self) -> None:
-        if self._closed:
-            raise EngineError("vector store is closed", code="store_closed")
