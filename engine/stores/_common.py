@@ -24,6 +24,12 @@ RRF_K = 60  # the usual RRF constant; set explicitly so both adapters fuse ident
 # operation. A keyword, not a bool: qdrant-edge 0.9 turns MatchValue(True) into the integer 1, which never
 # matches a stored boolean.
 VISIBILITY_FIELD = "visibility"
+# The workspace id of a published point; absent while it is pending (publish_files sets it, under a filter on the
+# point's own workspace_id). Reads of published points filter on this one keyword instead of workspace_id +
+# visibility: each condition is checked per point, and on qdrant-edge 0.9 at 100k points with a second tenant in the
+# shard an exact dense search took 52-57 ms under the two against 23-28 ms under this one, and counting BM25
+# document frequencies (per-workspace IDF) 25-27 against 2.2-3.1 ms per sparse query, with the same results.
+PUBLISHED_IN_FIELD = "published_in"
 METADATA_FIELD = "metadata"  # ChunkRecord.metadata: user keys are filtered as "metadata.<key>"
 PENDING = "pending"
 PUBLISHED = "published"
@@ -44,6 +50,7 @@ PAYLOAD_INDEXES: dict[str, IndexKind] = {
     "ordinal": "integer",
     "created_at": "float",
     VISIBILITY_FIELD: "keyword",
+    PUBLISHED_IN_FIELD: "keyword",
 }
 
 
@@ -75,22 +82,28 @@ def point_payload(point: VectorPoint) -> dict[str, Any]:
     return payload
 
 
+def published_payload(workspace_id: str) -> dict[str, Any]:
+    """The payload keys ``publish_files`` sets on a file's points."""
+    return {VISIBILITY_FIELD: PUBLISHED, PUBLISHED_IN_FIELD: workspace_id}
+
+
 def label_payload(tags: Sequence[str], metadata: Mapping[str, MetadataValue]) -> dict[str, Any]:
     """The payload keys ``relabel_file`` sets; top-level keys are replaced whole, so removed metadata goes."""
     return {"tags": list(tags), METADATA_FIELD: dict(metadata)}
 
 
 def chunk_from_payload(payload: dict[str, Any] | None) -> ChunkRecord:
-    fields = {k: v for k, v in (payload or {}).items() if k != VISIBILITY_FIELD}
+    fields = {k: v for k, v in (payload or {}).items() if k not in (VISIBILITY_FIELD, PUBLISHED_IN_FIELD)}
     return msgspec.convert(fields, ChunkRecord)
 
 
 def workspace_conditions(workspace_id: str, *, published_only: bool = True) -> list[Condition]:
+    """The published points of one workspace (one condition, see ``PUBLISHED_IN_FIELD``); with
+    ``published_only=False`` every point of it (writes, deletes)."""
     _require_workspace(workspace_id)
-    conditions: list[Condition] = [MatchCondition("workspace_id", (workspace_id,))]
     if published_only:
-        conditions.append(MatchCondition(VISIBILITY_FIELD, (PUBLISHED,)))
-    return conditions
+        return [MatchCondition(PUBLISHED_IN_FIELD, (workspace_id,))]
+    return [MatchCondition("workspace_id", (workspace_id,))]
 
 
 def file_conditions(workspace_id: str, file_id: str, *, published_only: bool = True) -> list[Condition]:

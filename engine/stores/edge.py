@@ -31,8 +31,6 @@ import anyio.to_thread
 import qdrant_edge as qe
 
 from engine.stores._common import (
-    PUBLISHED,
-    VISIBILITY_FIELD,
     Condition,
     IdfScope,
     MatchCondition,
@@ -44,6 +42,7 @@ from engine.stores._common import (
     files_conditions,
     filter_conditions,
     label_payload,
+    published_payload,
     workspace_conditions,
 )
 from engine.stores.edge_access import DELETE_SLICE, ShardAccess
@@ -62,6 +61,7 @@ from engine.stores.edge_requests import (
     edge_filter,
     edge_point,
     ensure_payload_indexes,
+    mark_published_in,
     open_shard,
     query_request,
 )
@@ -123,6 +123,7 @@ class EdgeVectorStore(ShardAccess, BackgroundIndexing):
         self._shard = open_shard(self.path, dim)
         try:
             ensure_payload_indexes(self._shard)
+            mark_published_in(self._shard)
         except BaseException:
             self._shard.close()
             raise
@@ -147,7 +148,8 @@ class EdgeVectorStore(ShardAccess, BackgroundIndexing):
         if not file_ids:
             return
         target = edge_filter(files_conditions(workspace_id, file_ids, published_only=False))
-        await self._write(lambda: qe.UpdateOperation.set_payload_by_filter(target, {VISIBILITY_FIELD: PUBLISHED}))
+        published = published_payload(workspace_id)
+        await self._write(lambda: qe.UpdateOperation.set_payload_by_filter(target, published))
 
     async def relabel_file(
         self, workspace_id: str, file_id: str, *, tags: Sequence[str], metadata: Mapping[str, MetadataValue]

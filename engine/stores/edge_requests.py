@@ -14,8 +14,11 @@ from engine.errors import Conflict, EngineError, InvalidInput
 from engine.stores._common import (
     DENSE_VECTOR,
     PAYLOAD_INDEXES,
+    PUBLISHED,
+    PUBLISHED_IN_FIELD,
     RRF_K,
     SPARSE_VECTOR,
+    VISIBILITY_FIELD,
     Condition,
     IdfScope,
     IndexKind,
@@ -82,6 +85,21 @@ def ensure_payload_indexes(shard: qe.EdgeShard) -> None:
     for field, kind in PAYLOAD_INDEXES.items():
         if field not in existing:
             shard.update(qe.UpdateOperation.create_field_index(field, _index_schema(kind)))
+
+
+def mark_published_in(shard: qe.EdgeShard) -> None:
+    """Give points published without ``published_in`` (by a Ragline before it) their workspace there, so that
+    their terms count towards its BM25 IDF again. On a current shard this is one count that finds nothing."""
+    published = qe.FieldCondition(VISIBILITY_FIELD, match=qe.MatchValue(PUBLISHED))
+    unmarked = qe.Filter(must=[published, qe.IsEmptyCondition(PUBLISHED_IN_FIELD)])
+    total = shard.count(qe.CountRequest(exact=True, filter=unmarked))
+    if total == 0:
+        return
+    facets = shard.facet(qe.FacetRequest(key="workspace_id", limit=total, exact=True, filter=unmarked))
+    for hit in facets.hits:
+        workspace = qe.FieldCondition("workspace_id", match=qe.MatchValue(hit.value))
+        target = qe.Filter(must=[published, qe.IsEmptyCondition(PUBLISHED_IN_FIELD), workspace])
+        shard.update(qe.UpdateOperation.set_payload_by_filter(target, {PUBLISHED_IN_FIELD: hit.value}))
 
 
 def _index_schema(kind: IndexKind) -> qe.PayloadSchemaType | qe.KeywordIndexParams:

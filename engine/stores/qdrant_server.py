@@ -21,6 +21,7 @@ from engine.stores._common import (
     DENSE_VECTOR,
     PAYLOAD_INDEXES,
     PUBLISHED,
+    PUBLISHED_IN_FIELD,
     RRF_K,
     SPARSE_VECTOR,
     VISIBILITY_FIELD,
@@ -41,6 +42,7 @@ from engine.stores._common import (
     label_payload,
     point_payload,
     prefetch_limit,
+    published_payload,
     workspace_conditions,
 )
 from engine.types import (
@@ -107,7 +109,7 @@ class QdrantServerVectorStore:
         await self._call(
             self._client.set_payload,
             collection_name=self.collection,
-            payload={VISIBILITY_FIELD: PUBLISHED},
+            payload=published_payload(workspace_id),
             points=target,
             wait=True,
         )
@@ -260,7 +262,8 @@ class QdrantServerVectorStore:
 
     async def _create_collection_if_missing(self) -> None:
         try:
-            if await self._client.collection_exists(self.collection):
+            existed = await self._client.collection_exists(self.collection)
+            if existed:
                 await self._check_dimension()
             else:
                 await self._client.create_collection(
@@ -281,12 +284,35 @@ class QdrantServerVectorStore:
                     await self._client.create_payload_index(
                         self.collection, field_name=field, field_schema=_index_schema(kind), wait=True
                     )
+            if existed:
+                await self._mark_published_in()
         except ResponseHandlingException as exc:
             raise _unavailable(exc) from exc
         except UnexpectedResponse as exc:
             raise EngineError(
                 f"cannot prepare Qdrant collection {self.collection!r}: {exc}", code="store_unavailable"
             ) from exc
+
+    async def _mark_published_in(self) -> None:
+        """Give points published without ``published_in`` (by a Ragline before it) their workspace there, one
+        workspace per request, so that their terms count towards its BM25 IDF again; on a current collection one
+        scroll that finds nothing."""
+        unmarked: list[models.Condition] = [
+            models.FieldCondition(key=VISIBILITY_FIELD, match=models.MatchValue(value=PUBLISHED)),
+            models.IsEmptyCondition(is_empty=models.PayloadField(key=PUBLISHED_IN_FIELD)),
+        ]
+        while True:
+            found, _ = await self._client.scroll(
+                self.collection, scroll_filter=models.Filter(must=unmarked), limit=1, with_payload=["workspace_id"]
+            )
+            if not found or not found[0].payload:
+                return
+            workspace = found[0].payload["workspace_id"]
+            own = models.FieldCondition(key="workspace_id", match=models.MatchValue(value=workspace))
+            await self._client.set_payload(
+                self.collection, payload={PUBLISHED_IN_FIELD: workspace},
+                points=models.Filter(must=[*unmarked, own]), wait=True,
+            )  # fmt: skip
 
     async def _check_dimension(self) -> None:
         info = await self._client.get_collection(self.collection)
