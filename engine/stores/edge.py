@@ -123,13 +123,18 @@ class EdgeVectorStore(ShardAccess, BackgroundIndexing):
         self._shard = open_shard(self.path, dim)
         try:
             ensure_payload_indexes(self._shard)
-            mark_published_in(self._shard)
+            unindexed = unindexed_at_open(self._shard)
+            # A payload update moves a point out of its HNSW segment (copy on write), so marked points count as
+            # unindexed, and a store that had its index gets it rebuilt now rather than after 10k more points.
+            marked = mark_published_in(self._shard)
         except BaseException:
             self._shard.close()
             raise
         # indexed vectors beyond one (sparse) per point on a clean shard: the dense vectors in HNSW segments
         self._index_offset = index_offset(self._shard)
-        self._unindexed = unindexed_at_open(self._shard)
+        self._unindexed = min(self._shard.info().points_count, unindexed + marked)
+        if marked:
+            self._maybe_index()
 
     async def upsert(self, points: Sequence[VectorPoint]) -> None:
         """Insert or replace points by chunk id. They stay hidden from reads until ``publish_files``."""

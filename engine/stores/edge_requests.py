@@ -87,19 +87,20 @@ def ensure_payload_indexes(shard: qe.EdgeShard) -> None:
             shard.update(qe.UpdateOperation.create_field_index(field, _index_schema(kind)))
 
 
-def mark_published_in(shard: qe.EdgeShard) -> None:
+def mark_published_in(shard: qe.EdgeShard) -> int:
     """Give points published without ``published_in`` (by a Ragline before it) their workspace there, so that
-    their terms count towards its BM25 IDF again. On a current shard this is one count that finds nothing."""
+    reads find them; how many it marked. On a current shard this is one count that finds nothing."""
     published = qe.FieldCondition(VISIBILITY_FIELD, match=qe.MatchValue(PUBLISHED))
     unmarked = qe.Filter(must=[published, qe.IsEmptyCondition(PUBLISHED_IN_FIELD)])
     total = shard.count(qe.CountRequest(exact=True, filter=unmarked))
     if total == 0:
-        return
+        return 0
     facets = shard.facet(qe.FacetRequest(key="workspace_id", limit=total, exact=True, filter=unmarked))
     for hit in facets.hits:
         workspace = qe.FieldCondition("workspace_id", match=qe.MatchValue(hit.value))
         target = qe.Filter(must=[published, qe.IsEmptyCondition(PUBLISHED_IN_FIELD), workspace])
         shard.update(qe.UpdateOperation.set_payload_by_filter(target, {PUBLISHED_IN_FIELD: hit.value}))
+    return total
 
 
 def _index_schema(kind: IndexKind) -> qe.PayloadSchemaType | qe.KeywordIndexParams:

@@ -295,8 +295,7 @@ class QdrantServerVectorStore:
 
     async def _mark_published_in(self) -> None:
         """Give points published without ``published_in`` (by a Ragline before it) their workspace there, one
-        workspace per request, so that their terms count towards its BM25 IDF again; on a current collection one
-        scroll that finds nothing."""
+        workspace per request, so that reads find them; on a current collection one scroll that finds nothing."""
         unmarked: list[models.Condition] = [
             models.FieldCondition(key=VISIBILITY_FIELD, match=models.MatchValue(value=PUBLISHED)),
             models.IsEmptyCondition(is_empty=models.PayloadField(key=PUBLISHED_IN_FIELD)),

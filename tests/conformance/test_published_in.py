@@ -1,8 +1,10 @@
-"""Stores written before ``published_in`` existed: their published points get it when the store opens, so BM25 IDF
-(counted over the points published in the querying workspace) scores them as before; pending points stay out."""
+"""Stores written before ``published_in`` existed: their published points get it when the store opens, so reads (which
+filter on it) find them and BM25 IDF (counted over the points published in the querying workspace) scores them as
+before; pending points stay out."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import uuid
 from pathlib import Path
@@ -14,12 +16,14 @@ from qdrant_client import models
 
 from engine.embedders.bm25 import Bm25SparseEncoder
 from engine.ports import VectorStore
+from engine.stores import edge_index
 from engine.stores._common import PUBLISHED_IN_FIELD
 from engine.stores.edge import EdgeVectorStore
 from engine.stores.edge_requests import open_shard
 from engine.stores.qdrant_server import QdrantServerVectorStore
 from engine.types import SearchFilters, VectorPoint, VectorQuery
 from tests.conformance.corpus import DIM, WS_A, WS_B, publish_corpus
+from tests.conformance.test_edge_background_index import WS, add_file, nearest
 
 pytestmark = pytest.mark.anyio
 
@@ -32,7 +36,10 @@ async def sparse_scores(store: VectorStore) -> list[list[tuple[str, float]]]:
     for workspace in (WS_A, WS_B):
         for text in TEXTS:
             request = VectorQuery(
-                mode="sparse", filters=SearchFilters(workspace_id=workspace), limit=10, sparse=encoder.encode_query(text)
+                mode="sparse",
+                filters=SearchFilters(workspace_id=workspace),
+                limit=10,
+                sparse=encoder.encode_query(text),
             )
             found.append([(hit.chunk.id, round(hit.score, 5)) for hit in await store.search(request)])
     return found
@@ -46,6 +53,14 @@ def draft_of(corpus: list[VectorPoint]) -> list[VectorPoint]:
         for p in corpus
         if p.chunk.file_id == first
     ]
+
+
+def strip_published_in(path: Path) -> None:
+    """Make the shard at ``path`` what an older Ragline left: no published_in, and no index on it."""
+    shard = open_shard(path, DIM)
+    shard.update(qe.UpdateOperation.delete_payload_by_filter(qe.Filter(), [PUBLISHED_IN_FIELD]))
+    shard.update(qe.UpdateOperation.delete_field_index(PUBLISHED_IN_FIELD))
+    shard.close()
 
 
 def edge_count(path: Path, **match: str) -> int:
@@ -69,10 +84,7 @@ async def test_an_embedded_shard_from_before_published_in_scores_as_before(
     assert all(expected)
     await store.close()
 
-    shard = open_shard(path, DIM)  # what an older Ragline left: no published_in, and no index on it
-    shard.update(qe.UpdateOperation.delete_payload_by_filter(qe.Filter(), [PUBLISHED_IN_FIELD]))
-    shard.update(qe.UpdateOperation.delete_field_index(PUBLISHED_IN_FIELD))
-    shard.close()
+    strip_published_in(path)
     assert edge_count(path, **{PUBLISHED_IN_FIELD: WS_A}) == 0
 
     reopened = EdgeVectorStore(path, DIM)
@@ -85,6 +97,31 @@ async def test_an_embedded_shard_from_before_published_in_scores_as_before(
         assert edge_count(path, **{PUBLISHED_IN_FIELD: workspace}) == published
         assert edge_count(path, workspace_id=workspace, visibility="published") == published
     assert edge_count(path, file_id="draft", visibility="pending") == len(draft_of(corpus))
+
+
+async def test_marking_an_older_shard_starts_its_index_build_at_open(tmp_path: Path, monkeypatch) -> None:
+    # marking moves points out of HNSW segments (a payload update is copy on write): waiting for 10k more points
+    # to be written would leave dense search on an exact scan until then
+    monkeypatch.setattr(edge_index, "CHECK_INTERVAL_S", 0.0)
+    path = tmp_path / "shard"
+    store = EdgeVectorStore(path, DIM, index_threshold=None)
+    written = await add_file(store, "older", 200, seed=3)
+    await store.close()
+    strip_published_in(path)
+
+    reopened = EdgeVectorStore(path, DIM, index_threshold=150)
+    try:
+        assert reopened.building_index
+        for _ in range(1200):  # generous: the child imports Python and qdrant-edge before it builds
+            if not reopened.building_index:
+                break
+            await asyncio.sleep(0.1)
+        assert not reopened.building_index, "the build did not finish in time"
+        assert await reopened.count(SearchFilters(workspace_id=WS)) == 200
+        for point in (written[0], written[77], written[199]):
+            assert (await reopened.search(nearest(point)))[0].chunk.id == point.chunk.id
+    finally:
+        await reopened.close()
 
 
 async def test_a_qdrant_collection_from_before_published_in_scores_as_before(corpus: list[VectorPoint]) -> None:
