@@ -144,9 +144,7 @@ class EdgeVectorStore(ShardAccess, BackgroundIndexing):
         # Converting 1000 points to edge objects takes ~0.2 s of CPU: do it in the worker, off the event loop.
         await self._write(lambda: qe.UpdateOperation.upsert_points([edge_point(point) for point in points]))
         self._files.learn_points(points)
-        self._unindexed += len(points)
-        if self.index_threshold is not None and self._unindexed >= self.index_threshold:
-            await anyio.to_thread.run_sync(self._maybe_index)
+        await self._outside_index(len(points))
 
     async def publish_files(self, workspace_id: str, file_ids: Sequence[str]) -> None:
         """Make all chunks of these files searchable in a single WAL operation."""
@@ -163,6 +161,16 @@ class EdgeVectorStore(ShardAccess, BackgroundIndexing):
         target = edge_filter(file_conditions(workspace_id, file_id, published_only=False))
         labels = label_payload(tags, metadata)
         await self._write(lambda: qe.UpdateOperation.set_payload_by_filter(target, labels))
+        # A payload update moves points out of their HNSW segment (copy on write): they count as unindexed again,
+        # or relabelling many files would leave dense search on an exact scan until 10k new points come.
+        moved = await self._read(lambda: self._shard.count(qe.CountRequest(exact=True, filter=target)))
+        await self._outside_index(moved)
+
+    async def _outside_index(self, points: int) -> None:
+        """``points`` more dense vectors are outside HNSW: a background build starts once enough are."""
+        self._unindexed += points
+        if self.index_threshold is not None and self._unindexed >= self.index_threshold:
+            await anyio.to_thread.run_sync(self._maybe_index)
 
     async def search(self, query: VectorQuery) -> list[ScoredChunk]:
         """Dense, sparse or fused hybrid search over published chunks matching ``query.filters``."""

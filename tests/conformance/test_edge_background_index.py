@@ -119,3 +119,36 @@ async def test_a_build_whose_child_dies_is_tried_again_and_then_swapped_in(tmp_p
         assert (await store.search(nearest(written[42])))[0].chunk.id == written[42].chunk.id
     finally:
         await store.close()
+
+
+async def wait_for_build(store: EdgeVectorStore) -> None:
+    for _ in range(1200):  # generous: the child imports Python and qdrant-edge before it builds
+        if not store.building_index:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the build did not finish in time")
+
+
+async def test_relabelled_chunks_count_towards_the_next_build(tmp_path: Path, monkeypatch) -> None:
+    # A payload update moves points out of their HNSW segment (copy on write): relabelling files without uploading
+    # anything must still lead to a build, or dense search stays on an exact scan over them.
+    monkeypatch.setattr(edge_index, "CHECK_INTERVAL_S", 0.0)
+    store = EdgeVectorStore(tmp_path / "shard", DIM, index_threshold=150)
+    try:
+        files = [await add_file(store, f"file-{n}", 50, seed=n) for n in range(3)]  # the third starts a build
+        assert store.building_index
+        await wait_for_build(store)
+        assert not store.building_index
+        await store.relabel_file(WS, "file-0", tags=["reviewed"], metadata={})
+        assert not store.building_index  # 50 moved points: below the threshold
+        await store.relabel_file(WS, "file-1", tags=["reviewed"], metadata={})
+        await store.relabel_file(WS, "file-2", tags=["reviewed"], metadata={})
+        assert store.building_index
+        await wait_for_build(store)
+        reviewed = SearchFilters(workspace_id=WS, tags=("reviewed",))
+        assert await store.count(reviewed) == 150
+        point = files[1][9]
+        hits = await store.search(VectorQuery(mode="dense", filters=reviewed, limit=1, dense=point.dense))
+        assert hits[0].chunk.id == point.chunk.id and hits[0].chunk.tags == ("reviewed",)
+    finally:
+        await store.close()

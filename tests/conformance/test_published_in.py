@@ -4,7 +4,6 @@ before; pending points stay out."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import uuid
 from pathlib import Path
@@ -23,7 +22,7 @@ from engine.stores.edge_requests import open_shard
 from engine.stores.qdrant_server import QdrantServerVectorStore
 from engine.types import SearchFilters, VectorPoint, VectorQuery
 from tests.conformance.corpus import DIM, WS_A, WS_B, publish_corpus
-from tests.conformance.test_edge_background_index import WS, add_file, nearest
+from tests.conformance.test_edge_background_index import WS, add_file, nearest, wait_for_build
 
 pytestmark = pytest.mark.anyio
 
@@ -112,11 +111,7 @@ async def test_marking_an_older_shard_starts_its_index_build_at_open(tmp_path: P
     reopened = EdgeVectorStore(path, DIM, index_threshold=150)
     try:
         assert reopened.building_index
-        for _ in range(1200):  # generous: the child imports Python and qdrant-edge before it builds
-            if not reopened.building_index:
-                break
-            await asyncio.sleep(0.1)
-        assert not reopened.building_index, "the build did not finish in time"
+        await wait_for_build(reopened)
         assert await reopened.count(SearchFilters(workspace_id=WS)) == 200
         for point in (written[0], written[77], written[199]):
             assert (await reopened.search(nearest(point)))[0].chunk.id == point.chunk.id
