@@ -194,6 +194,14 @@ class BackgroundIndexing:
             if not self._closed and self._build is None:
                 self._start_build()
 
+    def _index_after_open(self) -> None:
+        """``_maybe_index`` for a shard that opened with points moved out of its index; a build that cannot start
+        (a full disk) leaves the store open and is tried again after a later write."""
+        try:
+            self._maybe_index()
+        except Exception:
+            log.exception("could not start the HNSW build at open; a later write tries again")
+
     def _start_build(self) -> None:
         """Copy the shard and start the child on the copy (under the write lock)."""
         target = build_dir(self.path)
