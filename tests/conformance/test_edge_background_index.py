@@ -3,44 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from engine.stores import edge_index
 from engine.stores.edge import EdgeVectorStore
-from engine.types import ChunkRecord, SearchFilters, VectorPoint, VectorQuery
+from engine.types import SearchFilters, VectorQuery
 from tests.conformance.corpus import DIM
+from tests.conformance.indexing import WS, add_file, nearest, wait_for_build
 
 pytestmark = pytest.mark.anyio
-
-WS = "ws-index"
-
-
-def points(file_id: str, count: int, seed: int) -> list[VectorPoint]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for ordinal in range(count):
-        vector = rng.normal(size=DIM)
-        chunk = ChunkRecord(
-            id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"index-test/{file_id}/{ordinal}")), workspace_id=WS, kb_id="kb",
-            file_id=file_id, file_name=f"{file_id}.md", file_type="md", ordinal=ordinal, text=f"chunk {ordinal}",
-        )  # fmt: skip
-        out.append(VectorPoint(chunk=chunk, dense=(vector / np.linalg.norm(vector)).tolist()))
-    return out
-
-
-async def add_file(store: EdgeVectorStore, file_id: str, count: int, seed: int) -> list[VectorPoint]:
-    batch = points(file_id, count, seed)
-    await store.upsert(batch)
-    await store.publish_files(WS, [file_id])
-    return batch
-
-
-def nearest(point: VectorPoint) -> VectorQuery:
-    return VectorQuery(mode="dense", filters=SearchFilters(workspace_id=WS), limit=1, dense=point.dense)
 
 
 async def test_background_build_swaps_in_hnsw_and_keeps_later_writes(tmp_path: Path, monkeypatch) -> None:
@@ -119,14 +92,6 @@ async def test_a_build_whose_child_dies_is_tried_again_and_then_swapped_in(tmp_p
         assert (await store.search(nearest(written[42])))[0].chunk.id == written[42].chunk.id
     finally:
         await store.close()
-
-
-async def wait_for_build(store: EdgeVectorStore) -> None:
-    for _ in range(1200):  # generous: the child imports Python and qdrant-edge before it builds
-        if not store.building_index:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("the build did not finish in time")
 
 
 async def test_relabelled_chunks_count_towards_the_next_build(tmp_path: Path, monkeypatch) -> None:

@@ -22,7 +22,7 @@ from engine.stores.edge_requests import open_shard
 from engine.stores.qdrant_server import QdrantServerVectorStore
 from engine.types import SearchFilters, VectorPoint, VectorQuery
 from tests.conformance.corpus import DIM, WS_A, WS_B, publish_corpus
-from tests.conformance.test_edge_background_index import WS, add_file, nearest, wait_for_build
+from tests.conformance.indexing import WS, add_file, nearest, wait_for_build
 
 pytestmark = pytest.mark.anyio
 
