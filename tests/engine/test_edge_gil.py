@@ -22,7 +22,7 @@ import pytest
 from engine.stores.edge import EdgeVectorStore
 from engine.types import SearchFilters
 from tests.conformance.corpus import DIM
-from tests.conformance.test_edge_background_index import WS, add_file, nearest, points
+from tests.conformance.indexing import WS, add_file, nearest, points
 
 pytestmark = pytest.mark.anyio
 
