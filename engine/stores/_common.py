@@ -36,7 +36,8 @@ PUBLISHED = "published"
 
 # BM25 IDF statistics: over the querying workspace only (another tenant's documents never shift scores, so
 # scores cannot reveal which terms other workspaces contain), or over the whole collection. Workspace scope
-# recounts document frequencies per query: measured +6 ms p50 per sparse query at 10k points.
+# recounts document frequencies per query once other tenants share the shard: +0.4 ms p50 per sparse query at 10k
+# points and +3 ms at 100k (benchmarks/retrieval_latency.py, synthetic Zipf terms).
 IdfScope = Literal["workspace", "global"]
 
 IndexKind = Literal["tenant", "keyword", "integer", "float"]
