@@ -83,10 +83,7 @@ class ReadGate:
         try:
             yield
         finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
+            self._leave()
 
     @contextlib.contextmanager
     def read_now(self) -> Iterator[bool]:
@@ -99,10 +96,14 @@ class ReadGate:
             yield entered
         finally:
             if entered:
-                with self._cond:
-                    self._readers -= 1
-                    if not self._readers:
-                        self._cond.notify_all()
+                self._leave()
+
+    def _leave(self) -> None:
+        """A reader is done; the last one lets a waiting swap in."""
+        with self._cond:
+            self._readers -= 1
+            if not self._readers:
+                self._cond.notify_all()
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
