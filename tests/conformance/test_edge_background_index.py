@@ -26,11 +26,7 @@ async def test_background_build_swaps_in_hnsw_and_keeps_later_writes(tmp_path: P
         assert store._build is not None, "a build should have started once 150 dense vectors were unindexed"
         assert (await store.search(nearest(first[7])))[0].chunk.id == first[7].chunk.id  # searches go on
         during = await add_file(store, "written-during-build", 20, seed=99)
-        for _ in range(1200):  # generous: the child imports Python and qdrant-edge before it builds
-            if store._build is None:
-                break
-            await asyncio.sleep(0.1)
-        assert store._build is None, "the build did not finish in time"
+        await wait_for_build(store)
         assert await store.count(SearchFilters(workspace_id=WS)) == 220
         for point in (first[0], first[123], during[5]):
             assert (await store.search(nearest(point)))[0].chunk.id == point.chunk.id
@@ -81,11 +77,7 @@ async def test_a_build_whose_child_dies_is_tried_again_and_then_swapped_in(tmp_p
                 break
             await asyncio.sleep(0.1)
         assert store._build is not first and store._build is not None, "the failed build was not tried again"
-        for _ in range(1200):
-            if store._build is None:
-                break
-            await asyncio.sleep(0.1)
-        assert store._build is None, "the retried build did not finish in time"
+        await wait_for_build(store)  # the retried build
         assert store._failed_builds == 0  # 1 after the kill; back to 0 only once a build has been swapped in
         assert not edge_index.build_dir(store.path).exists()
         assert await store.count(SearchFilters(workspace_id=WS)) == len(written)
