@@ -92,6 +92,7 @@ class IngestWorker:
         self.config = config
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._writing: asyncio.Future[None] | None = None  # the batch being written, which ``stop`` lets finish
         self._stopping = False
         self._prepared: asyncio.Queue[Job] = asyncio.Queue(PREPARED_AHEAD)
         self._embedded: asyncio.Queue[Batch] = asyncio.Queue(2)
@@ -139,6 +140,9 @@ class IngestWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self._writing is not None:
+            await self._writing
+            self._writing = None
         # files in flight stay "processing": ``recover`` requeues them on the next start
         self._prepared = asyncio.Queue(PREPARED_AHEAD)
         self._embedded = asyncio.Queue(2)
@@ -256,7 +260,11 @@ class IngestWorker:
     async def _write_loop(self) -> None:
         while True:
             batch = await self._embedded.get()
-            await self._write(batch)
+            # Cancelling ``stop`` does not cut a write between its upsert and its record: points upserted for a
+            # file deleted meanwhile are only removed by the record step, and would stay until the next start.
+            self._writing = asyncio.ensure_future(self._write(batch))
+            await asyncio.shield(self._writing)
+            self._writing = None
 
     async def _write(self, batch: Batch) -> None:
         live = [s for s in batch.slices if not s.job.cancelled]
