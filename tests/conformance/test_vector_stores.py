@@ -274,11 +274,7 @@ async def test_a_filter_every_point_matched_still_applies_once_other_points_arri
     alone = {hit.chunk.id for hit in await empty_store.search(request)}
     assert alone and alone <= {p.chunk.id for p in own}
 
-    def twin(file_id: str, workspace: str = WS_A) -> VectorPoint:  # the target's vectors and text in another file
-        chunk = msgspec.structs.replace(target.chunk, id=str(uuid.uuid4()), file_id=file_id, workspace_id=workspace)
-        return msgspec.structs.replace(target, chunk=chunk)
-
-    stranger, sibling = twin("file-b-twin", WS_B), twin("file-a-twin")
+    stranger, sibling = twin_of(target, "file-b-twin", WS_B), twin_of(target, "file-a-twin")
     await empty_store.upsert([sibling])  # not published yet
     assert {hit.chunk.id for hit in await empty_store.search(request)} == alone
     await empty_store.publish_files(WS_A, ["file-a-twin"])
@@ -288,6 +284,44 @@ async def test_a_filter_every_point_matched_still_applies_once_other_points_arri
     everything = msgspec.structs.replace(request, filters=SearchFilters(workspace_id=WS_A))
     assert sibling.chunk.id in {hit.chunk.id for hit in await empty_store.search(everything)}
     assert stranger.chunk.id not in {hit.chunk.id for hit in await empty_store.search(everything)}
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_workspace_condition_every_point_matched_comes_back_beside_a_narrower_filter(
+    empty_store: VectorStore, corpus: list[VectorPoint], mode: SearchMode
+) -> None:
+    # The embedded adapter leaves out each condition that every point matches: with one workspace alone and all
+    # of it published, a search of one file keeps only the file condition. Another workspace's point with that
+    # file id, or a pending point of the file, must bring the workspace condition back.
+    own = [p for p in corpus if p.chunk.workspace_id == WS_A]
+    await publish_corpus(empty_store, own)
+    target = own[0]
+    file_id = target.chunk.file_id
+    assert len({p.chunk.file_id for p in own}) > 1  # the file condition alone does not match every point
+    request = query(mode, SearchFilters(workspace_id=WS_A, file_ids=(file_id,)), dense=target.dense,
+                    text=target.chunk.text)  # fmt: skip
+
+    async def found() -> set[str]:
+        return {hit.chunk.id for hit in await empty_store.search(request)}
+
+    alone = await found()
+    assert target.chunk.id in alone and alone <= {p.chunk.id for p in own if p.chunk.file_id == file_id}
+    stranger = twin_of(target, file_id, WS_B)
+    await publish_corpus(empty_store, [stranger])
+    assert await found() == alone
+    await empty_store.delete_file(WS_B, file_id)
+    assert await found() == alone
+    pending = twin_of(target, file_id)
+    await empty_store.upsert([pending])
+    assert await found() == alone
+    await empty_store.publish_files(WS_A, [file_id])
+    assert await found() == alone | {pending.chunk.id}
+
+
+def twin_of(target: VectorPoint, file_id: str, workspace: str = WS_A) -> VectorPoint:
+    """A point with ``target``'s vectors and text, in another file or workspace."""
+    chunk = msgspec.structs.replace(target.chunk, id=str(uuid.uuid4()), file_id=file_id, workspace_id=workspace)
+    return msgspec.structs.replace(target, chunk=chunk)
 
 
 # ---- writes -------------------------------------------------------------------------------------------------------
