@@ -52,13 +52,14 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
 	@touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP) ## retrieval quality/latency, ingest, agent overhead and start-up benchmarks, then the README's figures
+bench: $(BENCH_STAMP) ## retrieval quality/latency, ingest, agent overhead, start-up and memory benchmarks, then the README's figures
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/retrieval_quality.py
 	$(BIN)/python benchmarks/retrieval_latency.py
 	$(BIN)/python benchmarks/agent_overhead.py
 	$(BIN)/python benchmarks/workflow_overhead.py
 	$(BIN)/python benchmarks/startup.py
+	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/delete_stall.py
 	$(BIN)/python benchmarks/edge_gil.py
 	$(BIN)/python benchmarks/plots.py
