@@ -121,7 +121,7 @@ def files_conditions(workspace_id: str, file_ids: Sequence[str], *, published_on
 
 
 def filter_conditions(filters: SearchFilters) -> list[Condition] | None:
-    """Translate ``SearchFilters`` into conditions, all of which must hold.
+    """Translate ``SearchFilters`` into conditions, all of which must hold; the workspace's comes first.
 
     Returns ``None`` when the filter cannot match anything: an empty ``kb_ids``/``file_ids``/``file_types``/
     ``tags`` tuple, or a metadata key with no accepted value, means "none of them" (fail closed), not "any".
