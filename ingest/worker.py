@@ -141,7 +141,10 @@ class IngestWorker:
                 await task
         self._tasks.clear()
         if self._writing is not None:
-            await self._writing
+            try:
+                await self._writing
+            except Exception:  # its files stay "processing" and are requeued at the next start: stopping goes on
+                log.exception("the batch being written when the ingest worker stopped failed")
             self._writing = None
         # files in flight stay "processing": ``recover`` requeues them on the next start
         self._prepared = asyncio.Queue(PREPARED_AHEAD)
