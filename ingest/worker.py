@@ -263,8 +263,8 @@ class IngestWorker:
     async def _write_loop(self) -> None:
         while True:
             batch = await self._embedded.get()
-            # Cancelling ``stop`` does not cut a write between its upsert and its record: points upserted for a
-            # file deleted meanwhile are only removed by the record step, and would stay until the next start.
+            # ``stop`` cancels this loop, not the write in progress: cut between its upsert and its record, the
+            # points of a file deleted meanwhile (only the record step removes them) would stay until the next start.
             self._writing = asyncio.ensure_future(self._write(batch))
             await asyncio.shield(self._writing)
             self._writing = None
