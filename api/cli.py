@@ -82,7 +82,7 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     # request id, like the app's own (api.request_context)
     uvicorn.run(
         create_app(settings), host=host or settings.host, port=port or settings.port, log_level="info",
-        log_config=uvicorn_log_config(),
+        log_config=uvicorn_log_config(), access_log=settings.access_log,
     )  # fmt: skip
     return 0
 

@@ -57,6 +57,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # networks a workspace's model configuration may point its api_base into despite the SSRF guard
     model_allow_networks: tuple[str, ...] = ()
     log_level: str = "INFO"
+    access_log: bool = True  # ``ragline serve``: one line per request (uvicorn's, with the request id)
     bootstrap_token: str = ""  # fixes the first admin token (automated deployments); printed otherwise
     # outbound run callbacks: networks exempt from the SSRF guard (operator opt-in, e.g. "127.0.0.1/32")
     callback_allow_networks: tuple[str, ...] = ()

@@ -170,3 +170,20 @@ def test_a_served_apps_access_lines_carry_the_request_id(tmp_path: Path) -> None
     assert any('"GET /api/v1/no-such-route HTTP/1.1" 404 Not Found [live-404]' in line for line in lines), lines[-20:]
     assert any(f'"GET /health HTTP/1.1" 200 OK [{generated}]' in line for line in lines), lines[-20:]
     assert any("[-]" in line for line in lines), lines[-20:]  # uvicorn's own lines outside any request
+
+
+@pytest.mark.e2e
+def test_access_lines_can_be_turned_off(tmp_path: Path) -> None:
+    """``RAGLINE_ACCESS_LOG=false``: no line per request, while the server's own lines go on."""
+    from tests.e2e.conftest import start_server, stop_server
+
+    server = start_server(tmp_path / "data", {"RAGLINE_ACCESS_LOG": "false"})
+    try:
+        with server.client() as client:
+            ok = client.get("/api/v1/knowledge-bases", headers={"X-Request-ID": "quiet-200"})
+        assert (ok.status_code, rid(ok)) == (200, "quiet-200")
+    finally:
+        stop_server(server)
+    lines = server.log_path.read_text(errors="replace").splitlines()
+    assert not any("/api/v1/knowledge-bases" in line or "/health" in line for line in lines), lines[-20:]
+    assert any("Application startup complete" in line for line in lines), lines[-20:]
