@@ -182,6 +182,7 @@ def main() -> None:
             results = {
                 "docs": args.docs if not args.data_dir else str(args.data_dir), "clients": args.clients,
                 "load_avg_1m": round(os.getloadavg()[0], 2),
+                "access_log": os.environ.get("RAGLINE_ACCESS_LOG", "true"),  # the server's line per request costs
             }  # fmt: skip
             for mode in args.modes.split(","):
                 asyncio.run(load(server.base_url, token, mode, queries, args.clients, 3))  # warm-up
