@@ -117,6 +117,8 @@ class EdgeVectorStore(ShardAccess, BackgroundIndexing):
         self.index_threshold = index_threshold
         self._build: BuildProcess | None = None
         self._replay: list[qe.UpdateOperation] | None = None  # writes since the build's copy, while one runs
+        self._pending_indexed: dict[str, int] = {}
+        self._published_during_build: set[str] = set()
         self._next_index_check = 0.0
         self._failed_builds = 0
         recover_swap(self.path)
@@ -152,7 +154,11 @@ class EdgeVectorStore(ShardAccess, BackgroundIndexing):
             return
         target = edge_filter(files_conditions(workspace_id, file_ids, published_only=False))
         published = published_payload(workspace_id)
-        await self._write(lambda: qe.UpdateOperation.set_payload_by_filter(target, published))
+        moved = await self._write(
+            lambda: qe.UpdateOperation.set_payload_by_filter(target, published), then=lambda: self._published(file_ids)
+        )
+        if moved:
+            await self._outside_index(moved)
 
     async def relabel_file(
         self, workspace_id: str, file_id: str, *, tags: Sequence[str], metadata: Mapping[str, MetadataValue]

@@ -53,11 +53,12 @@ class ShardAccess:
             self._require_open()
             return translate_errors(call, *args)
 
-    async def _write(self, operation: Callable[[], qe.UpdateOperation]) -> None:
+    async def _write(self, operation: Callable[[], qe.UpdateOperation], then: Callable[[], int] | None = None) -> int:
+        """Apply one update; ``then`` runs right after it under the write lock (its result is returned, else 0)."""
         self._require_open()
-        await anyio.to_thread.run_sync(self._write_sync, operation)
+        return await anyio.to_thread.run_sync(self._write_sync, operation, then)
 
-    def _write_sync(self, operation: Callable[[], qe.UpdateOperation]) -> None:
+    def _write_sync(self, operation: Callable[[], qe.UpdateOperation], then: Callable[[], int] | None = None) -> int:
         update = translate_errors(operation)
         with self._write_lock:
             self._require_open()
@@ -68,6 +69,7 @@ class ShardAccess:
                     self._replay.append(update)  # the build copy predates it: applied again after the swap
             finally:
                 self._writes += 1
+            return then() if then is not None else 0
 
     async def _delete_matching(self, conditions: list[Condition]) -> None:
         """Delete the points matching ``conditions``, ``delete_slice`` at a time, each slice its own write: a delete

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import qdrant_edge as qe
 
+from engine.stores.edge_requests import pending_files
+
 log = logging.getLogger("ragline")
 
 # Dense vectors outside HNSW before a build starts. At 11k SciFact chunks a graph search for 200 candidates takes
@@ -124,9 +126,11 @@ class ReadGate:
 class BuildProcess:
     """One child optimising ``directory``; ``wait`` blocks until it exits."""
 
-    def __init__(self, directory: Path, points: int) -> None:
+    def __init__(self, directory: Path, points: int, pending: dict[str, int] | None = None) -> None:
         self.directory = directory
         self.points = points  # dense vectors it indexes that were outside HNSW
+        # by file, the points it indexes before their file is published (see BackgroundIndexing._published)
+        self.pending = pending or {}
         self.started = time.monotonic()
         self._process = subprocess.Popen(
             [sys.executable, "-m", "engine.stores.edge_index", str(directory)],
@@ -174,6 +178,8 @@ class BackgroundIndexing:
     _writes: int
     _index_offset: int
     _unindexed: int  # dense vectors written since the last build (or, at open, outside HNSW as far as info tells)
+    _pending_indexed: dict[str, int]  # by file: points a swapped-in build indexed before their file was published
+    _published_during_build: set[str]  # files published since the running build's copy
     _failed_builds: int  # failed builds in a row: the retry waits longer each time
 
     def _reopen(self) -> qe.EdgeShard:
@@ -203,6 +209,15 @@ class BackgroundIndexing:
         except Exception:
             log.exception("could not start the HNSW build at open; a later write tries again")
 
+    def _published(self, file_ids: Sequence[str]) -> int:
+        """After publishing ``file_ids`` (under the write lock): how many of their points the publish moved out of
+        HNSW. A build copies the points of files still being ingested and indexes them; the publish is a payload
+        update, which moves a point out of its HNSW segment (copy on write), whether it comes during the build
+        (the swap replays it) or after it. Counted, those points lead to the next build as new ones do."""
+        if self._build is not None:
+            self._published_during_build.update(file_ids)
+        return sum(self._pending_indexed.pop(file_id, 0) for file_id in file_ids)
+
     def _start_build(self) -> None:
         """Copy the shard and start the child on the copy (under the write lock)."""
         target = build_dir(self.path)
@@ -210,7 +225,8 @@ class BackgroundIndexing:
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(self.path, target)
         self._replay = []
-        self._build = build = BuildProcess(target, self._unindexed)
+        self._published_during_build = set()
+        self._build = build = BuildProcess(target, self._unindexed, pending_files(self._shard))
         self._unindexed = 0  # from here on: points written during the build (they stay in a plain segment)
         log.info("building the HNSW index of %d new points in the background", build.points)
         threading.Thread(target=self._finish_build, args=(build,), name="ragline-hnsw-build", daemon=True).start()
@@ -228,6 +244,11 @@ class BackgroundIndexing:
                     return
                 with self._gate.exclusive():
                     self._swap_in(build.directory, replay)
+                for file_id, points in build.pending.items():
+                    if file_id in self._published_during_build:  # the replayed publish moved them out again
+                        self._unindexed += points
+                    else:  # their publish will
+                        self._pending_indexed[file_id] = points
                 self._failed_builds = 0
             finally:
                 self._build = None  # after the swap: whoever waits for the build sees its result

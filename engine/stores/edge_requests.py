@@ -87,6 +87,16 @@ def ensure_payload_indexes(shard: qe.EdgeShard) -> None:
             shard.update(qe.UpdateOperation.create_field_index(field, _index_schema(kind)))
 
 
+def pending_files(shard: qe.EdgeShard) -> dict[str, int]:
+    """Points not published yet (their files still being ingested), counted by file."""
+    unpublished = qe.Filter(must=[qe.IsEmptyCondition(PUBLISHED_IN_FIELD)])
+    total = shard.count(qe.CountRequest(exact=True, filter=unpublished))
+    if total == 0:
+        return {}
+    facets = shard.facet(qe.FacetRequest(key="file_id", limit=total, exact=True, filter=unpublished))
+    return {str(hit.value): int(hit.count) for hit in facets.hits}
+
+
 def mark_published_in(shard: qe.EdgeShard) -> int:
     """Give points published without ``published_in`` (by a Ragline before it) their workspace there, so that
     reads find them; how many it marked. On a current shard this is one count that finds nothing."""
