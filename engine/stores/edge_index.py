@@ -243,7 +243,11 @@ class BackgroundIndexing:
                         self._retry_later()
                     return
                 with self._gate.exclusive():
-                    self._swap_in(build.directory, replay)
+                    swapped = self._swap_in(build.directory, replay)
+                if not swapped:  # the shard stays as it was: its points are still outside the index
+                    self._unindexed += build.points
+                    self._retry_later()
+                    return
                 for file_id, points in build.pending.items():
                     if file_id in self._published_during_build:  # the replayed publish moved them out again
                         self._unindexed += points
@@ -273,8 +277,9 @@ class BackgroundIndexing:
             if not self._closed and self._build is None and threshold is not None and self._unindexed >= threshold:
                 self._start_build()
 
-    def _swap_in(self, built: Path, replay: Sequence[qe.UpdateOperation]) -> None:
-        """Replace the live shard by the built copy plus ``replay`` (under the write lock and the read gate)."""
+    def _swap_in(self, built: Path, replay: Sequence[qe.UpdateOperation]) -> bool:
+        """Replace the live shard by the built copy plus ``replay`` (under the write lock and the read gate);
+        False when the copy could not be used and the shard stays as it was."""
         marker, old = swap_marker(self.path), old_dir(self.path)
         self._shard.flush()
         self._shard.close()
@@ -290,12 +295,15 @@ class BackgroundIndexing:
             log.exception("swapping in the HNSW build failed; keeping the shard without it")
             shutil.rmtree(self.path, ignore_errors=True)
             old.rename(self.path)
-            shard = self._reopen()
+            shard, swapped = self._reopen(), False
+        else:
+            swapped = True
         self._shard = shard
         self._writes += 2  # the IDF shortcut re-checks the new shard
         self._index_offset = index_offset(shard)
         marker.unlink()
         shutil.rmtree(old, ignore_errors=True)
+        return swapped
 
 
 def _main(directory: str) -> int:
