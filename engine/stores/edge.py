@@ -166,10 +166,12 @@ class EdgeVectorStore(ShardAccess, BackgroundIndexing):
         """Replace tags and metadata on every chunk of one file in a single WAL operation."""
         target = edge_filter(file_conditions(workspace_id, file_id, published_only=False))
         labels = label_payload(tags, metadata)
-        await self._write(lambda: qe.UpdateOperation.set_payload_by_filter(target, labels))
         # A payload update moves points out of their HNSW segment (copy on write): they count as unindexed again,
         # or relabelling many files would leave dense search on an exact scan until 10k new points come.
-        moved = await self._read(lambda: self._shard.count(qe.CountRequest(exact=True, filter=target)))
+        moved = await self._write(
+            lambda: qe.UpdateOperation.set_payload_by_filter(target, labels),
+            then=lambda: self._shard.count(qe.CountRequest(exact=True, filter=target)),
+        )
         await self._outside_index(moved)
 
     async def _outside_index(self, points: int) -> None:

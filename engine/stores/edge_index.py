@@ -236,17 +236,14 @@ class BackgroundIndexing:
         with self._write_lock:
             replay, self._replay = self._replay or [], None
             try:
-                if self._closed or not built:
+                if not self._closed and built:
+                    with self._gate.exclusive():
+                        built = self._swap_in(build.directory, replay)
+                if not built or self._closed:  # the shard stays as it was: its points are still outside the index
                     self._unindexed += build.points
                     shutil.rmtree(build.directory, ignore_errors=True)
                     if not self._closed:
                         self._retry_later()
-                    return
-                with self._gate.exclusive():
-                    swapped = self._swap_in(build.directory, replay)
-                if not swapped:  # the shard stays as it was: its points are still outside the index
-                    self._unindexed += build.points
-                    self._retry_later()
                     return
                 for file_id, points in build.pending.items():
                     if file_id in self._published_during_build:  # the replayed publish moved them out again

@@ -90,11 +90,16 @@ def ensure_payload_indexes(shard: qe.EdgeShard) -> None:
 def pending_files(shard: qe.EdgeShard) -> dict[str, int]:
     """Points not published yet (their files still being ingested), counted by file."""
     unpublished = qe.Filter(must=[qe.IsEmptyCondition(PUBLISHED_IN_FIELD)])
-    total = shard.count(qe.CountRequest(exact=True, filter=unpublished))
+    return {str(hit.value): int(hit.count) for hit in _every_value(shard, "file_id", unpublished)[1]}
+
+
+def _every_value(shard: qe.EdgeShard, key: str, where: qe.Filter) -> tuple[int, list[qe.FacetHit]]:
+    """How many points match ``where``, and every value of ``key`` among them with its count (exact, no cut-off);
+    one count and nothing more when none match."""
+    total = shard.count(qe.CountRequest(exact=True, filter=where))
     if total == 0:
-        return {}
-    facets = shard.facet(qe.FacetRequest(key="file_id", limit=total, exact=True, filter=unpublished))
-    return {str(hit.value): int(hit.count) for hit in facets.hits}
+        return 0, []
+    return total, list(shard.facet(qe.FacetRequest(key=key, limit=total, exact=True, filter=where)).hits)
 
 
 def mark_published_in(shard: qe.EdgeShard) -> int:
@@ -102,11 +107,8 @@ def mark_published_in(shard: qe.EdgeShard) -> int:
     reads find them; how many it marked. On a current shard this is one count that finds nothing."""
     published = qe.FieldCondition(VISIBILITY_FIELD, match=qe.MatchValue(PUBLISHED))
     unmarked = qe.Filter(must=[published, qe.IsEmptyCondition(PUBLISHED_IN_FIELD)])
-    total = shard.count(qe.CountRequest(exact=True, filter=unmarked))
-    if total == 0:
-        return 0
-    facets = shard.facet(qe.FacetRequest(key="workspace_id", limit=total, exact=True, filter=unmarked))
-    for hit in facets.hits:
+    total, workspaces = _every_value(shard, "workspace_id", unmarked)
+    for hit in workspaces:
         workspace = qe.FieldCondition("workspace_id", match=qe.MatchValue(hit.value))
         target = qe.Filter(must=[published, qe.IsEmptyCondition(PUBLISHED_IN_FIELD), workspace])
         shard.update(qe.UpdateOperation.set_payload_by_filter(target, {PUBLISHED_IN_FIELD: hit.value}))
