@@ -27,6 +27,14 @@ def points(file_id: str, count: int, seed: int) -> list[VectorPoint]:
     return out
 
 
+async def upsert_pending(store: EdgeVectorStore, files: int, count: int) -> list[list[VectorPoint]]:
+    """``files`` files of ``count`` points each, written but not published (their ingest still running)."""
+    batches = [points(f"file-{n}", count, seed=n) for n in range(files)]
+    for batch in batches:
+        await store.upsert(batch)
+    return batches
+
+
 async def add_file(store: EdgeVectorStore, file_id: str, count: int, seed: int) -> list[VectorPoint]:
     batch = points(file_id, count, seed)
     await store.upsert(batch)
@@ -44,3 +52,13 @@ async def wait_for_build(store: EdgeVectorStore) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError("the build did not finish in time")
+
+
+async def next_build_started(store: EdgeVectorStore, first: object) -> bool:
+    """Whether a build other than ``first`` starts within two minutes (polled often enough not to miss one: the
+    child alone takes longer than a poll to start Python)."""
+    for _ in range(2400):
+        if store._build is not None and store._build is not first:
+            return True
+        await asyncio.sleep(0.05)
+    return False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ from engine.stores import edge_index
 from engine.stores.edge import EdgeVectorStore
 from engine.types import SearchFilters, VectorQuery
 from tests.conformance.corpus import DIM
-from tests.conformance.indexing import WS, add_file, nearest, points, wait_for_build
+from tests.conformance.indexing import WS, add_file, nearest, next_build_started, upsert_pending, wait_for_build
 
 pytestmark = pytest.mark.anyio
 
@@ -72,11 +71,8 @@ async def test_a_build_whose_child_dies_is_tried_again_and_then_swapped_in(tmp_p
         first = store._build
         assert first is not None, "a build should have started once 150 dense vectors were unindexed"
         first.kill()  # what a SIGKILL from outside (the OOM killer, an operator) does to the child
-        for _ in range(1200):  # no write comes: only the retry can build the index
-            if store._build is not None and store._build is not first:
-                break
-            await asyncio.sleep(0.1)
-        assert store._build is not first and store._build is not None, "the failed build was not tried again"
+        # no write comes: only the retry can build the index
+        assert await next_build_started(store, first), "the failed build was not tried again"
         await wait_for_build(store)  # the retried build
         assert store._failed_builds == 0  # 1 after the kill; back to 0 only once a build has been swapped in
         assert not edge_index.build_dir(store.path).exists()
@@ -119,9 +115,7 @@ async def test_chunks_a_build_indexed_before_their_publish_count_towards_the_nex
     monkeypatch.setattr(edge_index, "CHECK_INTERVAL_S", 0.0)
     store = EdgeVectorStore(tmp_path / "shard", DIM, index_threshold=150)
     try:
-        files = [points(f"file-{n}", 50, seed=n) for n in range(3)]
-        for batch in files:
-            await store.upsert(batch)  # pending; the third upsert starts a build
+        files = await upsert_pending(store, files=3, count=50)  # the third upsert starts a build
         assert store.building_index
         await wait_for_build(store)
         assert not store.building_index
@@ -141,19 +135,13 @@ async def test_chunks_published_while_a_build_runs_count_towards_the_next_one(tm
     monkeypatch.setattr(edge_index, "CHECK_INTERVAL_S", 0.0)
     store = EdgeVectorStore(tmp_path / "shard", DIM, index_threshold=150)
     try:
-        files = [points(f"file-{n}", 50, seed=n) for n in range(3)]
-        for batch in files:
-            await store.upsert(batch)
+        files = await upsert_pending(store, files=3, count=50)
         first = store._build
         assert first is not None
         # the child is still starting Python when this lands; should it come after the swap instead, the case
         # above applies and the outcome is the same: a second build over these points
         await store.publish_files(WS, ["file-0", "file-1", "file-2"])
-        for _ in range(1200):
-            if store._build is not None and store._build is not first:
-                break
-            await asyncio.sleep(0.05)
-        assert store._build is not None and store._build is not first, "the published points led to no build"
+        assert await next_build_started(store, first), "the published points led to no build"
         await wait_for_build(store)
         point = files[2][11]
         assert (await store.search(nearest(point)))[0].chunk.id == point.chunk.id
