@@ -371,4 +371,4 @@ class EdgeVectorStore(ShardAccess, BackgroundIndexing):
         return {str(hit.value) for hit in facets.hits if hit.count > 0}
 
     def _reopen(self) -> qe.EdgeShard:
-        return open_shard(self.path, self.dim)
+        return open_shard(self.path, self.dim, create=False)

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import qdrant_edge as qe
 
-from engine.stores.edge_requests import pending_files
+from engine.errors import EngineError
+from engine.stores.edge_requests import pending_files, point_count
 
 log = logging.getLogger("ragline")
 
@@ -126,9 +127,10 @@ class ReadGate:
 class BuildProcess:
     """One child optimising ``directory``; ``wait`` blocks until it exits."""
 
-    def __init__(self, directory: Path, points: int, pending: dict[str, int] | None = None) -> None:
+    def __init__(self, directory: Path, points: int, copied: int, pending: dict[str, int] | None = None) -> None:
         self.directory = directory
         self.points = points  # dense vectors it indexes that were outside HNSW
+        self.copied = copied  # points in the copy: the built copy must hold as many to be swapped in
         # by file, the points it indexes before their file is published (see BackgroundIndexing._published)
         self.pending = pending or {}
         self.started = time.monotonic()
@@ -226,7 +228,8 @@ class BackgroundIndexing:
         shutil.copytree(self.path, target)
         self._replay = []
         self._published_during_build = set()
-        self._build = build = BuildProcess(target, self._unindexed, pending_files(self._shard))
+        copied = point_count(self._shard)
+        self._build = build = BuildProcess(target, self._unindexed, copied, pending_files(self._shard))
         self._unindexed = 0  # from here on: points written during the build (they stay in a plain segment)
         log.info("building the HNSW index of %d new points in the background", build.points)
         threading.Thread(target=self._finish_build, args=(build,), name="ragline-hnsw-build", daemon=True).start()
@@ -238,7 +241,7 @@ class BackgroundIndexing:
             try:
                 if not self._closed and built:
                     with self._gate.exclusive():
-                        built = self._swap_in(build.directory, replay)
+                        built = self._swap_in(build, replay)
                 if not built or self._closed:  # the shard stays as it was: its points are still outside the index
                     self._unindexed += build.points
                     shutil.rmtree(build.directory, ignore_errors=True)
@@ -274,7 +277,7 @@ class BackgroundIndexing:
             if not self._closed and self._build is None and threshold is not None and self._unindexed >= threshold:
                 self._start_build()
 
-    def _swap_in(self, built: Path, replay: Sequence[qe.UpdateOperation]) -> bool:
+    def _swap_in(self, build: BuildProcess, replay: Sequence[qe.UpdateOperation]) -> bool:
         """Replace the live shard by the built copy plus ``replay`` (under the write lock and the read gate);
         False when the copy could not be used and the shard stays as it was."""
         marker, old = swap_marker(self.path), old_dir(self.path)
@@ -282,12 +285,17 @@ class BackgroundIndexing:
         self._shard.close()
         marker.touch()  # from here until the marker goes, a crash puts the old shard back (recover_swap)
         self.path.rename(old)
-        built.rename(self.path)
+        build.directory.rename(self.path)
         try:
-            shard = self._reopen()
-            for update in replay:
-                shard.update(update)
-            shard.flush()
+            shard = self._reopen()  # loads only: an emptied copy must not become a new empty shard
+            try:
+                _check_built(shard, build)
+                for update in replay:
+                    shard.update(update)
+                shard.flush()
+            except Exception:
+                shard.close()
+                raise
         except Exception:
             log.exception("swapping in the HNSW build failed; keeping the shard without it")
             shutil.rmtree(self.path, ignore_errors=True)
@@ -301,6 +309,14 @@ class BackgroundIndexing:
         marker.unlink()
         shutil.rmtree(old, ignore_errors=True)
         return swapped
+
+
+def _check_built(shard: qe.EdgeShard, build: BuildProcess) -> None:
+    """A copy that lost points (a segment gone from under the child, a disk error) is not swapped in: the exit
+    status says the child finished, not that what it left is whole."""
+    held = point_count(shard)
+    if held != build.copied:
+        raise EngineError(f"the HNSW build holds {held} points where its copy had {build.copied}")
 
 
 def _main(directory: str) -> int:

@@ -67,11 +67,14 @@ def _edge_config(dim: int) -> qe.EdgeConfig:
     )
 
 
-def open_shard(path: Path, dim: int) -> qe.EdgeShard:
+def open_shard(path: Path, dim: int, *, create: bool = True) -> qe.EdgeShard:
+    """Load the shard in ``path``; where there is none, a new empty one (``create``) or an error."""
     config = _edge_config(dim)
     try:
         if (path / "edge_config.json").exists():
             return qe.EdgeShard.load(str(path), config)
+        if not create:
+            raise FileNotFoundError("no edge_config.json")
         path.mkdir(parents=True, exist_ok=True)
         return qe.EdgeShard.create(str(path), config)
     except Exception as exc:
@@ -91,6 +94,10 @@ def pending_files(shard: qe.EdgeShard) -> dict[str, int]:
     """Points not published yet (their files still being ingested), counted by file."""
     unpublished = qe.Filter(must=[qe.IsEmptyCondition(PUBLISHED_IN_FIELD)])
     return {str(hit.value): int(hit.count) for hit in _every_value(shard, "file_id", unpublished)[1]}
+
+
+def point_count(shard: qe.EdgeShard) -> int:
+    return int(shard.count(qe.CountRequest(exact=True)))
 
 
 def _every_value(shard: qe.EdgeShard, key: str, where: qe.Filter) -> tuple[int, list[qe.FacetHit]]:

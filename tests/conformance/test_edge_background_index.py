@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -147,3 +150,45 @@ async def test_chunks_published_while_a_build_runs_count_towards_the_next_one(tm
         assert (await store.search(nearest(point)))[0].chunk.id == point.chunk.id
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("damage", ["emptied", "segments lost"])
+async def test_a_build_copy_that_cannot_be_used_keeps_the_shard_and_is_built_again(
+    tmp_path: Path, monkeypatch, damage: str
+) -> None:
+    # The child exited 0 but its copy is not what it copied (a disk error, a cleanup that ran over it): the swap
+    # must keep the live shard with every point, not open whatever the directory holds, and build again later.
+    monkeypatch.setattr(edge_index, "CHECK_INTERVAL_S", 0.0)
+    monkeypatch.setattr(edge_index, "RETRY_AFTER_S", 0.2)
+    store = EdgeVectorStore(tmp_path / "shard", DIM, index_threshold=150)
+    try:
+        written = []
+        for n in range(4):
+            written += await add_file(store, f"file-{n}", 50, seed=n)
+        first = store._build
+        assert first is not None
+        await asyncio.to_thread(damage_before_the_swap, store, first, damage)
+        while store._build is first:  # noqa: ASYNC110 - the swap runs, finds the copy unusable, keeps the shard
+            await asyncio.sleep(0.05)
+        assert await store.count(SearchFilters(workspace_id=WS)) == len(written)
+        assert store._failed_builds == 1
+        assert await next_build_started(store, first), "the build was not tried again"
+        await wait_for_build(store)
+        assert store._failed_builds == 0
+        assert await store.count(SearchFilters(workspace_id=WS)) == len(written)
+        assert (await store.search(nearest(written[42])))[0].chunk.id == written[42].chunk.id
+    finally:
+        await store.close()
+
+
+def damage_before_the_swap(store: EdgeVectorStore, build: edge_index.BuildProcess, damage: str) -> None:
+    """Hold the write lock the swap waits for until the child has exited, then damage its copy."""
+    with store._write_lock:
+        while build._process.poll() is None:
+            time.sleep(0.05)
+        assert build._process.returncode == 0
+        if damage == "emptied":
+            shutil.rmtree(build.directory)
+            build.directory.mkdir()
+        else:
+            shutil.rmtree(build.directory / "segments")
