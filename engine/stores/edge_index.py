@@ -8,7 +8,8 @@ copy. Searches wait for the swap only (~0.3 s at 100k: close, load, replay).
 
 A crash mid-swap is undone on the next start (``recover_swap``): the marker file says a swap began, the old
 shard is put back, and the build runs again later. A build whose child fails (killed, crashed) is tried again after
-a delay that doubles with each failure in a row, whether or not anything is written meanwhile.
+a delay that doubles with each failure in a row, whether or not anything is written meanwhile; so is a build whose
+copy does not load as a shard or holds fewer points than were copied into it (the live shard stays as it was).
 
 Run as ``python -m engine.stores.edge_index DIR`` (the child): optimise the shard in DIR and exit 0.
 """
