@@ -136,7 +136,7 @@ class EdgeVectorStore(ShardAccess, BackgroundIndexing):
         self._index_offset = index_offset(self._shard)
         self._unindexed = min(self._shard.info().points_count, unindexed + marked)
         if marked:
-            self._index_after_open()
+            self._maybe_index()
 
     async def upsert(self, points: Sequence[VectorPoint]) -> None:
         """Insert or replace points by chunk id. They stay hidden from reads until ``publish_files``."""

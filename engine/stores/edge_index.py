@@ -204,14 +204,6 @@ class BackgroundIndexing:
             if not self._closed and self._build is None:
                 self._start_build()
 
-    def _index_after_open(self) -> None:
-        """``_maybe_index`` for a shard that opened with points moved out of its index; a build that cannot start
-        (a full disk) leaves the store open and is tried again after a later write."""
-        try:
-            self._maybe_index()
-        except Exception:
-            log.exception("could not start the HNSW build at open; a later write tries again")
-
     def _published(self, file_ids: Sequence[str]) -> int:
         """After publishing ``file_ids`` (under the write lock): how many of their points the publish moved out of
         HNSW. A build copies the points of files still being ingested and indexes them; the publish is a payload
@@ -222,15 +214,23 @@ class BackgroundIndexing:
         return sum(self._pending_indexed.pop(file_id, 0) for file_id in file_ids)
 
     def _start_build(self) -> None:
-        """Copy the shard and start the child on the copy (under the write lock)."""
+        """Copy the shard and start the child on the copy (under the write lock). A build that cannot start (a full
+        disk for the copy, no memory for the child) is tried again later like a failed build: the write that asked
+        for it has happened, and the caller (that write, a finished build, a retry) must not fail for it."""
         target = build_dir(self.path)
-        self._shard.flush()
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(self.path, target)
+        try:
+            self._shard.flush()
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(self.path, target)
+            build = BuildProcess(target, self._unindexed, point_count(self._shard), pending_files(self._shard))
+        except Exception:
+            log.exception("could not start the HNSW build")
+            shutil.rmtree(target, ignore_errors=True)
+            self._retry_later()
+            return
         self._replay = []
         self._published_during_build = set()
-        copied = point_count(self._shard)
-        self._build = build = BuildProcess(target, self._unindexed, copied, pending_files(self._shard))
+        self._build = build
         self._unindexed = 0  # from here on: points written during the build (they stay in a plain segment)
         log.info("building the HNSW index of %d new points in the background", build.points)
         threading.Thread(target=self._finish_build, args=(build,), name="ragline-hnsw-build", daemon=True).start()

@@ -192,3 +192,25 @@ def damage_before_the_swap(store: EdgeVectorStore, build: edge_index.BuildProces
             build.directory.mkdir()
         else:
             shutil.rmtree(build.directory / "segments")
+
+
+async def test_a_build_that_cannot_start_fails_no_write_and_is_tried_again(tmp_path: Path, monkeypatch) -> None:
+    # The copy for a build cannot be made (here a file stands where it goes; in life a full disk): the write that
+    # crossed the threshold has happened and must say so, and the build comes later.
+    monkeypatch.setattr(edge_index, "CHECK_INTERVAL_S", 0.0)
+    monkeypatch.setattr(edge_index, "RETRY_AFTER_S", 0.2)
+    store = EdgeVectorStore(tmp_path / "shard", DIM, index_threshold=150)
+    blocker = edge_index.build_dir(store.path)
+    blocker.write_text("not a directory")
+    try:
+        written = []
+        for n in range(4):
+            written += await add_file(store, f"file-{n}", 50, seed=n)
+        assert not store.building_index
+        assert await store.count(SearchFilters(workspace_id=WS)) == len(written)
+        blocker.unlink()
+        assert await next_build_started(store, None), "the build was not tried again"
+        await wait_for_build(store)
+        assert (await store.search(nearest(written[42])))[0].chunk.id == written[42].chunk.id
+    finally:
+        await store.close()
