@@ -112,22 +112,22 @@ async def run_case(
 
 class RawModel:
     """The floor: the SciFact chunks the worker would embed (parsed and chunked in-process as it does), embedded
-    by a bare model in batches of the pipeline's size, in file order."""
+    by a bare model in batches of the pipeline's size, in file order. Chunked with the settings' chunking unless
+    ``chunking`` (tokens, overlap) says otherwise; ``embedder`` shares a loaded model between instances."""
 
-    def __init__(self, docs: list[tuple[str, str]], embedder_name: str) -> None:
+    def __init__(
+        self, docs: list[tuple[str, str]], embedder_name: str, *, chunking: tuple[int, int] | None = None,
+        embedder: Any = None,
+    ) -> None:  # fmt: skip
         from engine.embedders import create_embedder
-        from ingest.chunking import chunk_document
-        from ingest.loaders import parse_document
 
         settings = Settings.from_env(os.environ, embedder=embedder_name)
-        self.embedder = create_embedder(settings)
-        self.embedder.warm_up()  # type: ignore[attr-defined]
-        self.texts: list[str] = []
-        for doc_id, text in docs:
-            parsed = parse_document(text.encode(), "md")
-            drafts = chunk_document(parsed, chunk_tokens=settings.chunk_tokens, overlap=settings.chunk_overlap,
-                                    title=parsed.title or doc_id, window=self.embedder)  # fmt: skip
-            self.texts += [d.embed_text for d in drafts]
+        if embedder is None:
+            embedder = create_embedder(settings)
+            embedder.warm_up()
+        self.embedder = embedder
+        tokens, overlap = chunking or (settings.chunk_tokens, settings.chunk_overlap)
+        self.texts = embed_texts(docs, self.embedder, tokens, overlap)
 
     def measure(self) -> dict[str, float]:
         from ingest.worker import EMBED_BATCH
@@ -140,6 +140,21 @@ class RawModel:
             "chunks": len(self.texts), "batch": EMBED_BATCH, "wall_s": round(wall, 2),
             "chunks_per_s": round(len(self.texts) / wall, 2),
         }  # fmt: skip
+
+
+def embed_texts(docs: list[tuple[str, str]], embedder: Any, chunk_tokens: int, overlap: int) -> list[str]:
+    """What the worker embeds for these Markdown documents (``(id, text)``), in order: parsed and chunked as it
+    does, title prefix included."""
+    from ingest.chunking import chunk_document
+    from ingest.loaders import parse_document
+
+    texts: list[str] = []
+    for doc_id, text in docs:
+        parsed = parse_document(text.encode(), "md")
+        drafts = chunk_document(parsed, chunk_tokens=chunk_tokens, overlap=overlap, title=parsed.title or doc_id,
+                                window=embedder)  # fmt: skip
+        texts += [d.embed_text for d in drafts]
+    return texts
 
 
 def bracketed_ratios(cases: list[dict[str, float]], raws: list[dict[str, float]]) -> list[float]:
