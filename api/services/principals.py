@@ -21,12 +21,14 @@ class PrincipalCache:
 
     Revocation still wins at once: any write to tokens, memberships, users or workspaces in this process (ORM
     flushes and bulk statements alike, see the listeners below) empties the cache when it commits, and a lookup
-    that overlapped such a write is not cached. Another process's write (``ragline token create`` mints, it
-    does not revoke) is seen within ``ttl_s``. An entry never outlives its token's expiry. Misses and refusals
-    are not cached: an unknown token always asks the database.
+    that overlapped such a write is not cached. Another process's write (a second server on the same database, a
+    CLI command) is seen within ``ttl_s``: one second, the bound the security checklist sets for a revoked token
+    on every worker (it was 5 s). A cached token then costs its process one database read a second, whatever
+    the request rate. An entry never outlives its token's expiry. Misses and refusals are not cached: an unknown
+    token always asks the database.
     """
 
-    def __init__(self, access: AccessService, *, ttl_s: float = 5.0, max_entries: int = 10_000) -> None:
+    def __init__(self, access: AccessService, *, ttl_s: float = 1.0, max_entries: int = 10_000) -> None:
         self.access = access
         self.ttl_s = ttl_s
         self.max_entries = max_entries
