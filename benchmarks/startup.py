@@ -6,7 +6,9 @@ For each round and each checkout (alternating, so a slow spell of this shared ma
 a server on a new data directory (migrations included) until ``/health`` is 200, a restart on the same directory,
 then the CLI: ``ingest`` of one Markdown file and a ``search``, each a new process (imports, settings, the model,
 the store). The bundled model's ONNX export is made before the first round. Medians per checkout; prints one JSON
-object and a table, and writes the object to ``--out``/startup.json.
+object and a table, and writes the object to ``--out``/startup.json. ``--cold`` drops the model's files (the
+bundled weights and tokenizer, the ONNX export) from the page cache before every process, as after a reboot or in a
+new container: what a start reads of them then comes from the disk.
 """
 
 from __future__ import annotations
@@ -38,9 +40,26 @@ def _env(data_dir: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "RAGLINE_DATA_DIR": str(data_dir), "RAGLINE_TORCH_THREADS": "1", **extra}
 
 
-def server_start_s(root: Path, data_dir: Path) -> float:
+def evict_model_files() -> None:
+    """Drop the model's files from the page cache (``posix_fadvise DONTNEED``: no root needed, clean pages only)."""
+    from engine.embedders.sentence_transformer import bundled_model_path
+    from engine.settings import Settings
+
+    for directory in (bundled_model_path(), Settings.from_env(os.environ).model_cache_dir):
+        for path in directory.rglob("*"):
+            if path.is_file():
+                descriptor = os.open(path, os.O_RDONLY)
+                try:
+                    os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+                finally:
+                    os.close(descriptor)
+
+
+def server_start_s(root: Path, data_dir: Path, *, cold: bool = False) -> float:
     """Seconds from spawning ``ragline serve`` until ``/health`` answers 200 (the server is stopped after)."""
     port = free_port()
+    if cold:
+        evict_model_files()
     env = _env(data_dir, RAGLINE_PORT=str(port), RAGLINE_BOOTSTRAP_TOKEN="rl_" + secrets.token_urlsafe(32))
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "api.cli", "serve"], cwd=root, env=env,
@@ -61,20 +80,22 @@ def server_start_s(root: Path, data_dir: Path) -> float:
         process.wait(timeout=30)
 
 
-def cli_s(root: Path, data_dir: Path, *args: str) -> float:
+def cli_s(root: Path, data_dir: Path, *args: str, cold: bool = False) -> float:
+    if cold:
+        evict_model_files()
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "api.cli", *args], cwd=root, env=_env(data_dir), check=True,
                    capture_output=True, timeout=300)  # fmt: skip
     return time.perf_counter() - started
 
 
-def one_round(root: Path, scratch: Path) -> dict[str, float]:
+def one_round(root: Path, scratch: Path, *, cold: bool) -> dict[str, float]:
     data_dir = scratch / "data"
-    first = server_start_s(root, data_dir)
-    again = server_start_s(root, data_dir)
+    first = server_start_s(root, data_dir, cold=cold)
+    again = server_start_s(root, data_dir, cold=cold)
     (scratch / "office.md").write_text(NOTE)
-    ingest = cli_s(root, data_dir, "ingest", str(scratch / "office.md"), "--kb", "notes", "--create")
-    search = cli_s(root, data_dir, "search", "when does the office close", "--kb", "notes")
+    ingest = cli_s(root, data_dir, "ingest", str(scratch / "office.md"), "--kb", "notes", "--create", cold=cold)
+    search = cli_s(root, data_dir, "search", "when does the office close", "--kb", "notes", cold=cold)
     return {"server_first_start_s": first, "server_restart_s": again, "cli_ingest_s": ingest, "cli_search_s": search}
 
 
@@ -82,6 +103,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--root", type=Path, action="append", help="a checkout to start (default: this one)")
+    parser.add_argument("--cold", action="store_true", help="the model's files out of the page cache at each start")
     add_out_argument(parser)
     args = parser.parse_args()
     roots = [path.resolve() for path in args.root or [ROOT]]
@@ -94,8 +116,8 @@ def main() -> None:
     for _ in range(args.rounds):
         for root in roots:
             with tempfile.TemporaryDirectory() as tmp:
-                samples[str(root)].append(one_round(root, Path(tmp)))
-    results: dict[str, Any] = {"rounds": args.rounds, "checkouts": {}}
+                samples[str(root)].append(one_round(root, Path(tmp), cold=args.cold))
+    results: dict[str, Any] = {"rounds": args.rounds, "cold": args.cold, "checkouts": {}}
     for root, rounds in samples.items():
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
         results["checkouts"][root] = {
@@ -109,7 +131,7 @@ def main() -> None:
     for root, r in results["checkouts"].items():
         print(f"{root[-40:]:<40}{r['commit']:>9}{r['server_first_start_s']:>8}{r['server_restart_s']:>9}"
               f"{r['cli_ingest_s']:>8}{r['cli_search_s']:>8}")  # fmt: skip
-    write(args.out, "startup", results)
+    write(args.out, "startup_cold" if args.cold else "startup", results)
 
 
 if __name__ == "__main__":

@@ -31,20 +31,62 @@ log = logging.getLogger("ragline")
 _EXPORT_LIBRARIES = ("onnxruntime", "onnx", "torch", "transformers")
 
 
-def weights_sha256(model_dir: Path) -> str:
-    """sha256 of the source weights file (the export cache is keyed by it)."""
+def weights_sha256(model_dir: Path, remember_in: Path | None = None) -> str:
+    """sha256 of the source weights file (the export cache is keyed by it).
+
+    With ``remember_in``, the digest is kept there beside the file's identity (device, inode, size, modification
+    and change times) and reused while that identity holds: a start then reads none of the 90 MB of weights, which
+    on a cold page cache (a new container, a reboot) cost more than the rest of loading the model. Any write to the
+    file changes its change time, which no one can set back, so a changed file is hashed again.
+    """
+    weights = model_dir / "model.safetensors"
+    identity = _identity(weights)
+    record = None if remember_in is None else remember_in / f".weights-{_path_key(weights)}.json"
+    if record is not None:
+        with contextlib.suppress(OSError, ValueError):
+            kept = json.loads(record.read_text())
+            if kept.get("identity") == identity:
+                return str(kept["sha256"])
     digest = hashlib.sha256()
-    with (model_dir / "model.safetensors").open("rb") as weights:
-        for block in iter(lambda: weights.read(1 << 20), b""):
+    with weights.open("rb") as source:
+        for block in iter(lambda: source.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
+    sha256 = digest.hexdigest()
+    if record is not None and _identity(weights) == identity:  # not rewritten while we read it
+        _write_atomically(record, json.dumps({"identity": identity, "sha256": sha256}))
+    return sha256
 
 
-def export_key(model_dir: Path) -> str:
-    """Cache key: source weights + export recipe + onnxruntime version (its quantiser writes the model)."""
+def _identity(weights: Path) -> list[int]:
+    status = weights.stat()
+    return [status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns]
+
+
+def _path_key(weights: Path) -> str:
+    return hashlib.sha256(str(weights.resolve()).encode()).hexdigest()[:16]
+
+
+def _write_atomically(target: Path, text: str) -> None:
+    """Write ``text`` to ``target`` by rename (a reader never sees half of it); a cache that cannot be written to
+    only costs the next start a re-hash."""
+    with contextlib.suppress(OSError):
+        handle, temporary = tempfile.mkstemp(prefix=target.name, dir=target.parent)
+        try:
+            with os.fdopen(handle, "w") as out:
+                out.write(text)
+            os.chmod(temporary, 0o644)  # mkstemp makes it owner-only; the cache may be shared by service users
+            os.replace(temporary, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+
+
+def export_key(model_dir: Path, cache_dir: Path | None = None) -> str:
+    """Cache key: source weights + export recipe + onnxruntime version (its quantiser writes the model); the
+    weights' digest is remembered in ``cache_dir`` when given (see ``weights_sha256``)."""
     import onnxruntime
 
-    material = f"{weights_sha256(model_dir)}|recipe={RECIPE_VERSION}|ort={onnxruntime.__version__}"
+    material = f"{weights_sha256(model_dir, cache_dir)}|recipe={RECIPE_VERSION}|ort={onnxruntime.__version__}"
     return hashlib.sha256(material.encode()).hexdigest()[:20]
 
 
@@ -63,7 +105,7 @@ def ensure_exported(model_dir: Path, cache_dir: Path) -> Path:
         Path of ``model.onnx`` inside ``cache_dir/all-MiniLM-L6-v2-int8-<key>/``.
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key = export_key(model_dir)
+    key = export_key(model_dir, cache_dir)
     final = cache_dir / f"all-MiniLM-L6-v2-int8-{key}"
     if (final / META_FILE).is_file():
         return final / MODEL_FILE
@@ -79,7 +121,7 @@ def ensure_exported(model_dir: Path, cache_dir: Path) -> Path:
             work.chmod(0o755)  # mkdtemp makes it owner-only; the cache may be shared by service users
             with _quiet_libraries():
                 export_model(model_dir, work / MODEL_FILE)
-            meta = {"key": key, "source_sha256": weights_sha256(model_dir), "recipe": RECIPE_VERSION}
+            meta = {"key": key, "source_sha256": weights_sha256(model_dir, cache_dir), "recipe": RECIPE_VERSION}
             (work / META_FILE).write_text(json.dumps(meta))
             work.rename(final)
         finally:
