@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
+# Prompt and workflow version numbers count from 1 and are stored in 32-bit INTEGER columns (PostgreSQL's; SQLite's
+# take 64 bits): a request naming a larger one is refused when decoded, before the driver would overflow (a 500).
+MAX_VERSION = 2**31 - 1
+VersionNumber = Annotated[int, msgspec.Meta(ge=1, le=MAX_VERSION)]
 SearchMode = Literal["dense", "sparse", "hybrid"]
 Fusion = Literal["rrf", "dbsf"]
 MetadataScalar = str | int  # no bool: see engine.metadata

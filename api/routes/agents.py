@@ -17,6 +17,7 @@ from api.schemas import Body
 from api.services.agents import AgentFields, AgentInfo
 from api.services.identity import Principal
 from api.services.runs import RunStart
+from engine.types import MAX_VERSION, VersionNumber
 
 ModelName = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/@-]+$")]
 ToolName = Annotated[str, Meta(min_length=1, max_length=64)]
@@ -47,7 +48,7 @@ class AgentCreate(Body):
     http_fetch_enabled: bool = False
     callback_url: Url | None = None
     prompt_key: PromptKey | None = None  # instructions from this prompt's version for each run (see /prompts)
-    prompt_version: Annotated[int, Meta(ge=1)] | None = None  # pin a version (default: the live one)
+    prompt_version: VersionNumber | None = None  # pin a version (default: the live one)
     # MCP servers of the workspace (see /mcp-servers): their allowed tools are offered to the agent's runs
     mcp_servers: Annotated[list[McpServerId], Meta(max_length=20)] = []
 
@@ -69,7 +70,7 @@ class AgentUpdate(Body):
     http_fetch_enabled: bool | None = None
     callback_url: Url | None = None
     prompt_key: PromptKey | None = None  # "": unbind (the agent's own instructions again)
-    prompt_version: Annotated[int, Meta(ge=0)] | None = None  # 0: unpin
+    prompt_version: Annotated[int, Meta(ge=0, le=MAX_VERSION)] | None = None  # 0: unpin
     mcp_servers: Annotated[list[McpServerId], Meta(max_length=20)] | None = None  # []: none
 
 

@@ -1,4 +1,4 @@
-"""Query parameters shared by list routes."""
+"""Parameters shared by routes: list paging, version numbers in paths."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from litestar.response import ServerSentEvent
 from api.container import Services
 from api.services.identity import Principal
 from api.sse import event_stream_response
+from engine.types import MAX_VERSION
 
 PageNo = Annotated[int, Parameter(ge=1, le=1_000_000, query="page")]
 Limit = Annotated[int, Parameter(ge=1, le=100, query="limit")]
+VersionInPath = Annotated[int, Parameter(ge=1, le=MAX_VERSION)]  # see engine.types.VersionNumber
 
 
 def stream_run(services: Services, principal: Principal, run_id: str, after_seq: int = 0) -> ServerSentEvent:

@@ -17,7 +17,7 @@ from msgspec import Meta
 from api.auth import EDITOR, VIEWER
 from api.container import Services
 from api.envelope import Envelope, ListEnvelope, ok, page_of
-from api.routes.common import Limit, PageNo, stream_run
+from api.routes.common import Limit, PageNo, VersionInPath, stream_run
 from api.schemas import Body
 from api.services.identity import Principal
 from api.services.model_configs import PROVIDERS, ProviderInfo
@@ -26,6 +26,7 @@ from api.services.prompt_templates import PromptMessage
 from api.services.prompt_views import LiveInfo, PromptFields, PromptInfo, VersionInfo
 from api.services.runs import PromptRun
 from engine.errors import InvalidInput
+from engine.types import VersionNumber
 
 Key = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
@@ -94,7 +95,7 @@ class PublishBody(Body):
 
 
 class RollbackBody(Body, kw_only=True):
-    version: Annotated[int, Meta(ge=1)]
+    version: VersionNumber
     env: EnvRef | None = None
 
 
@@ -122,7 +123,7 @@ def _named(data: PublishByIdBody | RollbackByIdBody) -> str:
 
 
 class VariantBody(Body):
-    version: Annotated[int, Meta(ge=1)]
+    version: VersionNumber
     weight: Annotated[int, Meta(ge=0, le=100)]
 
 
@@ -135,7 +136,7 @@ class ExecuteBody(Body):
     variables: dict[str, Any] = {}
     input: Input | None = None  # a last user message (needed when the prompt does not end with one)
     env: EnvRef | None = None
-    version: Annotated[int, Meta(ge=1)] | None = None  # default: the live version (or the rollout's pick)
+    version: VersionNumber | None = None  # default: the live version (or the rollout's pick)
     assignment_key: Annotated[str, Meta(min_length=1, max_length=200)] | None = None  # default: the caller's id
 
 
@@ -143,7 +144,7 @@ class PlaygroundBody(Body):
     """A saved prompt's draft (``prompt_id``) or version (+ ``version``), or inline ``messages`` / ``text``."""
 
     prompt_id: Ref | None = None
-    version: Annotated[int, Meta(ge=1)] | None = None
+    version: VersionNumber | None = None
     messages: Annotated[list[MessageBody], Meta(min_length=1, max_length=50)] | None = None
     text: Template | None = None  # one user message
     variables: dict[str, Any] = {}
@@ -231,7 +232,7 @@ class PromptController(Controller):
 
     @get("/{prompt_id:str}/versions/{number:int}", opt=VIEWER, summary="Get one version of a prompt")
     async def get_version(
-        self, prompt_id: str, number: int, services: Services, principal: Principal
+        self, prompt_id: str, number: VersionInPath, services: Services, principal: Principal
     ) -> Envelope[VersionInfo]:
         return ok(await services.prompts.version(principal, prompt_id, number))
 

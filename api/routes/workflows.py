@@ -13,11 +13,12 @@ from api.auth import EDITOR, VIEWER
 from api.container import Services
 from api.envelope import Envelope, ListEnvelope, ok, page_of
 from api.routes.agents import RunStarted
-from api.routes.common import Limit, PageNo, stream_run
+from api.routes.common import Limit, PageNo, VersionInPath, stream_run
 from api.schemas import Body, Description, Name
 from api.services.identity import Principal
 from api.services.workflows import ValidationReport, WorkflowFields, WorkflowInfo, WorkflowVersionInfo
 from api.services.workflows_steps import StepUsage, WorkflowStepFields, WorkflowStepInfo
+from engine.types import VersionNumber
 from engine.workflows import WorkflowSpec
 
 Note = Annotated[str, Meta(max_length=2000)]
@@ -45,7 +46,7 @@ class ValidateBody(Body):
 
 class WorkflowRunBody(Body):
     input: dict[str, Any] = {}  # checked against the definition's input_schema
-    version: Annotated[int, Meta(ge=1)] | None = None  # default: the latest
+    version: VersionNumber | None = None  # default: the latest
     environment: Annotated[str, Meta(min_length=1, max_length=64)] | None = None  # id or name; default: default
 
 
@@ -127,7 +128,7 @@ class WorkflowController(Controller):
 
     @get("/{workflow_id:str}/versions/{number:int}", opt=VIEWER, summary="One version of a workflow")
     async def get_workflow_version(
-        self, workflow_id: str, number: int, services: Services, principal: Principal
+        self, workflow_id: str, number: VersionInPath, services: Services, principal: Principal
     ) -> Envelope[WorkflowVersionInfo]:
         return ok(await services.workflows.version(principal, workflow_id, number))
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from engine.types import TokenUsage
+from engine.types import TokenUsage, VersionNumber
 
 STEP_ID = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 StepId = Annotated[str, Meta(pattern=STEP_ID)]
@@ -43,7 +43,7 @@ class PromptStep(StepBase, frozen=True, kw_only=True, tag="prompt"):
     """Render a prompt's version (pinned, else live in the run's environment) and call its model once."""
 
     prompt: Annotated[str, Meta(min_length=1, max_length=128)]  # the prompt's key
-    version: Annotated[int, Meta(ge=1)] | None = None
+    version: VersionNumber | None = None
     variables: dict[str, Any] = {}  # templates, checked against the prompt's declared variables
     input: Any = None  # a template: the user message appended after the prompt's own messages
 

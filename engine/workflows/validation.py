@@ -19,6 +19,7 @@ import jsonschema
 import msgspec
 
 from engine.errors import InvalidInput
+from engine.types import MAX_VERSION
 from engine.workflows.checks import Catalog, Typer, check_step
 from engine.workflows.definition import TEMPLATE_FIELDS, ConditionStep, Problem, Step, WorkflowSpec
 from engine.workflows.expressions import Expr, ExpressionError, Path, parse, paths
@@ -91,7 +92,9 @@ def wanted(steps: Sequence[Mapping[str, Any]]) -> dict[str, set[Any]]:
         kind = step.get("kind")
         if kind == "prompt" and isinstance(step.get("prompt"), str):
             version = step.get("version")
-            out["prompts"].add((step["prompt"], version if isinstance(version, int) else None))
+            # a version no prompt can have is looked up as none: the step's own check refuses it, not the database
+            valid = isinstance(version, int) and 1 <= version <= MAX_VERSION
+            out["prompts"].add((step["prompt"], version if valid else None))
         elif kind == "agent" and isinstance(step.get("agent_id"), str):
             out["agents"].add(step["agent_id"])
         elif kind == "tool" and isinstance(step.get("tool"), str):

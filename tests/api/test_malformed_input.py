@@ -122,3 +122,44 @@ def test_specific_answers(admin: Api) -> None:
     assert post(b'{"name": "x"}', "text/plain").status_code == 415
     assert post(b'{"name": "x"}', "application/json; charset=utf-8").status_code == 201
     assert post(b'{"name": "escaped \\\\u0000 is just text"}').status_code == 201
+
+
+BEYOND_THE_DATABASES = [2**31, 2**63, -(2**63) - 1, 10**30]  # version numbers are 32-bit INTEGER columns
+
+
+def test_numbers_beyond_the_databases_range_are_4xx(admin: Api) -> None:
+    """Version numbers reach SQL as parameters: one past a 32-bit or 64-bit integer was an overflow in the driver (500)
+    on real prompts and workflows, where the hostile bodies above stop earlier at a missing id."""
+    prompt = admin.request("POST", "/api/v1/prompts", json={
+        "key": "overflow", "messages": [{"role": "system", "content": "Hello"}, {"role": "user", "content": "Hi"}]})
+    assert prompt.status_code == 201, prompt.text
+    prompt_id = prompt.json()["data"]["id"]
+    assert admin.request("POST", f"/api/v1/prompts/{prompt_id}/publish", json={}).status_code == 201
+    workflow = admin.request("POST", "/api/v1/workflows", json={
+        "name": "overflow", "definition": {"steps": [{"id": "a", "kind": "transform", "template": "x"}]}})
+    assert workflow.status_code == 201, workflow.text
+    workflow_id = workflow.json()["data"]["id"]
+    agent = admin.request("POST", "/api/v1/agents", json={"name": "overflow"})
+    assert agent.status_code == 201, agent.text
+    agent_id = agent.json()["data"]["id"]
+    for number in BEYOND_THE_DATABASES:
+        calls = [
+            ("GET", f"/api/v1/prompts/{prompt_id}/versions/{number}", None),
+            ("GET", f"/api/v1/workflows/{workflow_id}/versions/{number}", None),
+            ("POST", "/api/v1/prompts/rollback", {"prompt_id": prompt_id, "version": number}),
+            ("POST", f"/api/v1/prompts/{prompt_id}/rollback", {"version": number}),
+            ("PUT", f"/api/v1/prompts/{prompt_id}/rollout", {"variants": [{"version": number, "weight": 100}]}),
+            ("POST", f"/api/v1/prompts/{prompt_id}/execute", {"version": number}),
+            ("POST", "/api/v1/playground/run", {"prompt_id": prompt_id, "version": number}),
+            ("POST", f"/api/v1/workflows/{workflow_id}/run", {"version": number}),
+            ("POST", f"/api/v1/workflows/{workflow_id}/run/stream", {"version": number}),
+            ("POST", "/api/v1/agents", {"name": "pinned", "prompt_key": "overflow", "prompt_version": number}),
+            ("PATCH", f"/api/v1/agents/{agent_id}", {"prompt_key": "overflow", "prompt_version": number}),
+            ("POST", "/api/v1/workflows", {"name": f"pinned {number}", "definition": {"steps": [
+                {"id": "a", "kind": "prompt", "prompt": "overflow", "version": number}]}}),
+            ("POST", "/api/v1/workflow-steps", {"name": f"pinned {number}", "kind": "prompt",
+                                                "config": {"prompt": "overflow", "version": number}}),
+        ]  # fmt: skip
+        for method, path, body in calls:
+            response = admin.request(method, path, json=body) if body is not None else admin.request(method, path)
+            assert_error_envelope(response, f"{method} {path} {body}")
