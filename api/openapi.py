@@ -57,6 +57,7 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
           "not enough storage left for this upload"),
 }
 _ENGINE_STATUSES = {403, 409, 415, 429}
+_BOUNDS = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "pattern"}
 _ERROR_HEADERS: dict[int, JSON] = {
     401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}},
     429: {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds until a request is allowed"}},
@@ -172,7 +173,8 @@ def correct(doc: JSON, facts: dict[str, RouteFacts]) -> JSON:
 
 def _correct_operation(path: str, method: str, op: JSON, fact: RouteFacts, schemas: JSON) -> None:
     override = _OVERRIDES.get((method, path), {})
-    validated = any(p.get("in") != "path" for p in op.get("parameters", []))  # Litestar checks these: 400
+    # Litestar checks these: 400 (a path parameter only if bounded: otherwise any segment is a value or no route)
+    validated = any(p.get("in") != "path" or _BOUNDS & set(p.get("schema", {})) for p in op.get("parameters", []))
     op["parameters"] = [*op.get("parameters", []), *copy.deepcopy(override.get("parameters", []))]
     for parameter in op["parameters"]:
         parameter.setdefault("example", sample(parameter.get("schema", {}), schemas, parameter["name"]))

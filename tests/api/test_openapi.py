@@ -106,6 +106,10 @@ def test_protected_operations_list_their_errors_with_the_envelope(api: Api) -> N
     assert set(doc["paths"]["/health"]["get"]["responses"]) == {"200", "500"}
     webhook = doc["paths"]["/api/webhook/{path}"]["post"]["responses"]
     assert {"401", "404", "413", "429"} <= set(webhook) and "403" not in webhook
+    for path in ("/api/v1/prompts/{prompt_id}/versions/{number}", "/api/v1/workflows/{workflow_id}/versions/{number}"):
+        version = doc["paths"][path]["get"]  # a number past its bounds is refused before the handler: 400
+        number = next(p for p in version["parameters"] if p["name"] == "number")
+        assert number["schema"]["maximum"] == 2**31 - 1 and "400" in version["responses"], path
 
 
 def test_no_litestar_default_error_body_anywhere(api: Api) -> None:

@@ -1,0 +1,56 @@
+"""Every operation of the served OpenAPI document, fuzzed by schemathesis against a real server: never a 5xx.
+
+Schemathesis reads ``/schema/openapi.json`` and sends the documented examples, the boundary cases of every
+parameter and body field (its coverage phase), generated requests, and chains of them linked by the ids that
+responses return (stateful phase), as the workspace admin. The one check is "not a server error": whatever a
+request holds, the answer is a 4xx with the error envelope or a success, which the hostile-body tests check for a
+fixed list of bodies on every JSON route; this test finds the bodies nobody listed (it found version numbers past
+the database's INTEGER). The seed is fixed, so a run is repeatable; ``RAGLINE_FUZZ_SEED`` and
+``RAGLINE_FUZZ_EXAMPLES`` (per operation and phase) explore further, e.g. ``RAGLINE_FUZZ_SEED=$RANDOM
+RAGLINE_FUZZ_EXAMPLES=50``.
+
+Operations that end the caller's own access are left out (their tests are in ``tests/api/test_tokens.py`` and
+``test_users.py``): regenerating, revoking, renewing or deleting a token, logging out, changing the password,
+and removing users or members (the fuzzer may remove the admin it is calling as once it has made another). So is
+the live event stream, which by design answers until the client leaves (``tests/api/test_events.py`` reads it).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.e2e.conftest import start_server, stop_server
+
+SEED = int(os.environ.get("RAGLINE_FUZZ_SEED", "20261207"))
+EXAMPLES = int(os.environ.get("RAGLINE_FUZZ_EXAMPLES", "10"))
+LEFT_OUT = (
+    r"(tokens/\{token_id\}(/(regenerate|revoke|renew))?|logout|me/password|users/\{user_id\}|members/\{user_id\}"
+    r"|events/stream)$"
+)
+
+
+def test_no_request_gets_a_server_error(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data", {"RAGLINE_RATE_LIMIT_PER_MINUTE": "1000000"})
+    try:
+        cli = Path(sys.executable).with_name("schemathesis")
+        run = subprocess.run(
+            [
+                str(cli), "run", f"{server.base_url}/schema/openapi.json",
+                "-H", f"Authorization: Bearer {server.token}",
+                "--checks", "not_a_server_error",
+                "--phases", "examples,coverage,fuzzing,stateful",
+                "--max-examples", str(EXAMPLES), "--seed", str(SEED),
+                "--exclude-path-regex", LEFT_OUT,
+                "--request-timeout", "60", "--no-color",
+            ],
+            capture_output=True, text=True, timeout=max(280, 25 * EXAMPLES), cwd=tmp_path,
+        )  # fmt: skip
+    finally:
+        stop_server(server)
+    output = run.stdout + run.stderr
+    summary = output[output.rfind("SUMMARY") :]
+    assert run.returncode == 0, output[-6000:] + "\n--- server log ---\n" + server.log_path.read_text()[-4000:]
+    assert "Tested: " in summary and "passed" in summary, summary
