@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from http import HTTPStatus
 from typing import Any
 
+import msgspec
 from litestar._openapi.utils import default_operation_id_creator
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
@@ -161,6 +162,7 @@ def correct(doc: JSON, facts: dict[str, RouteFacts]) -> JSON:
     """Rewrite a generated document (in place) to the error envelope, security and examples the app really has."""
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas["ErrorEnvelope"] = ERROR_ENVELOPE
+    close_strict_bodies(schemas)
     security = doc.get("security") or []
     for path, item in doc.get("paths", {}).items():
         for method, operation in item.items():
@@ -169,6 +171,26 @@ def correct(doc: JSON, facts: dict[str, RouteFacts]) -> JSON:
                 _correct_operation(path, method, operation, fact, schemas)
                 operation["security"] = [] if fact.public else copy.deepcopy(security)
     return doc
+
+
+def close_strict_bodies(schemas: JSON) -> None:
+    """``additionalProperties: false`` on the components of msgspec Structs that refuse unknown fields (request
+    bodies: 422). Litestar names a component after its class, prefixed by its module's names when two classes share
+    one (``chat_MessageBody``); a component is taken for a class when it also has exactly the class's fields. Tagged
+    structs are left out: their tag is not among a component's properties."""
+    waiting: list[type[msgspec.Struct]] = [msgspec.Struct]
+    while waiting:
+        for cls in waiting.pop().__subclasses__():
+            waiting.append(cls)
+            config = cls.__struct_config__
+            if not config.forbid_unknown_fields or config.tag_field is not None:
+                continue
+            parts = [*cls.__module__.split("."), *cls.__qualname__.split(".")]
+            for size in range(1, len(parts) + 1):
+                schema = schemas.get("_".join(parts[-size:]))
+                if schema is not None and set(schema.get("properties", {})) == set(cls.__struct_encode_fields__):
+                    schema["additionalProperties"] = False
+                    break
 
 
 def _correct_operation(path: str, method: str, op: JSON, fact: RouteFacts, schemas: JSON) -> None:

@@ -200,3 +200,41 @@ def test_every_rendering_serves_the_corrected_document(api: Api, path: str) -> N
     response = api.request("GET", path)
     assert response.status_code == 200
     assert "ErrorEnvelope" in response.text and "Validation Exception" not in response.text  # Litestar's 400
+
+
+def referenced(doc: dict[str, Any], schema: Any) -> set[str]:
+    """Names of the components ``schema`` refers to, directly or through other components."""
+    found: set[str] = set()
+    waiting = [schema]
+    while waiting:
+        node = waiting.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.rsplit("/", 1)[-1] not in found:
+                found.add(name := ref.rsplit("/", 1)[-1])
+                waiting.append(doc["components"]["schemas"][name])
+            waiting.extend(node.values())
+        elif isinstance(node, list):
+            waiting.extend(node)
+    return found
+
+
+def test_request_bodies_that_refuse_unknown_fields_say_so(api: Api) -> None:
+    """Every JSON body refuses unknown fields (422, see test_malformed_input): its schema says
+    ``additionalProperties: false``, so a generated client or a fuzzer knows. Answers stay open (a new field in an
+    answer must not break a client that validates it)."""
+    doc = fetch(api)
+    schemas = doc["components"]["schemas"]
+    closed = {name for name, schema in schemas.items() if schema.get("additionalProperties") is False}
+    bodies: set[str] = set()
+    answers: set[str] = set()
+    for _, _, operation in operations(doc):
+        body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+        if body is not None:
+            bodies |= referenced(doc, body["schema"])
+            tops = [body["schema"], *body["schema"].get("allOf", [])]  # allOf: Litestar's wrapper for examples
+            assert all(top["$ref"].rsplit("/", 1)[-1] in closed for top in tops if "$ref" in top), body["schema"]
+        for response in operation["responses"].values():
+            answers |= referenced(doc, response.get("content", {}))
+    assert {"KnowledgeBaseCreate", "SearchBody", "TokenCreate", "Budgets", "VariantBody"} <= closed & bodies
+    assert not closed & answers, sorted(closed & answers)
