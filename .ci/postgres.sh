@@ -114,7 +114,7 @@ if [[ $ready -ne 1 ]]; then
     exit 2
 fi
 
-SUITES=(tests/api tests/ingest/test_worker.py tests/ingest/test_queue.py)
+SUITES=(tests/api tests/ingest/test_worker.py tests/ingest/test_queue.py tests/e2e/test_openapi_fuzz.py)
 if [[ -f tests/conformance/test_run_stores.py ]]; then
     SUITES+=(tests/conformance/test_run_stores.py)
 fi

@@ -57,7 +57,16 @@ class TokenBucket:
         return 0.0
 
 
+def refuse_nul_in_url(scope: Any) -> None:
+    """No NUL in a path or query parameter (400): PostgreSQL cannot take one in a text parameter, so a lookup by such
+    a value failed there (a 500) where SQLite found nothing, and log sinks mangle them."""
+    query: bytes = scope.get("query_string", b"")
+    if "\x00" in scope.get("path", "") or b"%00" in query or b"\x00" in query:
+        raise ClientException("paths and query parameters must not contain NUL characters (%00)")
+
+
 async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    refuse_nul_in_url(connection.scope)
     if handler.opt.get("public"):
         return
     needed = handler.opt.get("role", "admin")  # a route that forgot to declare a role is admin-only

@@ -163,3 +163,21 @@ def test_numbers_beyond_the_databases_range_are_4xx(admin: Api) -> None:
         for method, path, body in calls:
             response = admin.request(method, path, json=body) if body is not None else admin.request(method, path)
             assert_error_envelope(response, f"{method} {path} {body}")
+
+
+def test_nul_in_a_query_or_path_is_400(admin: Api) -> None:
+    """PostgreSQL cannot take NUL in a text parameter (SQLite can): a query parameter or path segment holding one
+    was a 500 there (``GET /variables?environment_id=…%00…``, found by the OpenAPI fuzz test). Refused up front, on
+    every route, public ones included."""
+    for url in (
+        "/api/v1/variables?environment_id=prod%00",
+        "/api/v1/knowledge-bases?q=a%00b",
+        "/api/v1/events?type=file.%00",
+        "/api/v1/prompts/prm_%00/versions",
+        "/api/v1/knowledge-bases/kb_%00",
+        "/api/webhook/hook%00",
+    ):  # fmt: skip
+        method = "POST" if url.startswith("/api/webhook") else "GET"
+        response = admin.request(method, url, json={} if method == "POST" else None)
+        assert_error_envelope(response, f"{method} {url}")
+        assert response.status_code == 400 and "NUL" in response.json()["message"], (url, response.text)
