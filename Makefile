@@ -31,7 +31,7 @@ TEST_WORKERS ?= 2
 test: $(STAMP) ## run the whole test suite (TEST_WORKERS processes, one test file each at a time)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
-test-postgres: $(STAMP) ## API, ingest-worker and run-store suites on a throwaway PostgreSQL (needs its binaries)
+test-postgres: $(STAMP) ## API, ingest-worker, run-store and OpenAPI fuzz suites on a throwaway PostgreSQL (needs its binaries)
 	VENV_PYTHON=$(BIN)/python bash .ci/postgres.sh -n $(TEST_WORKERS) --dist loadfile
 
 test-browser: $(STAMP) ## the web console and API docs in headless Chromium (apt-get install chromium chromium-driver)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The scale-out path: the API, ingest-worker and run-store suites against a throwaway PostgreSQL.
+# The scale-out path: the API, ingest-worker, run-store and OpenAPI fuzz suites against a throwaway PostgreSQL.
 #
 # Starts PostgreSQL (initdb in a temp dir, a free port on 127.0.0.1, trust auth), waits for pg_isready,
 # runs the suites with RAGLINE_TEST_DATABASE_URL (each app the tests start gets a fresh database, see
