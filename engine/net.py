@@ -89,7 +89,10 @@ def blocked_reason(ip: IPAddress, allowed: Sequence[IPNetwork] = ()) -> str | No
 
 
 def _split(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as exc:  # e.g. an unclosed or malformed IPv6 literal ("http://[::1")
+        raise BlockedDestination(f"invalid URL: {exc}") from exc
     scheme = parts.scheme.lower()
     if scheme not in ALLOWED_SCHEMES:
         raise BlockedDestination(f"scheme {scheme or '(none)'!r} is not allowed")

@@ -181,3 +181,14 @@ def test_nul_in_a_query_or_path_is_400(admin: Api) -> None:
         response = admin.request(method, url, json={} if method == "POST" else None)
         assert_error_envelope(response, f"{method} {url}")
         assert response.status_code == 400 and "NUL" in response.json()["message"], (url, response.text)
+
+
+def test_urls_that_do_not_parse_are_4xx(admin: Api) -> None:
+    """An unclosed IPv6 literal made ``urlsplit`` raise inside the SSRF check: a 500 on ``POST /mcp-servers``."""
+    for url in ("http://[::1", "https://[8.8.8.8]/x", "http://[fe80::1%25eth0/mcp"):
+        for path, body in (
+            ("/api/v1/mcp-servers", {"name": "broken", "url": url}),
+            ("/api/v1/subscriptions", {"url": url, "event_types": ["file.*"]}),
+            ("/api/v1/agents", {"name": "broken", "callback_url": url}),
+        ):  # fmt: skip
+            assert_error_envelope(admin.request("POST", path, json=body), f"POST {path} {url}")
