@@ -106,6 +106,14 @@ _OVERRIDES: dict[tuple[str, str], JSON] = {
                 "metadata": {"type": "string", "description": "a JSON object of metadata"}}}}}},
         "success": _envelope({"oneOf": [_FILE_REF, {"type": "array", "items": _UPLOAD_RESULT}]}),
     },
+    ("post", "/api/v1/knowledge-bases/{kb_id}/golden-sets/upload"): {
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["file"], "properties": {
+                "file": {"type": "string", "contentMediaType": "application/json",
+                         "description": "the golden set as JSON or JSONL (at most 1 MiB)"},
+                "name": {"type": "string", "description": "default: the file's name without its extension"},
+                "description": {"type": "string", "maxLength": 10_000}}}}}},
+    },
     ("post", "/api/webhook/{path}"): {
         "parameters": _WEBHOOK_HEADERS,
         "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}, "example": {

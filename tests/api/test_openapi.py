@@ -100,9 +100,10 @@ def test_protected_operations_list_their_errors_with_the_envelope(api: Api) -> N
         assert set(PROTECTED_ERRORS) <= set(responses), (method, path, sorted(responses))
         if "requestBody" in operation:
             assert {"400", "413", "415", "422"} <= set(responses), (method, path)
-    upload = doc["paths"]["/api/v1/knowledge-bases/{kb_id}/files"]["post"]
-    assert "multipart/form-data" in upload["requestBody"]["content"]
-    assert {"413", "415"} <= set(upload["responses"])
+    for path in ("/api/v1/knowledge-bases/{kb_id}/files", "/api/v1/knowledge-bases/{kb_id}/golden-sets/upload"):
+        upload = doc["paths"][path]["post"]  # raw multipart routes: documented by hand
+        assert "multipart/form-data" in upload["requestBody"]["content"], path
+        assert {"413", "415"} <= set(upload["responses"]), path
     assert set(doc["paths"]["/health"]["get"]["responses"]) == {"200", "500"}
     webhook = doc["paths"]["/api/webhook/{path}"]["post"]["responses"]
     assert {"401", "404", "413", "429"} <= set(webhook) and "403" not in webhook
