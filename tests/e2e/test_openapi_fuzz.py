@@ -17,12 +17,13 @@ the live event stream, which by design answers until the client leaves (``tests/
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.e2e.conftest import start_server, stop_server
+from tests.e2e.conftest import LiveServer, start_server, stop_server
 from tests.helpers.postgres import SERVER_URL, fresh_database
 
 SEED = int(os.environ.get("RAGLINE_FUZZ_SEED", "20261207"))
@@ -33,16 +34,55 @@ LEFT_OUT = (
 )
 
 
+def existing_ids(server: LiveServer) -> dict[str, str]:
+    """Real objects for the path parameters: without them most operations on one object only ever see a 404."""
+    with server.client() as http:
+
+        def made(path: str, body: dict[str, object]) -> str:
+            response = http.post(path, json=body)
+            assert response.status_code in (200, 201, 202), (path, response.text)
+            return str(response.json()["data"]["id"])
+
+        kb_id = made("/api/v1/knowledge-bases", {"name": "fuzzed"})
+        upload = http.post(f"/api/v1/knowledge-bases/{kb_id}/files", files={"file": ("a.md", b"# A\n\nSome text.")})
+        assert upload.status_code == 201, upload.text
+        prompt_id = made("/api/v1/prompts", {"key": "fuzzed", "messages": [{"role": "system", "content": "Hi"}]})
+        made(f"/api/v1/prompts/{prompt_id}/publish", {})
+        agent_id = made("/api/v1/agents", {"name": "fuzzed", "kb_ids": [kb_id]})
+        return {
+            "kb_id": kb_id, "file_id": str(upload.json()["data"]["id"]), "prompt_id": prompt_id, "agent_id": agent_id,
+            "workflow_id": made("/api/v1/workflows", {"name": "fuzzed", "definition": {
+                "steps": [{"id": "a", "kind": "prompt", "prompt": "fuzzed"}]}}),
+            "environment_id": made("/api/v1/environments", {"name": "fuzzed"}),
+            "session_id": made("/api/v1/chat/sessions", {"agent_id": agent_id}),
+            "run_id": str(http.post(f"/api/v1/agents/{agent_id}/run", json={"input": "hi"}).json()["data"]["run_id"]),
+        }  # fmt: skip
+
+
+def config_with(ids: dict[str, str]) -> str:
+    """A schemathesis.toml that puts the real ids into their path parameters 4 times in 5 (else generated ones),
+    except for deletes, which get ids of the same shape that name nothing (deleted early, the objects would be gone
+    for every later operation)."""
+    lines = [f"[dictionaries.{name}]\nvalues = [{json.dumps(value)}]\n" for name, value in ids.items()]
+    lines.append("[parameters]")
+    lines += [f'"path.{name}" = {{ dictionary = "{name}", probability = 0.8 }}' for name in ids]
+    lines += ["", "[[operations]]", 'include-method = "DELETE"', "[operations.parameters]"]
+    lines += [f'"path.{name}" = "{value.split("_")[0]}_{"0" * 24}"' for name, value in ids.items()]
+    return "\n".join(lines) + "\n"
+
+
 def test_no_request_gets_a_server_error(tmp_path: Path) -> None:
     env = {"RAGLINE_RATE_LIMIT_PER_MINUTE": "1000000"}
     if SERVER_URL:  # .ci/postgres.sh: the same requests against PostgreSQL (its own limits: 32-bit INTEGER, no NUL)
         env["DATABASE_URL"] = fresh_database()
     server = start_server(tmp_path / "data", env)
     try:
+        config = tmp_path / "schemathesis.toml"
+        config.write_text(config_with(existing_ids(server)))
         cli = Path(sys.executable).with_name("schemathesis")
         run = subprocess.run(
             [
-                str(cli), "run", f"{server.base_url}/schema/openapi.json",
+                str(cli), "--config-file", str(config), "run", f"{server.base_url}/schema/openapi.json",
                 "-H", f"Authorization: Bearer {server.token}",
                 "--checks", "not_a_server_error",
                 "--phases", "examples,coverage,fuzzing,stateful",
