@@ -2,7 +2,8 @@
 
 Schemathesis reads ``/schema/openapi.json`` and sends the documented examples, the boundary cases of every
 parameter and body field (its coverage phase), generated requests, and chains of them linked by the ids that
-responses return (stateful phase), as the workspace admin. The one check is "not a server error": whatever a
+responses return (stateful phase), as the workspace admin, with real objects in most path parameters
+(``existing_ids``). The one check is "not a server error": whatever a
 request holds, the answer is a 4xx with the error envelope or a success, which the hostile-body tests check for a
 fixed list of bodies on every JSON route; this test finds the bodies nobody listed (it found version numbers past
 the database's INTEGER). The seed is fixed, so a run is repeatable; ``RAGLINE_FUZZ_SEED`` and
