@@ -43,6 +43,10 @@ def sanitize_filename(name: str) -> str:
 
 
 def _clean_tags(tags: Sequence[str]) -> list[str]:
+    # multipart form fields skip the JSON body's NUL check; PostgreSQL cannot index NUL and no label needs control
+    # characters
+    if any(unicodedata.category(character) == "Cc" for tag in tags for character in tag.strip()):
+        raise InvalidInput("tags must be text without control characters (NUL, newlines, ...)")
     cleaned = sorted({t.strip()[:64] for t in tags if t and t.strip()})
     if len(cleaned) > 32:
         raise InvalidInput("at most 32 tags per file")

@@ -107,6 +107,7 @@ def test_wrong_content_type_is_415_on_every_json_route(admin: Api) -> None:
 
 def test_specific_answers(admin: Api) -> None:
     """The common cases get the precise status: 400 unreadable, 415 wrong type, 422 schema violations."""
+
     def post(body: bytes, content_type: str = "application/json") -> Any:
         return admin.request("POST", "/api/v1/tokens", content=body, headers={"Content-Type": content_type})
 
@@ -130,13 +131,22 @@ BEYOND_THE_DATABASES = [2**31, 2**63, -(2**63) - 1, 10**30]  # version numbers a
 def test_numbers_beyond_the_databases_range_are_4xx(admin: Api) -> None:
     """Version numbers reach SQL as parameters: one past a 32-bit or 64-bit integer was an overflow in the driver (500)
     on real prompts and workflows, where the hostile bodies above stop earlier at a missing id."""
-    prompt = admin.request("POST", "/api/v1/prompts", json={
-        "key": "overflow", "messages": [{"role": "system", "content": "Hello"}, {"role": "user", "content": "Hi"}]})
+    prompt = admin.request(
+        "POST",
+        "/api/v1/prompts",
+        json={
+            "key": "overflow",
+            "messages": [{"role": "system", "content": "Hello"}, {"role": "user", "content": "Hi"}],
+        },
+    )
     assert prompt.status_code == 201, prompt.text
     prompt_id = prompt.json()["data"]["id"]
     assert admin.request("POST", f"/api/v1/prompts/{prompt_id}/publish", json={}).status_code == 201
-    workflow = admin.request("POST", "/api/v1/workflows", json={
-        "name": "overflow", "definition": {"steps": [{"id": "a", "kind": "transform", "template": "x"}]}})
+    workflow = admin.request(
+        "POST",
+        "/api/v1/workflows",
+        json={"name": "overflow", "definition": {"steps": [{"id": "a", "kind": "transform", "template": "x"}]}},
+    )
     assert workflow.status_code == 201, workflow.text
     workflow_id = workflow.json()["data"]["id"]
     agent = admin.request("POST", "/api/v1/agents", json={"name": "overflow"})
@@ -192,3 +202,24 @@ def test_urls_that_do_not_parse_are_4xx(admin: Api) -> None:
             ("/api/v1/agents", {"name": "broken", "callback_url": url}),
         ):  # fmt: skip
             assert_error_envelope(admin.request("POST", path, json=body), f"POST {path} {url}")
+
+
+def test_nul_in_upload_fields_never_reaches_the_database(admin: Api) -> None:
+    """Multipart fields are not JSON, so the body check does not see them: NUL in a file name is escaped (the name
+    shows ``%00``), in tags or metadata refused (PostgreSQL cannot store it; ``make test-postgres`` runs this). Tags
+    refuse every control character, through a form or a JSON body alike."""
+    kb_id = admin.create_kb("nul uploads")
+
+    def upload(name: str, **fields: str) -> Any:
+        content = f"# {name}\n\n{sorted(fields.items())}".encode()  # distinct: a duplicate would answer first
+        return admin.request("POST", f"/api/v1/knowledge-bases/{kb_id}/files", files={"file": (name, content)},
+                             data=fields)  # fmt: skip
+
+    named = upload("a\x00b.md")
+    assert named.status_code == 201 and named.json()["data"]["name"] == "a%00b.md", named.text
+    for fields in ({"tags": "x\x00y"}, {"metadata": '{"k": "v\\u0000"}'}, {"metadata": '{"k\\u0000": "v"}'}):
+        response = upload("fields.md", **fields)
+        assert_error_envelope(response, f"upload with {fields}")
+    patched = admin.request("PATCH", f"/api/v1/knowledge-bases/{kb_id}/files/{named.json()['data']['id']}",
+                            json={"tags": ["line\nbreak"]})  # fmt: skip
+    assert patched.status_code == 422 and "control characters" in patched.json()["message"], patched.text
