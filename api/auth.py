@@ -117,7 +117,13 @@ async def check_json_body(request: Request[Any, Any, Any]) -> None:
         body.decode("utf-8")
     except UnicodeDecodeError:
         raise ClientException("the request body is not valid UTF-8") from None  # 400: unreadable, like bad JSON
-    if b"\x00" in body or _NUL_ESCAPE.search(body):
+    refuse_nul(body)
+
+
+def refuse_nul(text: bytes | str) -> None:
+    """No NUL character, raw or as a JSON ``\\u0000`` escape (422): PostgreSQL cannot store one in text."""
+    data = text.encode() if isinstance(text, str) else text
+    if b"\x00" in data or _NUL_ESCAPE.search(data):
         raise InvalidInput("strings must not contain NUL characters (\\u0000)")
 
 

@@ -9,7 +9,7 @@ from litestar import Controller, Request, delete, get, patch, post
 from litestar.datastructures import UploadFile
 from msgspec import Meta
 
-from api.auth import EDITOR, VIEWER
+from api.auth import EDITOR, VIEWER, refuse_nul
 from api.container import Services
 from api.envelope import Envelope, ListEnvelope, ok, page_of
 from api.routes.common import Limit, PageNo
@@ -110,6 +110,8 @@ class GoldenSetController(Controller):
         description = form.get("description") or ""
         if not isinstance(name, str) or not isinstance(description, str) or len(description) > 10_000:
             raise InvalidInput("'name' and 'description' must be text")
+        for text in (name, description, data):  # form fields and the file skip the JSON body's check
+            refuse_nul(text)
         info = await services.evaluations.upload_golden_set(
             principal.workspace_id, kb_id, name=name, data=data, description=description, actor=principal.user_id
         )

@@ -223,3 +223,26 @@ def test_nul_in_upload_fields_never_reaches_the_database(admin: Api) -> None:
     patched = admin.request("PATCH", f"/api/v1/knowledge-bases/{kb_id}/files/{named.json()['data']['id']}",
                             json={"tags": ["line\nbreak"]})  # fmt: skip
     assert patched.status_code == 422 and "control characters" in patched.json()["message"], patched.text
+
+
+def test_nul_in_a_golden_set_upload_is_422(admin: Api) -> None:
+    """The golden-set upload reads a form and a file, which skip the JSON body's NUL check: a NUL in its name was a
+    500 on PostgreSQL, one inside the file's JSON was stored where the JSON route refuses it."""
+    kb_id = admin.create_kb("nul golden sets")
+    good = b'[{"query": "q", "files": ["a.md"]}]'
+    for fields, content in (
+        ({"name": "a\x00b"}, good),
+        ({"name": "described", "description": "d\x00"}, good),
+        ({"name": "in the query"}, b'[{"query": "q\\u0000", "files": ["a.md"]}]'),
+        ({"name": "raw"}, b'[{"query": "q\x00", "files": ["a.md"]}]'),
+    ):
+        response = admin.request(
+            "POST", f"/api/v1/knowledge-bases/{kb_id}/golden-sets/upload",
+            files={"file": ("golden.json", content)}, data=fields,
+        )  # fmt: skip
+        assert response.status_code == 422 and "NUL" in response.json()["message"], (fields, response.text)
+    accepted = admin.request(
+        "POST", f"/api/v1/knowledge-bases/{kb_id}/golden-sets/upload", files={"file": ("golden.json", good)},
+        data={"name": "fine", "description": "two\nlines"},
+    )  # fmt: skip
+    assert accepted.status_code == 201, accepted.text
