@@ -24,6 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import LiveServer, start_server, stop_server
 from tests.helpers.postgres import SERVER_URL, fresh_database
 
@@ -72,6 +74,7 @@ def config_with(ids: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.timeout(max(600, 40 * EXAMPLES))  # ~60 s alone; room for a busy 2-core machine
 def test_no_request_gets_a_server_error(tmp_path: Path) -> None:
     env = {"RAGLINE_RATE_LIMIT_PER_MINUTE": "1000000"}
     if SERVER_URL:  # .ci/postgres.sh: the same requests against PostgreSQL (its own limits: 32-bit INTEGER, no NUL)
@@ -91,7 +94,7 @@ def test_no_request_gets_a_server_error(tmp_path: Path) -> None:
                 "--exclude-path-regex", LEFT_OUT,
                 "--request-timeout", "60", "--no-color",
             ],
-            capture_output=True, text=True, timeout=max(280, 25 * EXAMPLES), cwd=tmp_path,
+            capture_output=True, text=True, timeout=max(480, 30 * EXAMPLES), cwd=tmp_path,
         )  # fmt: skip
     finally:
         stop_server(server)
