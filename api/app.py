@@ -99,6 +99,7 @@ class RaglineCore(InitPluginProtocol):
         app_config.middleware.append(RequestIdMiddleware())
         app_config.before_send.append(add_request_id_header)
         app_config.before_send.append(emit_after_write)  # a published prompt, a revoked token … into the event log
+        app_config.before_send.append(complete_allow_header)
         app_config.logging_config = logging_config(settings.log_level)
         app_config.lifespan.append(self._lifespan)
         app_config.lifespan.append(self.mcp.lifespan)  # the task group the MCP session manager runs in, with the app
@@ -132,6 +133,21 @@ class RaglineCore(InitPluginProtocol):
             with contextlib.suppress(asyncio.CancelledError):
                 await warm
             await services.close()  # pending fires and callbacks stay in the database for the next start
+
+
+async def complete_allow_header(message: Any, scope: Any) -> None:
+    """``before_send``: an OPTIONS answer's ``Allow`` names every method of its path. Litestar's automatic OPTIONS
+    handler keeps the methods of the first handler group that registered the path (``/agents``: "OPTIONS, POST",
+    although GET lists agents); its 405 answers are right, and so is the route table this reads."""
+    if message["type"] != "http.response.start" or scope.get("type") != "http" or scope.get("method") != "OPTIONS":
+        return
+    handler = scope.get("route_handler")
+    methods: set[str] = set()
+    for path in getattr(handler, "paths", ()):
+        methods |= set(scope["app"].route_handler_method_map.get(path, {}))
+    if methods:
+        headers = [(name, value) for name, value in message.get("headers") or [] if name.lower() != b"allow"]
+        message["headers"] = [*headers, (b"allow", ", ".join(sorted(methods)).encode())]
 
 
 def create_app(

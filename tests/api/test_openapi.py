@@ -6,6 +6,7 @@ Generated clients read ``/schema/openapi.json``; what it documents is checked ag
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -239,3 +240,19 @@ def test_request_bodies_that_refuse_unknown_fields_say_so(api: Api) -> None:
             answers |= referenced(doc, response.get("content", {}))
     assert {"KnowledgeBaseCreate", "SearchBody", "TokenCreate", "Budgets", "VariantBody"} <= closed & bodies
     assert not closed & answers, sorted(closed & answers)
+
+
+def test_options_allows_every_documented_method(api: Api) -> None:
+    """``OPTIONS`` on a path answers ``Allow`` with all its methods (Litestar's own handler named only some)."""
+    doc = fetch(api)
+    workspace_id = api.request("GET", "/api/v1/workspaces").json()["data"][0]["id"]  # the guard checks this one
+    for path, item in doc["paths"].items():
+        documented = {m.upper() for m in item if m in METHODS}
+        if not documented or not path.startswith("/api/v1/"):
+            continue
+        path_with_workspace = path.replace("{workspace_id}", workspace_id)
+        url = re.sub(r"\{(\w+)\}", lambda m: "1" if m[1] == "number" else "x", path_with_workspace)
+        response = api.request("OPTIONS", url)
+        assert response.status_code == 204, (path, response.status_code)
+        allowed = {m.strip() for m in response.headers["allow"].split(",")}
+        assert documented | {"OPTIONS"} <= allowed, (path, sorted(allowed))
