@@ -115,7 +115,18 @@ class Peer:
         seconds = time.perf_counter() - started
         # the nodes live in Qdrant (the index's own node map stays empty): count the points embedded
         nodes = client.count(collection_name="ingest", exact=True).count
-        return {"docs": len(docs), "nodes": nodes, "seconds": round(seconds, 2)}
+        return {"docs": len(docs), "nodes": nodes, "seconds": round(seconds, 2), **self._word_pieces(docs)}
+
+    def _word_pieces(self, docs):
+        """What the model saw of these documents: word pieces per node as its splitter makes them, and what is left
+        after sentence-transformers cuts each at the model's ``max_seq_length`` (256 for MiniLM)."""
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()  # counting past the window is the point, not a mistake
+        model = self.settings.embed_model._model
+        texts = [n.get_content(metadata_mode="embed") for n in self.settings.node_parser.get_nodes_from_documents(docs)]
+        counts = [len(ids) for ids in model.tokenizer(texts, add_special_tokens=True)["input_ids"]]
+        return {"word_pieces": sum(counts), "word_pieces_embedded": sum(min(c, model.max_seq_length) for c in counts)}
 
 
 def main():
