@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from http import HTTPStatus
 from typing import Any
 
-import msgspec
 from litestar._openapi.utils import default_operation_id_creator
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
@@ -24,7 +23,9 @@ from litestar.response import ServerSentEvent
 from litestar.types import Method
 from litestar.types.internal_types import PathParameterDefinition
 
+from api.openapi_constraints import constrain_struct, parameter_bounds, struct_components
 from api.openapi_examples import DATE_TIME, SSE_EXAMPLE, sample, sample_string
+from api.sse import run_event_schemas
 
 JSON = dict[str, Any]
 ERROR_REF = "#/components/schemas/ErrorEnvelope"
@@ -66,6 +67,7 @@ _ERROR_HEADERS: dict[int, JSON] = {
 }
 _KINDS = {"knowledge-bases": "knowledge base", "executions": "run", "sessions": "chat session"}
 _STR = {"type": "string"}
+_HTTP_DATE = "Mon, 15 Jan 2024 10:30:00 GMT"
 _WRITES = {"post", "put", "patch", "delete"}
 _METHODS = {"get", "head", *_WRITES}
 
@@ -75,6 +77,7 @@ class RouteFacts:
     public: bool = False
     role: str = "admin"  # the guard's default for a route without a declared role
     sse: bool = False
+    bounds: dict[str, JSON] = field(default_factory=dict)  # query parameter -> the bounds its Parameter declares
 
 
 def _envelope(data: JSON) -> JSON:
@@ -86,6 +89,7 @@ def _nullable(schema: JSON) -> JSON:
 
 
 _FILE_REF = {"$ref": "#/components/schemas/FileInfo"}
+RUN_EVENT_REF = {"$ref": "#/components/schemas/RunEvent"}
 _UPLOAD_RESULT = {"title": "UploadResult", "type": "object", "required": ["name"], "properties": {
     "name": _STR, "file": _nullable(_FILE_REF), "error": _nullable(_STR), "code": _nullable(_STR)}}
 _WEBHOOK_ACCEPTED = _envelope({"title": "WebhookAccepted", "type": "object", "required": [
@@ -122,6 +126,7 @@ _OVERRIDES: dict[tuple[str, str], JSON] = {
         "errors": {400, 401, 404, 413, 429, 503},
     },
     ("post", "/api/v1/login"): {"errors": {401, 403, 404, 415, 422, 429, 503}},
+    ("get", "/api/v1/executions/{run_id}/events"): {"success": _envelope({"type": "array", "items": RUN_EVENT_REF})},
     ("get", "/health"): {"success": {"type": "object", "required": ["status", "ready"], "properties": {
         "status": {"type": "string", "enum": ["warming", "ready", "degraded"]}, "ready": {"type": "boolean"},
         "warm_up_s": {"type": ["number", "null"]},
@@ -129,6 +134,25 @@ _OVERRIDES: dict[tuple[str, str], JSON] = {
         "embedder": {"type": "string", "examples": ["all-MiniLM-L6-v2"]},
         "vector_store": {"type": "string", "examples": ["EdgeVectorStore"]}}}},
 }
+
+
+def _sse_item(data: JSON, event: str, id_: str, *, required: tuple[str, ...] = ("event", "data", "id")) -> JSON:
+    """One server-sent event (``event:``, ``id:``, ``data:`` lines); ``: ping`` comment lines keep it open."""
+    return {"title": "ServerSentEvent", "type": "object", "required": list(required), "properties": {
+        "event": {"type": "string", "description": event},
+        "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": data},
+        "id": {"type": "string", "description": id_}}}  # fmt: skip
+
+
+_RUN_EVENT_ITEM = _sse_item(RUN_EVENT_REF, "the event's type, as in data.type (names not listed in RunEvent are "
+                            "safe to ignore)", "the event's seq in its run: send it back as Last-Event-ID to resume")
+_WORKSPACE_EVENT_ITEM = _sse_item(
+    {"oneOf": [{"$ref": "#/components/schemas/EventInfo"}, {
+        "type": "object", "required": ["code", "reason"], "description": "the last frame (event 'closed') when the "
+        "server ends the stream", "properties": {"code": {"type": "integer"}, "reason": {"type": "string"}}}]},
+    "the workspace event's type (e.g. file.ready), or 'closed'",
+    "the event's id: send it back as Last-Event-ID (or ?after=) to resume", required=("event", "data"))
+_SSE_ITEMS = {"/api/v1/events/stream": _WORKSPACE_EVENT_ITEM}
 
 
 class RaglineOpenAPI(OpenAPI):
@@ -155,6 +179,7 @@ class RaglineOpenAPIConfig(OpenAPIConfig):
         self.route_facts[operation_id] = RouteFacts(
             public=bool(handler.opt.get("public")), role=str(handler.opt.get("role", "admin")),
             sse=handler.parsed_fn_signature.return_type.is_subclass_of(ServerSentEvent),
+            bounds=parameter_bounds(handler),
         )  # fmt: skip
         return operation_id
 
@@ -170,6 +195,8 @@ def correct(doc: JSON, facts: dict[str, RouteFacts]) -> JSON:
     """Rewrite a generated document (in place) to the error envelope, security and examples the app really has."""
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas["ErrorEnvelope"] = ERROR_ENVELOPE
+    for name, schema in run_event_schemas().items():
+        schemas.setdefault(name, schema)
     close_strict_bodies(schemas)
     security = doc.get("security") or []
     for path, item in doc.get("paths", {}).items():
@@ -183,22 +210,11 @@ def correct(doc: JSON, facts: dict[str, RouteFacts]) -> JSON:
 
 def close_strict_bodies(schemas: JSON) -> None:
     """``additionalProperties: false`` on the components of msgspec Structs that refuse unknown fields (request
-    bodies: 422). Litestar names a component after its class, prefixed by its module's names when two classes share
-    one (``chat_MessageBody``); a component is taken for a class when it also has exactly the class's fields. Tagged
-    structs are left out: their tag is not among a component's properties."""
-    waiting: list[type[msgspec.Struct]] = [msgspec.Struct]
-    while waiting:
-        for cls in waiting.pop().__subclasses__():
-            waiting.append(cls)
-            config = cls.__struct_config__
-            if not config.forbid_unknown_fields or config.tag_field is not None:
-                continue
-            parts = [*cls.__module__.split("."), *cls.__qualname__.split(".")]
-            for size in range(1, len(parts) + 1):
-                schema = schemas.get("_".join(parts[-size:]))
-                if schema is not None and set(schema.get("properties", {})) == set(cls.__struct_encode_fields__):
-                    schema["additionalProperties"] = False
-                    break
+    bodies: 422), and every bound their fields enforce (``api.openapi_constraints``)."""
+    for cls, schema in struct_components(schemas):
+        if cls.__struct_config__.forbid_unknown_fields:
+            schema["additionalProperties"] = False
+        constrain_struct(cls, schema)
 
 
 def _correct_operation(path: str, method: str, op: JSON, fact: RouteFacts, schemas: JSON) -> None:
@@ -207,6 +223,10 @@ def _correct_operation(path: str, method: str, op: JSON, fact: RouteFacts, schem
     validated = any(p.get("in") != "path" or _BOUNDS & set(p.get("schema", {})) for p in op.get("parameters", []))
     op["parameters"] = [*op.get("parameters", []), *copy.deepcopy(override.get("parameters", []))]
     for parameter in op["parameters"]:
+        if parameter.get("in") == "query":  # the bounds Litestar drops (a zero)
+            for key, value in fact.bounds.get(parameter["name"], {}).items():
+                parameter.setdefault("schema", {}).setdefault(key, value)
+            _accept_unix_seconds(parameter.get("schema", {}))
         parameter.setdefault("example", sample(parameter.get("schema", {}), schemas, parameter["name"]))
     if not op["parameters"]:
         del op["parameters"]
@@ -216,7 +236,7 @@ def _correct_operation(path: str, method: str, op: JSON, fact: RouteFacts, schem
     if "application/json" in body and "example" not in body["application/json"]:
         body["application/json"]["example"] = sample(body["application/json"].get("schema", {}), schemas, full=False)
     responses: JSON = op["responses"]
-    _correct_success(responses, override, fact, schemas)
+    _correct_success(path, responses, override, fact, schemas)
     statuses = {500, *override.get("errors", ())} | ({400} if validated else set())
     if body and "requestBody" not in override:  # Litestar decodes it: unreadable 400, too large 413, off-schema 422
         statuses |= {400, 413, 422}
@@ -231,7 +251,14 @@ def _correct_operation(path: str, method: str, op: JSON, fact: RouteFacts, schem
         responses[str(status)] = _error_response(status, method, path, fact, "multipart/form-data" in body)
 
 
-def _correct_success(responses: JSON, override: JSON, fact: RouteFacts, schemas: JSON) -> None:
+def _accept_unix_seconds(schema: JSON) -> None:
+    """A date-time query parameter also takes unix seconds (``?since=1705314600``), as Litestar decodes it."""
+    options: list[JSON] = schema.get("oneOf", [schema])
+    if any(option.get("format") == "date-time" for option in options) and "oneOf" in schema:
+        schema["oneOf"].insert(1, {"type": "number", "description": "unix seconds"})
+
+
+def _correct_success(path: str, responses: JSON, override: JSON, fact: RouteFacts, schemas: JSON) -> None:
     first = next(r for s, r in responses.items() if s.startswith("2"))
     for status, description in override.get("extra", {}).items():
         responses[status] = {"description": description, "content": copy.deepcopy(first.get("content", {}))}
@@ -239,7 +266,11 @@ def _correct_success(responses: JSON, override: JSON, fact: RouteFacts, schemas:
         content = response.setdefault("content", {})
         if fact.sse:
             content.clear()
-            content["text/event-stream"] = {"schema": {"type": "string"}, "example": SSE_EXAMPLE}
+            item = copy.deepcopy(_SSE_ITEMS.get(path, _RUN_EVENT_ITEM))
+            content["text/event-stream"] = {"schema": item, "example": SSE_EXAMPLE}
+        if "last-modified" in response.get("headers", {}):  # an HTTP-date (Mon, 15 Jan 2024 10:30:00 GMT)
+            response["headers"]["last-modified"]["schema"] = {"type": "string", "examples": [_HTTP_DATE]}
+            response["headers"]["last-modified"]["description"] = "when the file was stored, as an HTTP-date"
         if "" in content:  # a FileResponse without a media type: the file's own type, bytes in any case
             content["application/octet-stream"] = content.pop("")
         for media in content.values():

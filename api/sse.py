@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import msgspec
 from litestar.response import ServerSentEvent, ServerSentEventMessage
@@ -31,6 +31,19 @@ def event_payload(event: RunEvent) -> dict[str, Any]:
     if isinstance(event, ContentEvent | ThinkingEvent):
         payload["text"] = event.content  # deprecated alias
     return payload
+
+
+def run_event_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schema components of a run event as ``event_payload`` writes it (for the OpenAPI document): ``RunEvent``,
+    one of the event types by ``type``, and a component per type (``ts`` as ISO-8601, the deprecated ``text``)."""
+    (union,), components = msgspec.json.schema_components((RunEvent,), ref_template="#/components/schemas/{name}")
+    for cls in get_args(RunEvent):
+        properties = components[cls.__name__]["properties"]
+        properties["ts"] = {"type": "string", "format": "date-time"}
+        if cls in (ContentEvent, ThinkingEvent):
+            properties["text"] = {"type": "string", "deprecated": True, "description": "content, under its old name"}
+            components[cls.__name__]["required"].append("text")
+    return {"RunEvent": {"title": "RunEvent", "description": "A run event, by its type.", **union}, **components}
 
 
 def to_message(event: RunEvent) -> ServerSentEventMessage:

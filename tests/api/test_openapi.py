@@ -18,6 +18,7 @@ from openapi_spec_validator import validate
 from api.openapi import ERROR_REF, resource_kind
 from api.openapi_examples import DATE_TIME, sample
 from tests.api.conftest import Api
+from tests.api.test_chat_and_runs import parse_sse
 
 METHODS = ("get", "put", "post", "patch", "delete", "head")
 PROTECTED_ERRORS = ("401", "403", "404", "422", "429")
@@ -256,3 +257,55 @@ def test_options_allows_every_documented_method(api: Api) -> None:
         assert response.status_code == 204, (path, response.status_code)
         allowed = {m.strip() for m in response.headers["allow"].split(",")}
         assert documented | {"OPTIONS"} <= allowed, (path, sorted(allowed))
+
+
+def test_bounds_the_app_enforces_are_in_the_document(api: Api) -> None:
+    """Litestar drops a zero bound (``ge=0``) and every constraint on a list's items; the document now has them,
+    and the app refuses what the document refuses. Date-time query parameters also take unix seconds, as the app
+    decodes them."""
+    doc = fetch(api)
+    schemas = doc["components"]["schemas"]
+
+    def query(path: str, name: str) -> dict[str, Any]:
+        return next(p["schema"] for p in doc["paths"][path]["get"]["parameters"] if p["name"] == name)
+
+    def array(schema: dict[str, Any]) -> dict[str, Any]:
+        return next((o for o in schema.get("oneOf", []) if o.get("type") == "array"), schema)
+
+    assert query("/api/v1/audit", "offset")["minimum"] == 0
+    assert query("/api/v1/executions/{run_id}/events", "after")["minimum"] == 0
+    assert schemas["AgentCreate"]["properties"]["temperature"]["minimum"] == 0
+    assert schemas["SearchBody"]["properties"]["page_from"]["minimum"] == 0
+    assert array(schemas["AutomationCreate"]["properties"]["event_types"])["items"]["minLength"] == 1
+    assert array(schemas["AutomationUpdate"]["properties"]["event_types"])["items"]["minLength"] == 1
+    assert array(schemas["AgentCreate"]["properties"]["mcp_servers"])["items"]["minLength"] == 1
+    assert array(schemas["SearchBody"]["properties"]["file_ids"])["items"]["minLength"] == 1
+    headers = next(s for n, s in schemas.items() if n.startswith("McpServerCreate"))["properties"]["headers"]
+    assert next(o for o in headers["oneOf"] if o.get("type") == "object")["propertyNames"]["minLength"] == 1
+    assert {"type": "number", "description": "unix seconds"} in query("/api/v1/audit", "until")["oneOf"]
+
+    assert api.request("GET", "/api/v1/audit?offset=-1").status_code == 400
+    assert api.request("GET", "/api/v1/audit?until=1705314600").status_code == 200
+    assert api.request("POST", "/api/v1/search", json={"query": "x", "file_ids": [""]}).status_code == 422
+    refused = api.request("POST", "/api/v1/automations", json={"name": "a", "event_types": [""], "action": "agent"})
+    assert refused.status_code == 422 and "event_types[0]" in refused.json()["message"]
+
+
+@pytest.mark.slow
+def test_run_events_match_their_documented_schema(api: Api, handbook: str) -> None:
+    """Every event a run streams (SSE ``data``) and stores (``GET /executions/{id}/events``) is valid under the
+    documented ``RunEvent``, which the SSE operations name as their events' ``contentSchema``."""
+    doc = fetch(api)
+    response = api.request("POST", "/api/v1/assistant/chat", json={"message": "How many weeks of parental leave?"})
+    frames = parse_sse(response.text)
+    assert {"execution", "tool_start", "tool_end", "citation", "content", "done"} <= {f["event"] for f in frames}
+    stored = api.request("GET", f"/api/v1/executions/{frames[0]['data']['run_id']}/events").json()["data"]
+    run_event = {"$ref": "#/components/schemas/RunEvent"}
+    for payload in [frame["data"] for frame in frames] + stored:
+        check(doc, run_event, payload)
+    stream = doc["paths"]["/api/v1/assistant/chat"]["post"]["responses"]["200"]["content"]["text/event-stream"]
+    assert stream["schema"]["properties"]["data"]["contentSchema"] == run_event
+    listed = doc["paths"]["/api/v1/executions/{run_id}/events"]["get"]["responses"]["200"]["content"]
+    check(doc, listed["application/json"]["schema"], {"data": stored})
+    with pytest.raises(jsonschema.ValidationError):  # the schema has teeth: ts is ISO-8601 on the wire
+        check(doc, run_event, {**stored[0], "ts": 1705314600.0})
