@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 from litestar import Controller, delete, get, patch, post
@@ -14,7 +14,14 @@ from api.envelope import Envelope, ListEnvelope, ok, page_of
 from api.routes.common import Limit, PageNo
 from api.schemas import Body
 from api.services.identity import Principal
-from api.services.model_configs import PROVIDERS, ModelConfigFields, ModelConfigInfo, ProviderInfo
+from api.services.model_configs import (
+    PROVIDERS,
+    ModelConfigFields,
+    ModelConfigInfo,
+    ModelParams,
+    ProviderInfo,
+    given_params,
+)
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 ModelName = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/@-]+$")]
@@ -29,7 +36,7 @@ class ModelCreate(Body):
     api_key: Secret | None = None
     client_key: Secret | None = None
     client_secret: Secret | None = None
-    params: dict[str, Any] | None = None  # temperature, max_tokens, top_p, timeout_s
+    params: ModelParams | None = None
 
 
 class ModelUpdate(Body):
@@ -39,11 +46,13 @@ class ModelUpdate(Body):
     api_key: Secret | None = None
     client_key: Secret | None = None
     client_secret: Secret | None = None
-    params: dict[str, Any] | None = None
+    params: ModelParams | None = None
 
 
-def _fields(data: msgspec.Struct) -> ModelConfigFields:
-    return msgspec.convert(msgspec.structs.asdict(data), ModelConfigFields)
+def _fields(data: ModelCreate | ModelUpdate) -> ModelConfigFields:
+    fields = msgspec.structs.asdict(data)
+    fields["params"] = None if data.params is None else given_params(data.params)
+    return msgspec.convert(fields, ModelConfigFields)
 
 
 class ModelController(Controller):

@@ -20,7 +20,7 @@ from api.envelope import Envelope, ListEnvelope, ok, page_of
 from api.routes.common import Limit, PageNo, VersionInPath, stream_run
 from api.schemas import Body
 from api.services.identity import Principal
-from api.services.model_configs import PROVIDERS, ProviderInfo
+from api.services.model_configs import PROVIDERS, ModelParams, ProviderInfo, given_params
 from api.services.prompt_runtime import PromptServed, PromptSnapshot, Variant, etag_matches
 from api.services.prompt_templates import PromptMessage
 from api.services.prompt_views import LiveInfo, PromptFields, PromptInfo, VersionInfo
@@ -54,13 +54,6 @@ class VariableBody(Body):
     description: Annotated[str, Meta(max_length=2000)] = ""
 
 
-class ParamsBody(Body):
-    temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
-    max_tokens: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None  # with a model configuration
-    top_p: Annotated[float, Meta(ge=0, le=1)] | None = None  # with a model configuration
-    timeout_s: Annotated[float, Meta(gt=0, le=3600)] | None = None
-
-
 class PromptCreate(Body, kw_only=True):
     key: Key  # unique in the workspace: what SDKs (GET /sdk/prompts/{key}) and agents (prompt_key) use
     name: Name | None = None  # default: the key
@@ -70,7 +63,7 @@ class PromptCreate(Body, kw_only=True):
     messages: Annotated[list[MessageBody], Meta(min_length=1, max_length=50)]
     variables: Annotated[list[VariableBody], Meta(max_length=100)] = []
     model_config_id: Ref | None = None  # see /models
-    params: ParamsBody | None = None
+    params: ModelParams | None = None
     output_format: Literal["text", "json"] = "text"
     output_schema: dict[str, Any] | None = None  # a JSON Schema of the JSON output
 
@@ -84,7 +77,7 @@ class PromptUpdate(Body):
     messages: Annotated[list[MessageBody], Meta(min_length=1, max_length=50)] | None = None
     variables: Annotated[list[VariableBody], Meta(max_length=100)] | None = None
     model_config_id: Annotated[str, Meta(max_length=64)] | None = None  # "": none
-    params: ParamsBody | None = None
+    params: ModelParams | None = None
     output_format: Literal["text", "json"] | None = None
     output_schema: dict[str, Any] | None = None
 
@@ -151,15 +144,15 @@ class PlaygroundBody(Body):
     input: Input | None = None
     env: EnvRef | None = None
     model_config_id: Ref | None = None  # the model configuration to call (default: the prompt's, else the server's)
-    params: ParamsBody | None = None
+    params: ModelParams | None = None
 
 
 def _fields(data: msgspec.Struct) -> PromptFields:
     return msgspec.convert(msgspec.to_builtins(data), PromptFields)
 
 
-def _params(data: ParamsBody | None) -> dict[str, Any] | None:
-    return None if data is None else {k: v for k, v in msgspec.structs.asdict(data).items() if v is not None}
+def _params(data: ModelParams | None) -> dict[str, Any] | None:
+    return None if data is None else given_params(data)
 
 
 class PromptController(Controller):

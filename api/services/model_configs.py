@@ -9,10 +9,12 @@ to call the model.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+from msgspec import Meta
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -60,7 +62,35 @@ PROVIDERS = [
                  example="openrouter/meta-llama/llama-3.1-8b-instruct", needs=["api_key"]),
     ProviderInfo(id="ollama", name="Ollama", model_prefix="ollama/", example="ollama/llama3.1", needs=["api_base"]),
 ]  # fmt: skip
-PARAMS = ("temperature", "max_tokens", "top_p", "timeout_s")
+
+
+class ModelParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Default parameters of a model call (a configuration's, or a prompt version's): each a run passes on."""
+
+    temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
+    max_tokens: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
+    top_p: Annotated[float, Meta(ge=0, le=1)] | None = None
+    timeout_s: Annotated[float, Meta(gt=0, le=3600)] | None = None
+
+
+PARAMS = ModelParams.__struct_fields__
+
+
+def checked_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with known names, types and bounds (a wrong one would fail every run that uses them), without
+    the unset ones. Raises ``InvalidInput``."""
+    unknown = sorted(set(params) - set(PARAMS))
+    if unknown:
+        raise InvalidInput(f"unknown model parameter {unknown[0]!r}; known: {', '.join(PARAMS)}")
+    try:
+        checked = msgspec.convert(dict(params), ModelParams)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"model parameters: {exc}") from None
+    return given_params(checked)
+
+
+def given_params(params: ModelParams) -> dict[str, Any]:
+    return {name: value for name, value in msgspec.structs.asdict(params).items() if value is not None}
 
 
 class ModelConfigInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -96,6 +126,14 @@ class ModelConfigFields(msgspec.Struct, kw_only=True):
     client_key: str | None = None
     client_secret: str | None = None
     params: dict[str, Any] | None = None
+
+
+def _stored_params(row: ModelConfig) -> dict[str, Any]:
+    """A configuration's parameters, checked again: rows saved before they were checked could fail every run."""
+    try:
+        return checked_params(row.params or {})
+    except InvalidInput as exc:
+        raise InvalidInput(f"model configuration {row.id!r}: {exc}; correct its params") from None
 
 
 def _context(row: ModelConfig, field: str) -> str:
@@ -181,7 +219,7 @@ class ModelConfigService:
         return ModelEndpoint(
             config_id=row.id, version=str(row.updated_at), model=row.model, api_base=row.api_base,
             api_key=opened["api_key"], client_key=opened["client_key"], client_secret=opened["client_secret"],
-            params=dict(row.params or {}),
+            params=_stored_params(row),
         )  # fmt: skip
 
     async def check_usable(self, workspace_id: str, config_id: str) -> str:
@@ -231,10 +269,7 @@ class ModelConfigService:
             if value is not None:
                 setattr(row, f"{field}_sealed", self.box.seal(value, context=_context(row, field)) if value else None)
         if fields.params is not None:
-            unknown = sorted(set(fields.params) - set(PARAMS))
-            if unknown:
-                raise InvalidInput(f"unknown model parameter {unknown[0]!r}; known: {', '.join(PARAMS)}")
-            row.params = dict(fields.params)
+            row.params = checked_params(fields.params)
 
     @staticmethod
     async def _check_unique(session: AsyncSession, row: ModelConfig) -> None:

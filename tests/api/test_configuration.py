@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
+from engine.db.models import ModelConfig
 from tests.api.conftest import Api, make_settings, open_api
 from tests.api.test_chat_and_runs import parse_sse
 from tests.helpers.openai_server import Reply, Server, serve
@@ -191,3 +193,31 @@ def test_system_models_are_usable_by_every_workspace_without_their_credentials(a
                                                                 "tools": []}))
     frames = parse_sse(app.request("POST", f"/api/v1/agents/{agent['id']}/run/stream", json={"input": "hi"}).text)
     assert frames[-1]["data"]["output"] == "Configured answer."
+
+
+def test_model_parameters_are_checked_when_saved(app: Api, model_server: Server) -> None:
+    """A configuration's params have the names, types and bounds a run passes on: a wrong one is refused when it is
+    saved (it used to be stored, and every run with it then failed with a 500), and a row stored before that is a
+    422 that names it, never a 500."""
+    base = {"model": "openai/scripted", "api_base": model_server.base_url, "api_key": CANARY_KEY}
+    for params in ({"timeout_s": "soon"}, {"temperature": 7}, {"max_tokens": 0}, {"top_p": "high"}, {"seed": 1}):
+        refused = app.request("POST", "/api/v1/models", json={"name": "m", **base, "params": params})
+        assert refused.status_code == 422 and "params" in refused.json()["message"], (params, refused.text)
+    model = created(app.request("POST", "/api/v1/models", json={"name": "m", **base, "params": {
+        "temperature": 0.25, "timeout_s": 30}}))  # fmt: skip
+    assert model["params"] == {"temperature": 0.25, "timeout_s": 30}
+    assert app.request("PATCH", f"/api/v1/models/{model['id']}", json={"params": {"top_p": "x"}}).status_code == 422
+    agent = created(app.request("POST", "/api/v1/agents", json={"name": "a", "model_config_id": model["id"],
+                                                                "tools": []}))  # fmt: skip
+    frames = parse_sse(app.request("POST", f"/api/v1/agents/{agent['id']}/run/stream", json={"input": "hi"}).text)
+    assert frames[-1]["event"] == "done" and model_server.requests[-1]["temperature"] == 0.25
+
+    async def store_unchecked() -> None:
+        async with app.services.sessions() as session:
+            await session.execute(update(ModelConfig).where(ModelConfig.id == model["id"]).values(
+                params={"timeout_s": "soon"}))  # fmt: skip
+            await session.commit()
+
+    app.call(store_unchecked)
+    run = app.request("POST", f"/api/v1/agents/{agent['id']}/run/stream", json={"input": "hi"})
+    assert run.status_code == 422 and model["id"] in run.json()["message"] and "timeout_s" in run.json()["message"]
