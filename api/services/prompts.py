@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import jsonschema
 import msgspec
 from sqlalchemy import Text, cast, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -22,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.services.environments import EnvironmentService
 from api.services.identity import Principal
-from api.services.model_configs import ModelConfigService
+from api.services.model_configs import ModelConfigService, checked_params
 from api.services.prompt_deployments import check_variants, deploy, live_by_prompt, live_environments, version_row
 from api.services.prompt_runtime import PromptRuntime, PromptSnapshot, ResolvedPrompt, Variant
 from api.services.prompt_templates import check_messages
@@ -34,7 +35,6 @@ from engine.errors import Conflict, InvalidInput
 from ingest.views import Page
 
 OUTPUT_FORMATS = ("text", "json")
-PARAMS = ("temperature", "max_tokens", "top_p", "timeout_s")  # max_tokens, top_p: through a model configuration
 MAX_SCHEMA_BYTES = 65_536
 
 
@@ -262,13 +262,11 @@ class PromptService:
                 await self.model_configs.check_usable(principal.workspace_id, fields.model_config_id)
             row.model_config_id = fields.model_config_id or None
         if fields.params is not None:
-            row.params = _checked_params(fields.params)
+            row.params = checked_params(fields.params)
         if fields.output_format is not None:
             row.output_format = fields.output_format
         if fields.output_schema is not None:
-            if len(msgspec.json.encode(fields.output_schema)) > MAX_SCHEMA_BYTES:
-                raise InvalidInput(f"the output schema is over {MAX_SCHEMA_BYTES // 1024} KB")
-            row.output_schema = fields.output_schema or None
+            row.output_schema = _checked_schema(fields.output_schema) or None
         if row.output_format not in OUTPUT_FORMATS:
             raise InvalidInput(f"output_format must be one of {', '.join(OUTPUT_FORMATS)}")
         if row.output_format == "text":
@@ -301,8 +299,12 @@ class PromptService:
         return PromptInfo.of(row, live.get(row.id, []))
 
 
-def _checked_params(params: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(params) - set(PARAMS))
-    if unknown:
-        raise InvalidInput(f"unknown prompt parameter {unknown[0]!r}; known: {', '.join(PARAMS)}")
-    return {k: v for k, v in params.items() if v is not None}
+def _checked_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """An output schema a run can check answers against (an invalid one failed the run, not the save)."""
+    if len(msgspec.json.encode(schema)) > MAX_SCHEMA_BYTES:
+        raise InvalidInput(f"the output schema is over {MAX_SCHEMA_BYTES // 1024} KB")
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise InvalidInput(f"output_schema is not a valid JSON Schema: {exc.message}") from None
+    return schema

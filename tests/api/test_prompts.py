@@ -573,3 +573,15 @@ def test_environment_changes_reach_the_cached_runtime_state(app: Api) -> None:
     assert entry["changes"]["rollout"] == {"before": None, "after": [{"version": 1, "weight": 100}]}
     ok(app.request("DELETE", f"/api/v1/environments/{production['environment_id']}"))
     refused(fetch(app, "support-reply", env="prod"), 404)
+
+
+def test_an_output_schema_must_be_a_json_schema(app: Api) -> None:
+    """A JSON prompt's output_schema is checked when saved, as a workflow's schemas are (an invalid one was stored:
+    201, and left to whatever later checked an answer against it)."""
+    body = {"key": "extract", "messages": [{"role": "user", "content": "Extract."}], "output_format": "json"}
+    for schema in ({"type": 5}, {"type": "object", "required": "name"}, {"minLength": -1}):
+        message = refused(app.request("POST", PROMPTS, json={**body, "output_schema": schema}))
+        assert "output_schema is not a valid JSON Schema" in message, message
+    prompt = created(app.request("POST", PROMPTS, json={**body, "output_schema": {"type": "object"}}))
+    update = app.request("PUT", f"{PROMPTS}/{prompt['id']}", json={"output_schema": {"type": "thing"}})
+    assert "output_schema is not a valid JSON Schema" in refused(update)
