@@ -23,7 +23,7 @@ from litestar.response import ServerSentEvent
 from litestar.types import Method
 from litestar.types.internal_types import PathParameterDefinition
 
-from api.openapi_constraints import constrain_struct, parameter_bounds, struct_components
+from api.openapi_constraints import constrain_struct, ecma_patterns, parameter_bounds, struct_components
 from api.openapi_examples import DATE_TIME, SSE_EXAMPLE, sample, sample_string
 from api.sse import run_event_schemas
 
@@ -205,6 +205,7 @@ def correct(doc: JSON, facts: dict[str, RouteFacts]) -> JSON:
                 fact = facts.get(operation.get("operationId", ""), RouteFacts())
                 _correct_operation(path, method, operation, fact, schemas)
                 operation["security"] = [] if fact.public else copy.deepcopy(security)
+    ecma_patterns(doc)
     return doc
 
 

@@ -106,6 +106,20 @@ def _branch(schema: JSON, json_type: str) -> JSON:
     return schema
 
 
+def ecma_patterns(node: Any) -> None:
+    """Patterns in ECMA-262 form, as JSON Schema reads them. The app's patterns end in Python's ``\\Z`` (its ``$``
+    also matches before a final newline: ``"key\\n"`` passed), which ECMA-262 spells ``$``."""
+    if isinstance(node, dict):
+        pattern = node.get("pattern")
+        if isinstance(pattern, str) and pattern.endswith("\\Z"):
+            node["pattern"] = pattern[:-2] + "$"
+        for value in node.values():
+            ecma_patterns(value)
+    elif isinstance(node, list):
+        for value in node:
+            ecma_patterns(value)
+
+
 def parameter_bounds(handler: HTTPRouteHandler) -> dict[str, JSON]:
     """Query parameter name -> the bounds its ``Parameter`` declares, as schema keys (zeros included)."""
     bounds: dict[str, JSON] = {}

@@ -87,7 +87,7 @@ def _hex(text: str) -> bool:
 
 def check_type(event_type: str, *, user: bool = False) -> str:
     """Refuse a malformed type (and, for ``user`` events, Ragline's reserved first words). Raises ``InvalidInput``."""
-    if len(event_type) > MAX_TYPE or not TYPE_RE.match(event_type):
+    if len(event_type) > MAX_TYPE or not TYPE_RE.fullmatch(event_type):
         raise InvalidInput("an event type is dotted lower-case words (letters, digits, _ or -), like invoice.paid")
     if user and event_type.split(".", 1)[0] in RESERVED:
         raise InvalidInput(
@@ -98,7 +98,7 @@ def check_type(event_type: str, *, user: bool = False) -> str:
 
 def check_pattern(pattern: str) -> str:
     """A type pattern: a type, with ``*`` standing for one word (a final ``*`` for one or more). ``*`` alone: all."""
-    if len(pattern) > MAX_PATTERN or not PATTERN_RE.match(pattern):
+    if len(pattern) > MAX_PATTERN or not PATTERN_RE.fullmatch(pattern):
         raise InvalidInput(f"{pattern!r} is not an event type pattern (e.g. file.*, invoice.paid or *)")
     return pattern
 

@@ -19,12 +19,12 @@ from api.services.identity import Principal
 from api.services.runs import RunStart
 from engine.types import MAX_VERSION, VersionNumber
 
-ModelName = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/@-]+$")]
+ModelName = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/@-]+\Z")]
 ToolName = Annotated[str, Meta(min_length=1, max_length=64)]
 KbId = Annotated[str, Meta(min_length=1, max_length=64)]
 Url = Annotated[str, Meta(min_length=8, max_length=2000)]
 McpServerId = Annotated[str, Meta(min_length=1, max_length=64)]
-PromptKey = Annotated[str, Meta(max_length=128, pattern=r"^([A-Za-z0-9][A-Za-z0-9_.:-]*)?$")]  # "": unbind
+PromptKey = Annotated[str, Meta(max_length=128, pattern=r"^([A-Za-z0-9][A-Za-z0-9_.:-]*)?\Z")]  # "": unbind
 
 
 AgentType = Literal["simple", "chain", "multi_agent", "workflow", "composite"]

@@ -33,7 +33,7 @@ class MessageBody(Body):
 
 
 # a session id the client chose (Prodgy's "my-session-01"), or one Ragline gave
-SessionKey = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:@-]+$")]
+SessionKey = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:@-]+\Z")]
 
 
 class AssistantBody(Body):

@@ -18,9 +18,9 @@ from api.services.environments import EnvironmentFields, EnvironmentInfo
 from api.services.identity import Principal
 from api.services.variables import VariableFields, VariableInfo
 
-EnvName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]*$")]
+EnvName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]*\Z")]
 Description = Annotated[str, Meta(max_length=2000)]
-VarName = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+VarName = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*\Z")]
 Value = Annotated[str, Meta(max_length=65_536)]
 Ref = Annotated[str, Meta(min_length=1, max_length=64)]
 

@@ -17,7 +17,7 @@ from api.services.identity import Principal
 from api.services.mcp_servers import McpServerFields, McpServerInfo
 
 # a letter, then letters, digits, _ or -: its tools are offered as <name>__<tool>
-ServerName = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")]
+ServerName = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z][A-Za-z0-9_-]*\Z")]
 Description = Annotated[str, Meta(max_length=2000)]
 Url = Annotated[str, Meta(min_length=8, max_length=2000, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://")]
 Secret = Annotated[str, Meta(max_length=8192)]  # write-only; "" removes it

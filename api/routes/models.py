@@ -24,7 +24,7 @@ from api.services.model_configs import (
 )
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
-ModelName = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/@-]+$")]
+ModelName = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/@-]+\Z")]
 Url = Annotated[str, Meta(max_length=2000)]
 Secret = Annotated[str, Meta(max_length=8192)]  # write-only; "" removes it
 

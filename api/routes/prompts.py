@@ -28,11 +28,11 @@ from api.services.runs import PromptRun
 from engine.errors import InvalidInput
 from engine.types import VersionNumber
 
-Key = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+Key = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*\Z")]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Description = Annotated[str, Meta(max_length=10_000)]
 Category = Annotated[str, Meta(max_length=64)]
-Tag = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.:/+#-]*$")]
+Tag = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.:/+#-]*\Z")]
 Ref = Annotated[str, Meta(min_length=1, max_length=64)]
 EnvRef = Annotated[str, Meta(min_length=1, max_length=64)]  # an environment's id or name
 Template = Annotated[str, Meta(max_length=100_000)]
@@ -47,7 +47,7 @@ class MessageBody(Body):
 
 
 class VariableBody(Body):
-    name: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    name: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*\Z")]
     type: VariableType = "string"
     required: bool = True  # a default (not null) makes it optional too
     default: Any = None

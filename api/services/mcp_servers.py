@@ -85,7 +85,7 @@ def _check_headers(headers: dict[str, str]) -> None:
         raise InvalidInput(f"at most {MAX_HEADERS} headers")
     seen: set[str] = set()
     for name, value in headers.items():
-        if not HEADER_NAME.match(name):
+        if not HEADER_NAME.fullmatch(name):
             raise InvalidInput(f"{name!r} is not a valid HTTP header name")
         if name.lower() in RESERVED_HEADERS:
             raise InvalidInput(f"the {name} header is set by Ragline itself")
@@ -206,7 +206,7 @@ class McpServerService:
 
     async def _apply(self, row: McpServer, fields: McpServerFields) -> None:
         if fields.name is not None:
-            if not NAME.match(fields.name) or "__" in fields.name:
+            if not NAME.fullmatch(fields.name) or "__" in fields.name:
                 raise InvalidInput("an MCP server name is a letter, then up to 31 letters, digits, _ or - (no '__'): "
                                    "its tools are offered as <name>__<tool>")  # fmt: skip
             row.name = fields.name

@@ -75,7 +75,7 @@ class VariableService:
         self.environments = environments
 
     async def create(self, principal: Principal, fields: VariableFields) -> VariableInfo:
-        if not fields.name or not NAME.match(fields.name):
+        if not fields.name or not NAME.fullmatch(fields.name):
             raise InvalidInput("a variable name is a letter or _ then letters, digits or _ (at most 128)")
         env = await self.environments.resolve(principal.workspace_id, fields.environment_id)
         row = Variable(id=new_id("var"), workspace_id=principal.workspace_id, environment_id=env.id, name=fields.name,
@@ -111,7 +111,7 @@ class VariableService:
         async with self.sessions() as session:
             row = await get_in_workspace(session, Variable, variable_id, principal.workspace_id, "variable")
             if fields.name is not None:
-                if not NAME.match(fields.name):
+                if not NAME.fullmatch(fields.name):
                     raise InvalidInput("a variable name is a letter or _ then letters, digits or _ (at most 128)")
                 row.name = fields.name
             if fields.description is not None:

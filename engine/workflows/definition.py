@@ -15,10 +15,10 @@ from msgspec import Meta
 
 from engine.types import TokenUsage, VersionNumber
 
-STEP_ID = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+STEP_ID = r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z"
 StepId = Annotated[str, Meta(pattern=STEP_ID)]
 STEP_KINDS = ("prompt", "agent", "search", "tool", "condition", "transform", "emit")
-EVENT_TYPE = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$"
+EVENT_TYPE = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}\Z"
 MAX_STEPS = 100
 StepStatus = Literal["succeeded", "failed", "skipped"]
 

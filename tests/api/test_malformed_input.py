@@ -246,3 +246,31 @@ def test_nul_in_a_golden_set_upload_is_422(admin: Api) -> None:
         data={"name": "fine", "description": "two\nlines"},
     )  # fmt: skip
     assert accepted.status_code == 201, accepted.text
+
+
+def test_names_with_a_trailing_newline_are_refused(admin: Api) -> None:
+    """Python's ``$`` also matches before a final newline, so every name checked by a pattern ending in ``$`` took
+    ``"name\\n"``: a prompt key, variable or environment that looks like another, a model string sent to the
+    provider with a newline. Each is refused now (the patterns end in ``\\Z``, the regexes use ``fullmatch``); the
+    same names without the newline are accepted."""
+    cases = [
+        ("/api/v1/prompts", lambda n: {"key": n, "messages": [{"role": "user", "content": "Hi"}]}, "support"),
+        ("/api/v1/prompts", lambda n: {"key": f"k{len(n)}", "tags": [n], "messages": [
+            {"role": "user", "content": "Hi"}]}, "email"),
+        ("/api/v1/environments", lambda n: {"name": n}, "staging"),
+        ("/api/v1/variables", lambda n: {"name": n, "value": "v"}, "TOKEN"),
+        ("/api/v1/models", lambda n: {"name": f"m{len(n)}", "model": n}, "ragline/extractive"),
+        ("/api/v1/mcp-servers", lambda n: {"name": n, "url": "https://93.184.216.34/mcp"}, "weather"),
+        ("/api/v1/mcp-servers", lambda n: {"name": f"s{len(n)}", "url": "https://93.184.216.34/mcp",
+                                           "headers": {n: "v"}}, "X-Key"),
+        ("/api/v1/events", lambda n: {"type": n}, "invoice.paid"),
+        ("/api/v1/subscriptions", lambda n: {"name": f"h{len(n)}", "url": "https://93.184.216.34/h",
+                                             "event_types": [n]}, "invoice.*"),
+        ("/api/v1/workflows", lambda n: {"name": f"w{len(n)}", "definition": {
+            "steps": [{"id": n, "kind": "transform", "template": {"x": 1}}]}}, "first"),
+    ]  # fmt: skip
+    for path, body, name in cases:
+        accepted = admin.request("POST", path, json=body(name))  # the body is otherwise valid
+        assert accepted.status_code in (200, 201), (path, name, accepted.text[:300])
+        refused = admin.request("POST", path, json=body(name + "\n"))
+        assert refused.status_code == 422, (path, name, refused.status_code, refused.text[:300])

@@ -6,6 +6,7 @@ Generated clients read ``/schema/openapi.json``; what it documents is checked ag
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -283,6 +284,9 @@ def test_bounds_the_app_enforces_are_in_the_document(api: Api) -> None:
     headers = next(s for n, s in schemas.items() if n.startswith("McpServerCreate"))["properties"]["headers"]
     assert next(o for o in headers["oneOf"] if o.get("type") == "object")["propertyNames"]["minLength"] == 1
     assert {"type": "number", "description": "unix seconds"} in query("/api/v1/audit", "until")["oneOf"]
+    # the app's patterns end in Python's \Z (its $ passes a final newline); the document says $, as ECMA-262 does
+    assert schemas["PromptCreate"]["properties"]["key"]["pattern"].endswith("*$")
+    assert "\\Z" not in json.dumps(doc)
 
     assert api.request("GET", "/api/v1/audit?offset=-1").status_code == 400
     assert api.request("GET", "/api/v1/audit?until=1705314600").status_code == 200
