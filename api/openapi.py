@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from http import HTTPStatus
 from typing import Any
 
+import msgspec
 from litestar._openapi.utils import default_operation_id_creator
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
@@ -26,6 +27,7 @@ from litestar.types.internal_types import PathParameterDefinition
 from api.openapi_constraints import constrain_struct, ecma_patterns, parameter_bounds, struct_components
 from api.openapi_examples import DATE_TIME, SSE_EXAMPLE, sample, sample_string
 from api.sse import run_event_schemas
+from engine.workflows.definition import STEP_ID, Step
 
 JSON = dict[str, Any]
 ERROR_REF = "#/components/schemas/ErrorEnvelope"
@@ -195,8 +197,10 @@ def correct(doc: JSON, facts: dict[str, RouteFacts]) -> JSON:
     """Rewrite a generated document (in place) to the error envelope, security and examples the app really has."""
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas["ErrorEnvelope"] = ERROR_ENVELOPE
-    for name, schema in run_event_schemas().items():
+    for name, schema in {**run_event_schemas(), **workflow_step_schemas()}.items():
         schemas.setdefault(name, schema)
+    if "WorkflowSpec" in schemas:  # its steps are decoded as objects, so that every problem of every step is listed
+        schemas["WorkflowSpec"]["properties"]["steps"]["items"] = {"$ref": "#/components/schemas/WorkflowStepItem"}
     close_strict_bodies(schemas)
     security = doc.get("security") or []
     for path, item in doc.get("paths", {}).items():
@@ -207,6 +211,21 @@ def correct(doc: JSON, facts: dict[str, RouteFacts]) -> JSON:
                 operation["security"] = [] if fact.public else copy.deepcopy(security)
     ecma_patterns(doc)
     return doc
+
+
+def workflow_step_schemas() -> JSON:
+    """A workflow step as the validator takes it: one of the kinds (``WorkflowStep``, by ``kind``), or a step made
+    from a reusable one (``uses``), which takes its kind and fields from it, its own overriding them."""
+    (union,), components = msgspec.json.schema_components((Step,), ref_template="#/components/schemas/{name}")
+    reused = {"type": "object", "required": ["id", "uses"], "description": "a step made from a reusable one",
+              "properties": {"id": {"type": "string", "pattern": STEP_ID}, "uses": {"type": "string", "minLength": 1},
+                             "kind": {"type": "string"}}}  # fmt: skip
+    return {
+        "WorkflowStep": {"title": "WorkflowStep", "description": "A step, by its kind.", **union},
+        "WorkflowStepItem": {"title": "WorkflowStepItem", "anyOf": [{"$ref": "#/components/schemas/WorkflowStep"},
+                                                                    reused]},
+        **components,
+    }  # fmt: skip
 
 
 def close_strict_bodies(schemas: JSON) -> None:

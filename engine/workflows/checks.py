@@ -20,6 +20,7 @@ from engine.workflows.types import (
     ANY,
     BOOLEAN,
     INTEGER,
+    NULL,
     NUMBER,
     STRING,
     VType,
@@ -149,14 +150,14 @@ def check_step(
 
 def _check_agent(step: Any, types: Mapping[str, VType], catalog: Catalog | None, report: Report) -> None:
     assert isinstance(step, AgentStep)
-    _expect(report, "input", types["input"], "string", "an agent's input")
+    _expect(report, "input", types.get("input", NULL), "string", "an agent's input")
     if catalog is not None and step.agent_id not in catalog.agents:
         report("agent_id", f"unknown agent {step.agent_id!r} (no agent of this workspace has that id)")
 
 
 def _check_search(step: Any, types: Mapping[str, VType], catalog: Catalog | None, report: Report) -> None:
     assert isinstance(step, SearchStep)
-    _expect(report, "query", types["query"], "string", "the search query")
+    _expect(report, "query", types.get("query", NULL), "string", "the search query")
     if catalog is not None:
         for kb in step.kb_ids or ():
             if kb not in catalog.kb_ids:
@@ -165,9 +166,10 @@ def _check_search(step: Any, types: Mapping[str, VType], catalog: Catalog | None
 
 def _check_emit(step: Any, types: Mapping[str, VType], catalog: Catalog | None, report: Report) -> None:
     assert isinstance(step, EmitStep)
-    if types["payload"].kind not in ("object", "any"):
+    payload = types.get("payload", NULL)  # no template: the payload was null
+    if payload.kind not in ("object", "any"):
         report("payload", "type mismatch: an event's payload must be an object, the template gives "
-                          f"{types['payload'].describe()}")  # fmt: skip
+                          f"{payload.describe()}")  # fmt: skip
     if catalog is not None and not catalog.events:
         report("event", "workspace events are not available on this server")
 

@@ -313,3 +313,17 @@ def test_run_events_match_their_documented_schema(api: Api, handbook: str) -> No
     check(doc, listed["application/json"]["schema"], {"data": stored})
     with pytest.raises(jsonschema.ValidationError):  # the schema has teeth: ts is ISO-8601 on the wire
         check(doc, run_event, {**stored[0], "ts": 1705314600.0})
+
+
+def test_workflow_steps_are_documented_by_kind(api: Api) -> None:
+    """A definition's steps are decoded as objects (so every problem of every step is listed), which left the
+    document with no word on them; it now names each kind's fields, or a step made from a reusable one."""
+    doc = fetch(api)
+    spec = {"$ref": "#/components/schemas/WorkflowSpec"}
+    search = {"id": "s", "kind": "search", "query": "{{ input.question }}"}
+    check(doc, spec, {"steps": [search, {"id": "r", "uses": "summarise"}]})
+    for wrong in ({"id": "s", "kind": "search"}, {**search, "kind": "searching"}, {**search, "top_k": 1000}):
+        with pytest.raises(jsonschema.ValidationError):
+            check(doc, spec, {"steps": [wrong]})
+    validated = api.request("POST", "/api/v1/workflows/validate", json={"definition": {"steps": [search]}})
+    assert validated.status_code == 200, validated.text

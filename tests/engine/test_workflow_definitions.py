@@ -178,6 +178,21 @@ def test_type_mismatches_are_refused() -> None:
     ]
 
 
+def test_a_null_where_a_template_is_required_is_a_problem() -> None:
+    """``null`` for an emit's payload, an agent's input or a search's query gave no template to type, and the check
+    that wanted one raised (a 500 on every route that saves or validates a workflow; schemathesis found it once the
+    document described the steps)."""
+    assert problems_of([
+        {"id": "e", "kind": "emit", "event": "answer.ready", "payload": None},
+        {"id": "a", "kind": "agent", "agent_id": "agt_1", "input": None},
+        {"id": "s", "kind": "search", "query": None},
+    ]) == [
+        "step 'e' field 'payload': type mismatch: an event's payload must be an object, the template gives null",
+        "step 'a' field 'input': type mismatch: an agent's input must be string, the template gives null",
+        "step 's' field 'query': type mismatch: the search query must be string, the template gives null",
+    ]  # fmt: skip
+
+
 def test_schemas_and_shapes_are_checked_together() -> None:
     found = problems_of([{"id": "s", "kind": "search", "query": 5, "top_k": 1000, "bogus": 1}],
                         output_schema={"type": "nonsense"})  # fmt: skip
