@@ -25,6 +25,9 @@ _STRING = (("min_length", "minLength"), ("max_length", "maxLength"), ("pattern",
 _ARRAY = (("min_length", "minItems"), ("max_length", "maxItems"))
 _OBJECT = (("min_length", "minProperties"), ("max_length", "maxProperties"))
 _ARRAYS = (mi.ListType, mi.SetType, mi.FrozenSetType, mi.VarTupleType)
+_JSON_TYPES: dict[type, str] = {mi.StrType: "string", mi.IntType: "integer", mi.FloatType: "number",
+                                mi.DictType: "object", **dict.fromkeys(_ARRAYS, "array")}  # fmt: skip
+_LITESTAR_READS = {"title", "description", "examples", "extra"}  # the keys of extra_json_schema Litestar copies
 
 
 def struct_components(schemas: JSON) -> Iterator[tuple[type[msgspec.Struct], JSON]]:
@@ -60,6 +63,9 @@ def constrain_struct(cls: type[msgspec.Struct], schema: JSON) -> None:
 def constrain(schema: JSON, kind: mi.Type) -> None:
     """Add to ``schema`` the bounds of ``kind`` it lacks, its items' included."""
     if isinstance(kind, mi.Metadata):
+        extra = {k: v for k, v in (kind.extra_json_schema or {}).items() if k not in _LITESTAR_READS}
+        for key, value in extra.items():  # e.g. a pattern the service checks with a message of its own
+            _branch(schema, _JSON_TYPES.get(type(kind.type), "")).setdefault(key, value)
         kind = kind.type
     if isinstance(kind, mi.UnionType):
         options = [option for option in kind.types if not isinstance(option, mi.NoneType)]
@@ -72,6 +78,11 @@ def constrain(schema: JSON, kind: mi.Type) -> None:
         value = getattr(kind, attribute, None)
         if value is not None:
             schema.setdefault(key, value)
+    _constrain_contents(schema, kind)
+
+
+def _constrain_contents(schema: JSON, kind: mi.Type) -> None:
+    """The bounds of a container's items, or of a mapping's values and keys."""
     if isinstance(kind, _ARRAYS):
         items = _branch(schema, "array").get("items")
         if isinstance(items, dict):

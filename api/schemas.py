@@ -8,9 +8,17 @@ import msgspec
 from msgspec import Meta
 
 from engine.types import MetadataScalar, MetadataValue
+from engine.workspace_events import MAX_PATTERN, MAX_TYPE, PATTERN_RE, TYPE_RE
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Id = Annotated[str, Meta(min_length=1, max_length=64)]
+# The service checks these with messages that say what a type is; the document gets the patterns
+# (``extra_json_schema``: shown, not enforced by the decoder)
+EventTypeName = Annotated[str, Meta(min_length=1, max_length=MAX_TYPE, extra_json_schema={"pattern": TYPE_RE.pattern})]
+EventTypePattern = Annotated[
+    str, Meta(min_length=1, max_length=MAX_PATTERN, extra_json_schema={"pattern": PATTERN_RE.pattern})
+]
+EventTypePatterns = Annotated[list[EventTypePattern], Meta(min_length=1, max_length=20)]
 Description = Annotated[str, Meta(max_length=10_000)]
 
 

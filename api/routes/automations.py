@@ -12,14 +12,12 @@ from api.auth import EDITOR, VIEWER
 from api.container import Services
 from api.envelope import Envelope, ListEnvelope, ok, page_of
 from api.routes.common import Limit, PageNo
-from api.schemas import Body
+from api.schemas import Body, EventTypePatterns
 from api.services.automations import AutomationFields, AutomationInfo
 from api.services.identity import Principal
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Description = Annotated[str, Meta(max_length=2000)]
-Pattern = Annotated[str, Meta(min_length=1, max_length=128)]
-Patterns = Annotated[list[Pattern], Meta(min_length=1, max_length=20)]
 Condition = Annotated[str, Meta(max_length=2000)]  # an expression over the event, as `input`; "" removes it
 Ident = Annotated[str, Meta(min_length=1, max_length=64)]
 Template = Annotated[str, Meta(max_length=10_000)]
@@ -27,7 +25,7 @@ Template = Annotated[str, Meta(max_length=10_000)]
 
 class AutomationCreate(Body):
     name: Name
-    event_types: Patterns  # "file.*", "invoice.paid", "*"
+    event_types: EventTypePatterns  # "file.*", "invoice.paid", "*"
     action: Literal["agent", "workflow"]
     description: Description = ""
     condition: Condition | None = None  # input.payload.amount > 100 and input.source == "api"
@@ -40,7 +38,7 @@ class AutomationCreate(Body):
 
 class AutomationUpdate(Body):
     name: Name | None = None
-    event_types: Patterns | None = None
+    event_types: EventTypePatterns | None = None
     action: Literal["agent", "workflow"] | None = None
     description: Description | None = None
     condition: Condition | None = None

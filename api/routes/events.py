@@ -11,29 +11,27 @@ import msgspec
 from litestar import Controller, Request, get, post
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
-from msgspec import Meta
 
 from api.auth import VIEWER, presented_secret
 from api.container import Services
 from api.envelope import Envelope, Pagination, ok
 from api.routes.common import Limit, PageNo
-from api.schemas import Body
+from api.schemas import Body, EventTypeName
 from api.services.events import EventInfo, EventQuery
 from api.services.identity import Principal
 from api.services.live_feed import LiveClient
 from api.sse import with_idle_ticks
 from engine.errors import InvalidInput
 from engine.ids import unix
-from engine.workspace_events import MAX_TYPE, is_event_id
+from engine.workspace_events import is_event_id
 
-EventType = Annotated[str, Meta(min_length=1, max_length=MAX_TYPE)]
 Cursor = Annotated[str | None, Parameter(query="after", max_length=64, required=False)]
 _encoder = msgspec.json.Encoder()
 EARLIEST = "evt_" + "0" * 19  # sorts before every event id
 
 
 class EventCreate(Body):
-    type: EventType  # dotted lower-case words of your own: "invoice.paid" (Ragline's first words are reserved)
+    type: EventTypeName  # dotted lower-case words of your own: "invoice.paid" (Ragline's first words are reserved)
     payload: dict[str, Any] = {}  # any JSON object, at most 64 KiB
 
 

@@ -12,27 +12,25 @@ from api.auth import EDITOR, VIEWER
 from api.container import Services
 from api.envelope import Envelope, ListEnvelope, ok, page_of
 from api.routes.common import Limit, PageNo
-from api.schemas import Body
+from api.schemas import Body, EventTypePatterns
 from api.services.identity import Principal
 from api.services.subscriptions import DeliveryInfo, SubscriptionFields, SubscriptionInfo, SubscriptionWithSecret
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Url = Annotated[str, Meta(min_length=8, max_length=2000, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://")]
-Pattern = Annotated[str, Meta(min_length=1, max_length=128)]
-Patterns = Annotated[list[Pattern], Meta(min_length=1, max_length=20)]
 
 
 class SubscriptionCreate(Body):
     name: Name
     url: Url  # checked by the SSRF guard now and on every delivery
-    event_types: Patterns  # "file.*", "run.finished", "*"
+    event_types: EventTypePatterns  # "file.*", "run.finished", "*"
     enabled: bool = True
 
 
 class SubscriptionUpdate(Body):
     name: Name | None = None
     url: Url | None = None
-    event_types: Patterns | None = None
+    event_types: EventTypePatterns | None = None
     enabled: bool | None = None
 
 

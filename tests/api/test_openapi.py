@@ -288,6 +288,13 @@ def test_bounds_the_app_enforces_are_in_the_document(api: Api) -> None:
     assert schemas["PromptCreate"]["properties"]["key"]["pattern"].endswith("*$")
     assert "\\Z" not in json.dumps(doc)
 
+    # patterns the service checks with its own message are shown too
+    pattern = array(schemas["SubscriptionCreate"]["properties"]["event_types"])["items"]["pattern"]
+    assert re.fullmatch(pattern, "file.*") and not re.fullmatch(pattern, "File ready")
+    assert re.fullmatch(schemas["EventCreate"]["properties"]["type"]["pattern"], "invoice.paid")
+    emitted = api.request("POST", "/api/v1/events", json={"type": "Invoice paid"})
+    assert emitted.status_code == 422 and "dotted lower-case words" in emitted.json()["message"]
+
     assert api.request("GET", "/api/v1/audit?offset=-1").status_code == 400
     assert api.request("GET", "/api/v1/audit?until=1705314600").status_code == 200
     assert api.request("POST", "/api/v1/search", json={"query": "x", "file_ids": [""]}).status_code == 422
