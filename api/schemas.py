@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from engine.metadata import METADATA_KEY
 from engine.types import MetadataScalar, MetadataValue
 from engine.workspace_events import MAX_PATTERN, MAX_TYPE, PATTERN_RE, TYPE_RE
 
@@ -19,6 +20,7 @@ EventTypePattern = Annotated[
     str, Meta(min_length=1, max_length=MAX_PATTERN, extra_json_schema={"pattern": PATTERN_RE.pattern})
 ]
 EventTypePatterns = Annotated[list[EventTypePattern], Meta(min_length=1, max_length=20)]
+MetadataKey = Annotated[str, Meta(extra_json_schema={"pattern": f"^{METADATA_KEY.pattern}$"})]
 Description = Annotated[str, Meta(max_length=10_000)]
 
 
@@ -40,7 +42,7 @@ class FileUpdate(Body):
     """Replace a file's tags and/or metadata (omitted fields are kept); chunks are relabelled, not re-embedded."""
 
     tags: Annotated[list[Annotated[str, Meta(max_length=64)]], Meta(max_length=32)] | None = None
-    metadata: dict[str, MetadataValue] | None = None  # checked by engine.metadata (keys, types, sizes)
+    metadata: dict[MetadataKey, MetadataValue] | None = None  # checked by engine.metadata (keys, types, sizes)
 
 
 class SearchBody(Body):
@@ -53,7 +55,7 @@ class SearchBody(Body):
     file_types: Annotated[list[Annotated[str, Meta(max_length=16)]], Meta(max_length=20)] | None = None
     tags: Annotated[list[Annotated[str, Meta(max_length=64)]], Meta(max_length=50)] | None = None
     # {key: value} or {key: [accepted values]}: every key must match (engine.metadata)
-    metadata: Annotated[dict[str, MetadataScalar | list[MetadataScalar]], Meta(max_length=16)] | None = None
+    metadata: Annotated[dict[MetadataKey, MetadataScalar | list[MetadataScalar]], Meta(max_length=16)] | None = None
     page_from: Annotated[int, Meta(ge=0, le=1_000_000)] | None = None
     page_to: Annotated[int, Meta(ge=0, le=1_000_000)] | None = None
     created_after: Annotated[float, Meta(ge=0, le=1e11)] | None = None

@@ -22,7 +22,7 @@ MAX_LIST = 32
 MAX_INT = 2**53  # JSON's exact-integer range
 MAX_FILTER_KEYS = 16
 MAX_FILTER_VALUES = 100
-_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
+METADATA_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")  # a whole key (fullmatch)
 
 
 def clean_metadata(raw: Any) -> dict[str, MetadataValue]:
@@ -75,7 +75,7 @@ def metadata_filter(raw: Any) -> tuple[tuple[str, tuple[MetadataScalar, ...]], .
 
 
 def _check_key(key: Any) -> None:
-    if not isinstance(key, str) or not _KEY.fullmatch(key):
+    if not isinstance(key, str) or not METADATA_KEY.fullmatch(key):
         raise InvalidInput(f"metadata key {key!r} must be a letter or _ then up to 63 letters, digits, _ or -")
 
 

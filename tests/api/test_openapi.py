@@ -292,6 +292,9 @@ def test_bounds_the_app_enforces_are_in_the_document(api: Api) -> None:
     pattern = array(schemas["SubscriptionCreate"]["properties"]["event_types"])["items"]["pattern"]
     assert re.fullmatch(pattern, "file.*") and not re.fullmatch(pattern, "File ready")
     assert re.fullmatch(schemas["EventCreate"]["properties"]["type"]["pattern"], "invoice.paid")
+    metadata = next(o for o in schemas["FileUpdate"]["properties"]["metadata"]["oneOf"] if o.get("type") == "object")
+    assert re.fullmatch(metadata["propertyNames"]["pattern"], "department")
+    assert not re.fullmatch(metadata["propertyNames"]["pattern"], "two words")
     emitted = api.request("POST", "/api/v1/events", json={"type": "Invoice paid"})
     assert emitted.status_code == 422 and "dotted lower-case words" in emitted.json()["message"]
 
