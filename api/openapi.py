@@ -273,9 +273,9 @@ def _correct_operation(path: str, method: str, op: JSON, fact: RouteFacts, schem
 
 def _accept_unix_seconds(schema: JSON) -> None:
     """A date-time query parameter also takes unix seconds (``?since=1705314600``), as Litestar decodes it."""
-    options: list[JSON] = schema.get("oneOf", [schema])
-    if any(option.get("format") == "date-time" for option in options) and "oneOf" in schema:
-        schema["oneOf"].insert(1, {"type": "number", "description": "unix seconds"})
+    options: list[JSON] = schema.get("oneOf", [])  # every date-time query parameter is optional: [date-time, null]
+    if any(option.get("format") == "date-time" for option in options):
+        options.insert(1, {"type": "number", "description": "unix seconds"})
 
 
 def _correct_success(path: str, responses: JSON, override: JSON, fact: RouteFacts, schemas: JSON) -> None:
