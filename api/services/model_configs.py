@@ -68,8 +68,8 @@ class ModelParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Default parameters of a model call (a configuration's, or a prompt version's): each a run passes on."""
 
     temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
-    max_tokens: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
-    top_p: Annotated[float, Meta(ge=0, le=1)] | None = None
+    max_tokens: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None  # a prompt's: with a model configuration
+    top_p: Annotated[float, Meta(ge=0, le=1)] | None = None  # a prompt's: with a model configuration
     timeout_s: Annotated[float, Meta(gt=0, le=3600)] | None = None
 
 
