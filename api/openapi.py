@@ -25,7 +25,7 @@ from litestar.types import Method
 from litestar.types.internal_types import PathParameterDefinition
 
 from api.openapi_constraints import constrain_struct, ecma_patterns, parameter_bounds, struct_components
-from api.openapi_examples import DATE_TIME, SSE_EXAMPLE, sample, sample_string
+from api.openapi_examples import DATE_TIME, SSE_EXAMPLE, WORKSPACE_SSE_EXAMPLE, sample, sample_string
 from api.sse import run_event_schemas
 from engine.workflows.definition import STEP_ID, Step
 
@@ -287,7 +287,8 @@ def _correct_success(path: str, responses: JSON, override: JSON, fact: RouteFact
         if fact.sse:
             content.clear()
             item = copy.deepcopy(_SSE_ITEMS.get(path, _RUN_EVENT_ITEM))
-            content["text/event-stream"] = {"schema": item, "example": SSE_EXAMPLE}
+            example = WORKSPACE_SSE_EXAMPLE if path in _SSE_ITEMS else SSE_EXAMPLE
+            content["text/event-stream"] = {"schema": item, "example": example}
         if "last-modified" in response.get("headers", {}):  # an HTTP-date (Mon, 15 Jan 2024 10:30:00 GMT)
             response["headers"]["last-modified"]["schema"] = {"type": "string", "examples": [_HTTP_DATE]}
             response["headers"]["last-modified"]["description"] = "when the file was stored, as an HTTP-date"

@@ -52,9 +52,14 @@ SSE_EXAMPLE = "".join(
     for seq, kind, rest in (
         (1, "execution", f'"execution_id":"run_{_HEX}","agent":"Support agent","model":"ragline/extractive"'),
         (2, "content", '"content":"New employees get 25 days.","text":"New employees get 25 days."'),
-        (3, "done", '"output":"New employees get 25 days.","token_usage":{"prompt_tokens":412,'
-         '"completion_tokens":9,"total_tokens":421},"time":1.84'),
+        (3, "done", '"output":"New employees get 25 days.","token_usage":{"prompt":412,"completion":9,"total":421},'
+         '"time":1.84'),
     )
+)
+WORKSPACE_SSE_EXAMPLE = (
+    f'event: file.ready\nid: evt_0605c1f2a3b4c5d6e7f\ndata: {{"id":"evt_0605c1f2a3b4c5d6e7f",'
+    f'"workspace_id":"ws_{_HEX}","type":"file.ready","payload":{{"file_id":"file_{_HEX}","kb_id":"kb_{_HEX}",'
+    f'"name":"handbook.pdf","chunks":42}},"source":"ragline","ts":"{DATE_TIME}","depth":0,"run_id":null}}\n\n'
 )
 
 

@@ -6,6 +6,7 @@ Generated clients read ``/schema/openapi.json``; what it documents is checked ag
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Iterator
@@ -337,3 +338,37 @@ def test_workflow_steps_are_documented_by_kind(api: Api) -> None:
             check(doc, spec, {"steps": [wrong]})
     validated = api.request("POST", "/api/v1/workflows/validate", json={"definition": {"steps": [search]}})
     assert validated.status_code == 200, validated.text
+
+
+def test_every_stream_example_matches_its_event_schema(api: Api) -> None:
+    """The example of each SSE operation parses into events its item schema accepts, their data included, with no
+    field the schema does not name (the run example's token_usage had names the wire never used)."""
+    doc = closed(fetch(api))
+    streams = [(path, response["content"]["text/event-stream"]) for path, _, operation in operations(doc)
+               for response in operation["responses"].values() if "text/event-stream" in response.get("content", {})]
+    assert len(streams) >= 7
+    for path, media in streams:
+        frames = parse_sse(media["example"])
+        assert frames, path
+        for frame in frames:
+            check(doc, media["schema"], {**frame, "data": json.dumps(frame["data"])})
+            check(doc, media["schema"]["properties"]["data"]["contentSchema"], frame["data"])
+            assert frame["data"]["type"] == frame["event"], path
+
+
+def closed(doc: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``doc`` whose component objects refuse fields they do not name (to hold examples to the schema)."""
+
+    def close(node: Any) -> None:
+        if isinstance(node, dict):
+            if "properties" in node and "additionalProperties" not in node:
+                node["additionalProperties"] = False
+            for value in node.values():
+                close(value)
+        elif isinstance(node, list):
+            for value in node:
+                close(value)
+
+    strict = copy.deepcopy(doc)
+    close(strict["components"])
+    return strict
