@@ -13,6 +13,7 @@ from engine.workspace_events import MAX_PATTERN, MAX_TYPE, PATTERN_RE, TYPE_RE
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Id = Annotated[str, Meta(min_length=1, max_length=64)]
+ModelName = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/@-]+\Z")]  # a litellm model
 # The service checks these with messages that say what a type is; the document gets the patterns
 # (``extra_json_schema``: shown, not enforced by the decoder)
 EventTypeName = Annotated[str, Meta(min_length=1, max_length=MAX_TYPE, extra_json_schema={"pattern": TYPE_RE.pattern})]

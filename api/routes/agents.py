@@ -13,13 +13,12 @@ from api.auth import EDITOR, VIEWER
 from api.container import Services
 from api.envelope import Envelope, ListEnvelope, ok, page_of
 from api.routes.common import Limit, PageNo, stream_run
-from api.schemas import Body
+from api.schemas import Body, ModelName
 from api.services.agents import AgentFields, AgentInfo
 from api.services.identity import Principal
 from api.services.runs import RunStart
 from engine.types import MAX_VERSION, VersionNumber
 
-ModelName = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/@-]+\Z")]
 ToolName = Annotated[str, Meta(min_length=1, max_length=64)]
 KbId = Annotated[str, Meta(min_length=1, max_length=64)]
 Url = Annotated[str, Meta(min_length=8, max_length=2000)]

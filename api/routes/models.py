@@ -12,7 +12,7 @@ from api.auth import ADMIN, VIEWER
 from api.container import Services
 from api.envelope import Envelope, ListEnvelope, ok, page_of
 from api.routes.common import Limit, PageNo
-from api.schemas import Body
+from api.schemas import Body, ModelName
 from api.services.identity import Principal
 from api.services.model_configs import (
     PROVIDERS,
@@ -24,7 +24,6 @@ from api.services.model_configs import (
 )
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
-ModelName = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/@-]+\Z")]
 Url = Annotated[str, Meta(max_length=2000)]
 Secret = Annotated[str, Meta(max_length=8192)]  # write-only; "" removes it
 
