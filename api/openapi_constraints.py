@@ -2,10 +2,11 @@
 
 Litestar copies a bound only when it is truthy (``ge=0`` is lost, on query parameters and optional Struct fields
 alike) and never the constraints on a list's items (``list[Annotated[str, Meta(min_length=1)]]``), so the document
-allowed what the app refuses with a 422: schemathesis counted 12 such operations. The msgspec type of each body
-Struct, and the ``Parameter`` of each query parameter, are what the app validates with; this reads them and adds
-every bound a schema lacks, never changing one it has. Litestar writes an optional value's bounds beside its
-``oneOf`` (JSON Schema applies ``minimum`` to numbers only, so ``null`` still passes); added bounds go there too.
+allowed what the app refuses with a 400 or 422 (10 operations in a schemathesis run with every check on). The
+msgspec type of each body Struct, and the ``Parameter`` of each query parameter, are what the app validates with;
+this reads them and adds every bound a schema lacks, never changing one it has. Litestar writes an optional value's
+bounds beside its ``oneOf`` (JSON Schema applies ``minimum`` to numbers only, so ``null`` still passes); added
+bounds go there too.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ _NUMBER = (("ge", "minimum"), ("gt", "exclusiveMinimum"), ("le", "maximum"), ("l
 _STRING = (("min_length", "minLength"), ("max_length", "maxLength"), ("pattern", "pattern"))
 _ARRAY = (("min_length", "minItems"), ("max_length", "maxItems"))
 _OBJECT = (("min_length", "minProperties"), ("max_length", "maxProperties"))
+_PARAMETER = (*_NUMBER[:4], ("min_length", "minLength"), ("max_length", "maxLength"))  # what a Parameter can bound
 _ARRAYS = (mi.ListType, mi.SetType, mi.FrozenSetType, mi.VarTupleType)
 _JSON_TYPES: dict[type, str] = {mi.StrType: "string", mi.IntType: "integer", mi.FloatType: "number",
                                 mi.DictType: "object", **dict.fromkeys(_ARRAYS, "array")}  # fmt: skip
@@ -137,7 +139,6 @@ def parameter_bounds(handler: HTTPRouteHandler) -> dict[str, JSON]:
     for name, field in handler.parsed_fn_signature.parameters.items():
         definition = field.kwarg_definition
         if isinstance(definition, ParameterKwarg) and not (definition.header or definition.cookie):
-            pairs = (*_NUMBER[:4], ("min_length", "minLength"), ("max_length", "maxLength"))
-            found = {key: getattr(definition, attribute) for attribute, key in pairs}
+            found = {key: getattr(definition, attribute) for attribute, key in _PARAMETER}
             bounds[definition.query or name] = {key: value for key, value in found.items() if value is not None}
     return bounds
